@@ -1,0 +1,1 @@
+"""Probes: each turns a built workspace into an Observation (see base.py)."""

@@ -1,0 +1,152 @@
+"""The command probe: any command with `git bisect run` exit codes, frozen at session start."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from bisector.errors import UsageError
+from bisector.probes.base import Observation, ProbeContext
+from bisector.process import run_process
+from bisector.verdict import Verdict
+
+# Words that a POSIX shell understands without a program on PATH.
+_SHELL_WORDS = {
+    "test", "[", "true", "false", "exit", "cd", "echo", "printf", "!", "if", "for",
+    "while", "case", "{", "(", "set", "export", "exec", ":", ".", "eval", "read",
+}
+_INTERPRETERS = {"python", "python3", "sh", "bash", "zsh", "node", "perl", "ruby", "Rscript"}
+_ON_TIMEOUT = ("skip", "bad", "abort")
+
+
+def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str, dict[str, str]]:
+    """Check the command can run and copy its script out of the user's checkout.
+
+    The script (the first word, or the first argument of an interpreter such as
+    `python check.py`) is copied to `frozen_dir` so that old commits are judged by
+    today's script, like the script given to `git bisect run`. Returns the command
+    with the script replaced by its frozen copy, and {original: sha256} of what was frozen.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse the probe command {command!r}: {exc}") from None
+    if not words:
+        raise UsageError("the probe command is empty: give one with --probe 'CMD'")
+    script_index = 0
+    first = words[0]
+    if first in _SHELL_WORDS or "=" in first:
+        return command, {}
+    if "/" in first:
+        path = (user_cwd / first).resolve()
+        if not path.exists():
+            raise UsageError(f"probe command not found: {first} (no such file in {user_cwd})")
+        if not os.access(path, os.X_OK):
+            raise UsageError(f"probe command is not executable: {first} (run: chmod +x {first})")
+    elif shutil.which(first) is None:
+        raise UsageError(f"probe command not found: {first} (not on PATH)")
+    if os.path.basename(first).rstrip("0123456789.") in _INTERPRETERS and len(words) > 1:
+        script_index = 1
+        if words[1].startswith("-"):
+            return command, {}
+    candidate = (user_cwd / words[script_index]).resolve()
+    if script_index == 1 and not candidate.is_file():
+        raise UsageError(f"probe script not found: {words[1]} (no such file in {user_cwd})")
+    if not candidate.is_file():
+        return command, {}  # a program on PATH: nothing to freeze
+    frozen_dir.mkdir(parents=True, exist_ok=True)
+    data = candidate.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    target = frozen_dir / f"{digest[:12]}-{candidate.name}"
+    if not target.exists():
+        shutil.copy2(candidate, target)
+    words[script_index] = str(target)
+    return shlex.join(words), {words[script_index]: digest}
+
+
+class CommandProbe:
+    """Runs a shell command in the workspace; its exit code is the verdict."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        on_timeout: str = "skip",
+        name: str = "command",
+        frozen: Mapping[str, str] | None = None,
+    ):
+        if on_timeout not in _ON_TIMEOUT:
+            raise UsageError(f"probe on_timeout must be one of {', '.join(_ON_TIMEOUT)}, not {on_timeout!r}")
+        self.command = command
+        self.timeout = timeout
+        self.on_timeout = on_timeout
+        self.name = name
+        self.frozen = dict(frozen or {})
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> "CommandProbe":
+        """Build from a config table: {run = "CMD", timeout = 60, on_timeout = "skip"}."""
+        command = spec.get("run") or spec.get("command")
+        if not command or not isinstance(command, str):
+            raise UsageError("a command probe needs `run = \"CMD\"` (or --probe 'CMD')")
+        frozen_command, frozen = freeze_command(command, user_cwd, frozen_dir)
+        timeout = spec.get("timeout")
+        return cls(
+            frozen_command,
+            timeout=float(timeout) if timeout else None,
+            on_timeout=spec.get("on_timeout", "skip"),
+            name=spec.get("name", "command"),
+            frozen=frozen,
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "command",
+            "run": self.command,
+            "timeout": self.timeout,
+            "on_timeout": self.on_timeout,
+            "frozen": self.frozen,
+        }
+
+    def run(self, ctx: ProbeContext) -> Observation:
+        env = dict(os.environ)
+        env.update(ctx.env)
+        env.update(
+            BISECTOR_COMMIT=ctx.commit,
+            BISECTOR_WORKSPACE=str(ctx.workspace),
+            BISECTOR_STEP=str(ctx.step),
+            BISECTOR_DATA_REV=ctx.data_rev or ctx.commit,
+        )
+        timeout = self.timeout if self.timeout is not None else ctx.timeout
+        log = ctx.log_dir / f"probe-{self.name}.log"
+        start = time.monotonic()
+        res = run_process(
+            ["/bin/sh", "-c", self.command], cwd=ctx.workspace, env=env, timeout=timeout, log_path=log
+        )
+        duration = time.monotonic() - start
+        evidence: dict[str, Any] = {"exit_code": res.returncode, "timed_out": res.timed_out}
+        if res.timed_out:
+            verdict = Verdict(self.on_timeout)
+            summary = f"timed out after {timeout:g}s"
+        else:
+            verdict = Verdict.from_exit_code(res.returncode)
+            if res.returncode < 0:
+                summary = f"killed by signal {-res.returncode}"
+            else:
+                summary = f"exit {res.returncode}"
+        if verdict is not Verdict.GOOD:
+            evidence["log_tail"] = res.tail(10)
+        return Observation(
+            probe=self.name,
+            verdict=verdict,
+            summary=summary,
+            evidence=evidence,
+            duration=duration,
+            log=str(log),
+        )
