@@ -109,3 +109,31 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@dataclass
+class Captured:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def capture(
+    cmd: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str],
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Captured:
+    """Run a short command (git plumbing, dvc queries) and capture its output."""
+    proc = subprocess.run(
+        list(cmd),
+        cwd=os.fspath(cwd),
+        input=input,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Captured(proc.returncode, proc.stdout, proc.stderr)

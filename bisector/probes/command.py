@@ -59,9 +59,11 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
         raise UsageError(f"probe script not found: {words[1]} (no such file in {user_cwd})")
     if not candidate.is_file():
         return command, {}  # a program on PATH: nothing to freeze
-    frozen_dir.mkdir(parents=True, exist_ok=True)
     data = candidate.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
+    if candidate.parent == frozen_dir.resolve():
+        return command, {str(candidate): digest}  # already frozen (a resumed session)
+    frozen_dir.mkdir(parents=True, exist_ok=True)
     target = frozen_dir / f"{digest[:12]}-{candidate.name}"
     if not target.exists():
         shutil.copy2(candidate, target)

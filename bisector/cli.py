@@ -1,0 +1,166 @@
+"""The command line: thin click commands over the Python API (heavy imports stay inside them)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    a culprit was found (and confirmed)
+  1    no single culprit: candidates listed, the bounds do not
+       reproduce, or the probe aborted
+  2    usage or input error (bad revision, missing probe, ...)
+  130  interrupted (Ctrl-C); run `bisector run` again to resume
+"""
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's errors into `Error: ...` plus their exit code; tracebacks with -v."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from bisector.errors import BisectorError
+
+        ctx = click.get_current_context()
+        verbose = (ctx.find_root().params or {}).get("verbose", False)
+        try:
+            return fn(*args, **kwargs)
+        except BisectorError as exc:
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: the journal is saved; run `bisector run` again to resume.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="bisector", message="bisector %(version)s")
+def main(verbose: bool) -> None:
+    """Find the commit (or data revision) that broke a model, by binary search.
+
+    bisector tests revisions between a known-good and a broken one in an isolated
+    git worktree (your checkout is never touched), builds each one, runs a probe,
+    and writes every step to a journal under .bisector/ so a killed run resumes.
+    """
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@click.option("--good", "goods", multiple=True, metavar="REV", help="A revision where the probe passes (repeatable).")
+@click.option("--bad", metavar="REV", help="A revision where the probe fails.")
+@click.option("--probe", metavar="CMD", help="Probe command: exit 0 good, 125 skip, 1-127 bad, else abort.")
+@click.option("--timeout", "probe_timeout", type=float, metavar="SECS", help="Per-step probe timeout (a timeout is a skip).")
+@click.option("--build", metavar="CMD", help="Build command run in the workspace before the probe.")
+@click.option("--build-timeout", type=float, metavar="SECS", help="Build timeout (a timed-out build is a failed build).")
+@click.option(
+    "--on-failure",
+    type=click.Choice(["skip", "bad", "abort"]),
+    help="What a failed build means (default: skip).",
+)
+@click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges.")
+@click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
+@_handle_errors
+def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
+        build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
+        paths: tuple[str, ...]) -> None:
+    """Bisect between --good and --bad with a probe; resume an interrupted session.
+
+    \b
+    Example:
+      bisector run --good v1.0 --bad main --probe './check.sh' -- src/
+
+    The probe and bisector.toml are read from your current checkout once, at the
+    start, and frozen: every commit is judged by the same script. With no --good
+    and --bad, the unfinished session (if any) is resumed.
+    """
+    from bisector.render import CliHandler, print_result
+    from bisector.session import RunOptions, Session
+
+    _sigterm_as_interrupt()
+    opts = RunOptions(
+        repo=Path(repo),
+        bad=bad,
+        goods=list(goods),
+        probe=probe,
+        probe_timeout=probe_timeout,
+        build=build,
+        build_timeout=build_timeout,
+        on_failure=on_failure,
+        first_parent=first_parent,
+        paths=list(paths),
+    )
+    session = Session(opts, CliHandler())
+    result = session.run()
+    print_result(session.repo, result)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("session", required=False)
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", help="Output format.")
+@_handle_errors
+def journal(session: str | None, repo: str, fmt: str) -> None:
+    """Show the steps of a session (default: the latest) as a table."""
+    from bisector.render import render_journal
+
+    click.echo(render_journal(Path(repo), session, fmt))
+
+
+@main.command()
+@click.argument("session", required=False)
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@_handle_errors
+def log(session: str | None, repo: str) -> None:
+    """Show a session as a `git bisect log` (replayable with `git bisect replay`)."""
+    from bisector.render import render_bisect_log
+
+    click.echo(render_bisect_log(Path(repo), session))
+
+
+@main.command()
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@_handle_errors
+def reset(repo: str) -> None:
+    """Drop the unfinished session and remove its worktree (journals are kept)."""
+    from bisector.session import reset as do_reset
+
+    dropped = do_reset(Path(repo))
+    click.echo("Dropped: " + ", ".join(dropped) if dropped else "Nothing to reset.")
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the demo repository and print its path.")
+@_handle_errors
+def demo(keep: bool) -> None:
+    """Build a small project with a planted regression and bisect it."""
+    from bisector.demo import run_demo
+
+    sys.exit(run_demo(keep=keep))
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM ends a run like Ctrl-C: steps are killed, the journal kept, the worktree removed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,178 @@
+"""What users read: progress lines, the result, the journal as a table, JSON, Markdown or a bisect log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bisector.errors import UsageError
+from bisector.git import repo_root
+from bisector.history import commit_info, show_stat
+from bisector.journal import SessionSummary, journal_dir, list_journals, summarize
+from bisector.session import Handler, SessionResult, StepRecord
+
+ROLE_LABEL = {
+    "bad-bound": "check bad",
+    "good-bound": "check good",
+    "merge-base": "check merge base",
+    "search": "",
+    "confirm": "confirm",
+}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class CliHandler(Handler):
+    """Progress on stderr, one line when a step starts and one when it ends."""
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        verb = "Resuming" if info.get("resumed") else "Bisecting"
+        click.echo(
+            f"{verb} {info['candidates']} commits between good {', '.join(g[:10] for g in info['goods'])} "
+            f"and bad {info['bad'][:10]} (journal: {info['journal']})",
+            err=True,
+        )
+
+    def on_step_start(self, step: int, commit: str, role: str, left: int, est_steps: int, est_seconds: float | None) -> None:
+        label = ROLE_LABEL.get(role, role)
+        if role == "search":
+            eta = f", ~{_duration(est_seconds)} left" if est_seconds is not None else ""
+            click.echo(
+                f"step {step}: {left} candidates left (about {est_steps} steps{eta}): testing {commit[:10]}",
+                err=True,
+            )
+        else:
+            click.echo(f"step {step}: {label} {commit[:10]}", err=True)
+
+    def on_step_end(self, record: StepRecord) -> None:
+        click.echo(f"  {record.commit[:10]} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
+
+
+def _summary(step: dict[str, Any]) -> str:
+    build = step.get("build", {})
+    if build.get("status") not in (None, "ok", "none", "cached"):
+        return f"build {build['status']}"
+    obs = step.get("observations", [])
+    return "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in obs) or "-"
+
+
+def print_result(repo: Path, result: SessionResult) -> None:
+    click.echo("")
+    if result.status == "found" and result.culprit:
+        info = commit_info(repo, [result.culprit])[result.culprit]
+        click.echo(f"{result.culprit} is the first bad commit")
+        click.echo(f"Author: {info.author}")
+        click.echo(f"Date:   {info.date}")
+        click.echo(f"\n    {info.subject}\n")
+        stat = show_stat(repo, result.culprit)
+        if stat:
+            click.echo(stat)
+    elif result.status == "ambiguous":
+        click.echo("No single culprit: these commits could not be told apart (steps were skipped):")
+        infos = commit_info(repo, result.candidates)
+        for sha in result.candidates:
+            c = infos.get(sha)
+            click.echo(f"  {sha[:10]} {c.subject if c else ''}")
+    else:
+        click.echo(f"No culprit: {result.message}")
+    steps = result.steps
+    total = sum(steps.values())
+    checks = sum(v for k, v in steps.items() if k not in ("search", "confirm"))
+    click.echo(
+        f"\n{total} steps ({checks} bound checks, {steps.get('search', 0)} search, "
+        f"{steps.get('confirm', 0)} confirmation) in {_duration(result.elapsed)}. "
+        f"Journal: {result.journal}"
+    )
+
+
+def find_session(repo_path: Path, session: str | None) -> SessionSummary:
+    repo = repo_root(repo_path)
+    paths = list_journals(repo)
+    if not paths:
+        raise UsageError(f"no sessions in {journal_dir(repo)}: run `bisector run` first")
+    if session is None:
+        return summarize(paths[-1])
+    matches = [p for p in paths if p.stem == session or p.stem.startswith(session)]
+    if len(matches) != 1:
+        known = ", ".join(p.stem for p in paths[-5:])
+        raise UsageError(f"unknown session {session!r} (recent: {known})")
+    return summarize(matches[0])
+
+
+def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
+    infos = commit_info(repo, [e["commit"] for e in s.steps])
+    rows = []
+    for e in s.steps:
+        c = infos.get(e["commit"])
+        build = e.get("build", {})
+        rows.append(
+            {
+                "step": e["step"],
+                "role": ROLE_LABEL.get(e["role"], e["role"]) or "search",
+                "commit": e["commit"][:10],
+                "subject": (c.subject if c else "")[:50],
+                "build": build.get("status", "none") if build.get("status") != "ok" else _duration(build.get("duration")),
+                "verdict": e["verdict"],
+                "probe": _summary(e),
+            }
+        )
+    return rows
+
+
+def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
+    from tabulate import tabulate
+
+    repo = repo_root(repo_path)
+    s = find_session(repo, session)
+    rows = step_rows(repo, s)
+    if fmt == "json":
+        return json.dumps({"session": s.id, "start": s.start, "steps": s.steps, "end": s.end}, indent=2)
+    table = tabulate(rows, headers="keys", tablefmt="github" if fmt == "md" else "simple")
+    end = s.end
+    if end is None:
+        outcome = "unfinished (run `bisector run` to resume)"
+    elif end["status"] == "found":
+        outcome = f"first bad commit {end['culprit']}"
+    else:
+        outcome = f"{end['status']}: {end.get('message', '')}"
+    head = f"Session {s.id}: bad {s.start['bad'][:10]}, good {', '.join(g[:10] for g in s.start['goods'])}, {s.start['candidates']} candidates"
+    if fmt == "md":
+        return f"## {head}\n\n{table}\n\n**Outcome:** {outcome}\n"
+    return f"{head}\n\n{table}\n\nOutcome: {outcome}"
+
+
+def render_bisect_log(repo_path: Path, session: str | None) -> str:
+    repo = repo_root(repo_path)
+    s = find_session(repo, session)
+    shas = [s.start["bad"], *s.start["goods"], *(e["commit"] for e in s.steps)]
+    if s.end and s.end.get("culprit"):
+        shas.append(s.end["culprit"])
+    infos = commit_info(repo, shas)
+
+    def line(verdict: str, sha: str) -> str:
+        c = infos.get(sha)
+        return f"# {verdict}: [{sha}] {c.subject if c else ''}"
+
+    out = [line("bad", s.start["bad"])]
+    out += [line("good", g) for g in s.start["goods"]]
+    out.append("git bisect start " + " ".join([s.start["bad"], *s.start["goods"]]))
+    bounds = {s.start["bad"], *s.start["goods"]}
+    for e in s.steps:
+        if e["commit"] in bounds or e["verdict"] not in ("good", "bad", "skip"):
+            continue
+        out.append(line(e["verdict"], e["commit"]))
+        out.append(f"git bisect {e['verdict']} {e['commit']}")
+    if s.end and s.end.get("status") == "found":
+        out.append(line("first bad commit", s.end["culprit"]))
+    return "\n".join(out)

@@ -1,0 +1,493 @@
+"""The search loop: verify the bounds, ask the search, materialize, build, probe, journal.
+
+Collaborators are injected (`make_suite`, `workspace_factory`) so tests can drive the loop
+with scripted verdicts; events go to a `Handler` so the CLI and other front ends share it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from bisector import __version__
+from bisector.build import BuildConfig, BuildResult, run_build
+from bisector.config import load_file_config, probe_specs, table
+from bisector.errors import BisectorError, BoundsError, ContradictionError, ProbeAbort, UsageError
+from bisector.git import git, repo_root
+from bisector.history import Candidates, commit_info, load_candidates
+from bisector.journal import JOURNAL_DIR, JournalWriter, journal_dir, read_events
+from bisector.probes.base import Observation, ProbeContext
+from bisector.probes.suite import SuiteResult
+from bisector.verdict import Verdict
+from bisector.workspace import RepoLock, Workspace, prune_stale, state_dir
+
+
+@dataclass
+class RunOptions:
+    """What `bisector run` was asked. None means "from bisector.toml" (or a default)."""
+
+    repo: Path = Path(".")
+    bad: str | None = None
+    goods: list[str] = field(default_factory=list)
+    probe: str | None = None
+    probe_timeout: float | None = None
+    build: str | None = None
+    build_timeout: float | None = None
+    on_failure: str | None = None
+    first_parent: bool = False
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StepRecord:
+    step: int
+    commit: str
+    role: str  # "bad-bound" | "good-bound" | "merge-base" | "search" | "confirm"
+    verdict: Verdict
+    build: dict[str, Any]
+    observations: list[dict[str, Any]]
+    duration: float
+    data_rev: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "commit": self.commit,
+            "data_rev": self.data_rev,
+            "role": self.role,
+            "verdict": self.verdict.value,
+            "build": self.build,
+            "observations": self.observations,
+            "duration": round(self.duration, 3),
+        }
+
+    @classmethod
+    def from_json(cls, e: dict[str, Any]) -> "StepRecord":
+        return cls(
+            step=e["step"],
+            commit=e["commit"],
+            role=e["role"],
+            verdict=Verdict(e["verdict"]),
+            build=e.get("build", {}),
+            observations=e.get("observations", []),
+            duration=e.get("duration", 0.0),
+            data_rev=e.get("data_rev"),
+        )
+
+
+@dataclass
+class SessionResult:
+    session: str
+    journal: Path
+    status: str  # "found" | "ambiguous" | "bounds" | "contradiction" | "not-confirmed" | "no_culprit"
+    culprit: str | None = None
+    probability: float = 0.0
+    candidates: list[str] = field(default_factory=list)
+    message: str = ""
+    steps: dict[str, int] = field(default_factory=dict)  # probes per role
+    elapsed: float = 0.0
+    resumed: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "found" else 1
+
+
+class Handler:
+    """Receives the loop's events. The default does nothing; the CLI prints progress."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_step_start(self, step: int, commit: str, role: str, left: int, est_steps: int, est_seconds: float | None) -> None: ...
+
+    def on_step_end(self, record: StepRecord) -> None: ...
+
+    def on_result(self, result: SessionResult) -> None: ...
+
+
+def _default_suite_factory(specs: list[dict[str, Any]], user_cwd: Path, frozen_dir: Path, stop_early: bool):
+    # Imported here: the registry pulls in the built-in probes (which import torch lazily).
+    from bisector.probes.registry import make_suite
+
+    return make_suite(specs, user_cwd=user_cwd, frozen_dir=frozen_dir, stop_early=stop_early)
+
+
+def environment() -> dict[str, str]:
+    return {
+        "bisector": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git": git(Path("."), "--version").strip().removeprefix("git version "),
+    }
+
+
+def find_unfinished(repo: Path) -> Path | None:
+    """The journal of the session that was started and never ended, if any."""
+    d = journal_dir(repo)
+    if not d.is_dir():
+        return None
+    for path in sorted(d.glob("*.jsonl"), reverse=True):
+        events = read_events(path)
+        if events and not any(e["event"] == "end" for e in events):
+            return path
+    return None
+
+
+class Session:
+    """One bisection. `run()` starts it or resumes the unfinished one with the same bounds."""
+
+    def __init__(
+        self,
+        options: RunOptions,
+        handler: Handler | None = None,
+        *,
+        suite_factory: Callable[..., Any] = _default_suite_factory,
+        workspace_factory: Callable[[Path, Path], Workspace] = Workspace,
+    ):
+        self.options = options
+        self.handler = handler or Handler()
+        self.suite_factory = suite_factory
+        self.workspace_factory = workspace_factory
+        self.repo = repo_root(options.repo)
+        self.state = state_dir(self.repo)
+        self.records: list[StepRecord] = []
+        self.observed: dict[str, Verdict] = {}
+        self._step_times: list[float] = []
+
+    # ----------------------------------------------------------------- setup
+    def _new_session_id(self) -> str:
+        return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+    def _prepare(self) -> tuple[dict[str, Any], bool]:
+        """Return the start event (new or from the unfinished journal) and whether we resume."""
+        opts = self.options
+        unfinished = find_unfinished(self.repo)
+        if unfinished is not None:
+            start = read_events(unfinished)[0]
+            asked = opts.bad is not None or opts.goods
+            if not asked or self._same_bounds(start):
+                return start, True
+            raise UsageError(
+                f"an unfinished session {start['session']} exists (bad {start['bad'][:10]}, "
+                f"good {', '.join(g[:10] for g in start['goods'])}): resume it with `bisector run`, "
+                "or drop it with `bisector reset`"
+            )
+        if opts.bad is None:
+            raise UsageError("no bad revision: pass --bad REV (a commit where the probe fails)")
+        config = load_file_config(self.repo)
+        build_table = table(config, "build")
+        search_table = table(config, "search")
+        build = BuildConfig(
+            command=opts.build if opts.build is not None else build_table.get("command"),
+            timeout=opts.build_timeout or build_table.get("timeout"),
+            on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
+        )
+        specs = probe_specs(config, opts.probe, opts.probe_timeout)
+        stop_early = bool(search_table.get("stop_early", True))
+        first_parent = opts.first_parent or bool(search_table.get("first_parent", False))
+        paths = list(opts.paths) or list(search_table.get("paths", []))
+        candidates = load_candidates(self.repo, opts.bad, opts.goods, first_parent=first_parent, paths=paths)
+        session_id = self._new_session_id()
+        frozen_dir = self.repo / JOURNAL_DIR / "frozen"
+        suite = self.suite_factory(specs, Path(os.getcwd()), frozen_dir, stop_early)
+        start = {
+            "session": session_id,
+            "bad": candidates.bad,
+            "goods": candidates.goods,
+            "merge_bases": candidates.merge_bases,
+            "first_parent": first_parent,
+            "paths": paths,
+            "candidates": len(candidates),
+            "config": {
+                "build": build.to_json(),
+                "probes": suite.config(),
+                "probe_specs": _frozen_specs(specs, suite),
+                "stop_early": stop_early,
+                "file": config,
+            },
+            "environment": environment(),
+            "argv": sys.argv,
+        }
+        return start, False
+
+    def _same_bounds(self, start: dict[str, Any]) -> bool:
+        from bisector.git import resolve
+
+        opts = self.options
+        try:
+            bad = resolve(self.repo, opts.bad, "bad revision") if opts.bad else start["bad"]
+            goods = [resolve(self.repo, g, "good revision") for g in opts.goods] or start["goods"]
+        except UsageError:
+            return False
+        return bad == start["bad"] and sorted(set(goods)) == sorted(set(start["goods"]))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> SessionResult:
+        lock = RepoLock(self.state / "lock")
+        lock.acquire()
+        try:
+            return self._run_locked()
+        finally:
+            lock.release()
+
+    def _run_locked(self) -> SessionResult:
+        started = time.monotonic()
+        start, resumed = self._prepare()
+        self.session_id = start["session"]
+        self.journal_path = journal_dir(self.repo) / f"{self.session_id}.jsonl"
+        cfg = start["config"]
+        self.build_config = BuildConfig(**cfg["build"])
+        frozen_dir = self.repo / JOURNAL_DIR / "frozen"
+        self.suite = self.suite_factory(cfg["probe_specs"], Path(os.getcwd()), frozen_dir, cfg["stop_early"])
+        if resumed and self.suite.config() != cfg["probes"]:
+            raise UsageError(
+                f"the probe inputs of session {self.session_id} changed since it started: "
+                "restore them, or drop the session with `bisector reset`"
+            )
+        self.candidates = load_candidates(
+            self.repo, start["bad"], start["goods"], first_parent=start["first_parent"], paths=start["paths"]
+        )
+        self.session_dir = self.state / "sessions" / self.session_id
+        prune_stale(self.repo, self.state / "sessions")
+        writer = JournalWriter(self.journal_path)
+        self.writer = writer
+        previous: list[StepRecord] = []
+        if resumed:
+            previous = [StepRecord.from_json(e) for e in read_events(self.journal_path) if e["event"] == "step"]
+            writer.append("resume", pid=os.getpid())
+        else:
+            writer.append("start", **start)
+        self.handler.on_start({**start, "resumed": resumed, "journal": str(self.journal_path)})
+        from bisector.search import Search
+
+        self.search = Search(self.candidates.parents, self.candidates.bad)
+        for rec in previous:
+            self._remember(rec)
+        self.workspace = self.workspace_factory(self.repo, self.session_dir)
+        try:
+            self.workspace.open(self.candidates.bad)
+            result = self._search_loop()
+        except (BoundsError, ContradictionError, ProbeAbort) as exc:
+            status = {BoundsError: "bounds", ContradictionError: "contradiction", ProbeAbort: "abort"}[type(exc)]
+            result = SessionResult(self.session_id, self.journal_path, status, message=str(exc))
+        finally:
+            self.workspace.close()
+            import shutil
+
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+        result.resumed = resumed
+        result.elapsed = time.monotonic() - started
+        result.steps = self._counts()
+        writer.append(
+            "end",
+            status=result.status,
+            culprit=result.culprit,
+            probability=result.probability,
+            candidates=result.candidates,
+            message=result.message,
+            steps=result.steps,
+            elapsed=round(result.elapsed, 3),
+        )
+        writer.close()
+        self.handler.on_result(result)
+        return result
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.records:
+            counts[r.role] = counts.get(r.role, 0) + 1
+        return counts
+
+    def _remember(self, rec: StepRecord) -> None:
+        """Feed a step (new or replayed from the journal) to the search state."""
+        self.records.append(rec)
+        self.observed[rec.commit] = rec.verdict
+        self._step_times.append(rec.duration)
+        if rec.commit in self.candidates.parents and rec.verdict is not Verdict.ABORT:
+            self.search.record(rec.commit, rec.verdict)
+
+    def _search_loop(self) -> SessionResult:
+        c = self.candidates
+        self._check_bound(c.bad, "bad-bound", Verdict.BAD)
+        for g in c.goods:
+            self._check_bound(g, "good-bound", Verdict.GOOD)
+        for mb in c.merge_bases:
+            self._check_bound(mb, "merge-base", Verdict.GOOD)
+        while True:
+            revs = self.search.next()
+            revs = [r for r in revs if r not in self.observed]
+            if not revs:
+                break
+            rec = self._step(revs[0], "search")
+            if rec.verdict is Verdict.ABORT:
+                raise ProbeAbort(self._abort_message(rec))
+            self.search.record(rec.commit, rec.verdict)
+        r = self.search.result()
+        if r.status != "found" or r.culprit is None:
+            return SessionResult(
+                self.session_id,
+                self.journal_path,
+                r.status,
+                probability=r.probability,
+                candidates=list(r.candidates),
+                message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
+            )
+        return self._confirm(r.culprit, r.probability)
+
+    def _confirm(self, culprit: str, probability: float) -> SessionResult:
+        """The culprit's parents must have been observed good, its own verdict bad."""
+        if self.candidates.paths:
+            # History simplified by the pathspec: the rewritten parents are the ones that count.
+            parents = list(self.candidates.parents.get(culprit, ()))
+        else:
+            parents = git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+            if self.candidates.first_parent:
+                parents = parents[:1]
+        for p in parents:
+            if self.observed.get(p) is Verdict.GOOD:
+                continue
+            rec = self._step(p, "confirm")
+            if rec.verdict is Verdict.GOOD:
+                continue
+            if rec.verdict is Verdict.ABORT:
+                raise ProbeAbort(self._abort_message(rec))
+            return SessionResult(
+                self.session_id,
+                self.journal_path,
+                "not-confirmed",
+                culprit=culprit,
+                candidates=[culprit, p],
+                message=(
+                    f"confirmation failed: parent {p[:10]} of {culprit[:10]} is {rec.verdict.value}, "
+                    "so the probe is not monotone here (flaky, or more than one change)"
+                ),
+            )
+        return SessionResult(
+            self.session_id, self.journal_path, "found", culprit=culprit, probability=probability, candidates=[culprit]
+        )
+
+    def _check_bound(self, rev: str, role: str, expected: Verdict) -> None:
+        if self.observed.get(rev) is None:
+            rec = self._step(rev, role)
+            if rec.verdict is expected and rec.commit in self.candidates.parents:
+                self.search.record(rec.commit, rec.verdict)
+        else:
+            rec = next(r for r in self.records if r.commit == rev)
+        if rec.verdict is expected:
+            return
+        summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in rec.observations)
+        if not rec.observations:
+            summary = f"build {rec.build.get('status')}"
+        what = {"bad-bound": "bad bound", "good-bound": "good bound", "merge-base": "merge base"}[role]
+        if rec.verdict is Verdict.ABORT:
+            raise ProbeAbort(self._abort_message(rec))
+        if rec.verdict is Verdict.SKIP:
+            fix = "fix the build or probe for that commit, or pick another bound"
+        elif role == "bad-bound":
+            fix = "it is not broken for this probe: pick a broken --bad or check the probe"
+        elif role == "good-bound":
+            fix = "pick an older good revision or check the probe"
+        else:
+            fix = "the regression is older than the fork point of the good revision: pick an older good revision"
+        raise BoundsError(f"the {what} {rev[:10]} is {rec.verdict.value} ({summary}): {fix}")
+
+    def _abort_message(self, rec: StepRecord) -> str:
+        tail = ""
+        for o in rec.observations:
+            if o["verdict"] == "abort":
+                tail = o.get("evidence", {}).get("log_tail", "")
+                break
+        msg = f"the probe aborted at {rec.commit[:10]} (step {rec.step}); the search stopped"
+        if tail:
+            msg += ". Log tail: " + " | ".join(tail.splitlines()[-3:])
+        return msg
+
+    # ----------------------------------------------------------------- step
+    def _estimate(self) -> tuple[int, int, float | None]:
+        left = self.search.remaining()
+        est = self.search.estimated_steps()
+        times = self._step_times[-9:]
+        seconds = statistics.median(times) * est if times else None
+        return left, est, seconds
+
+    def _step(self, rev: str, role: str) -> StepRecord:
+        n = len(self.records) + 1
+        left, est, secs = self._estimate()
+        self.handler.on_step_start(n, rev, role, left, est, secs)
+        t0 = time.monotonic()
+        log_dir = self.session_dir / "logs" / f"step-{n}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.workspace.checkout(rev)
+        build = run_build(self.build_config, self.workspace.path, log_dir / "build.log")
+        observations: list[Observation] = []
+        if build.ok:
+            ctx = ProbeContext(workspace=self.workspace.path, commit=rev, step=n, log_dir=log_dir)
+            res: SuiteResult = self.suite.run(ctx)
+            verdict = res.verdict
+            observations = res.observations
+        else:
+            on_failure = self.build_config.on_failure
+            if on_failure == "abort":
+                raise ProbeAbort(
+                    f"the build {build.status} at {rev[:10]} (step {n}) and build.on_failure is abort. "
+                    "Log tail: " + " | ".join(build.tail.splitlines()[-3:])
+                )
+            verdict = Verdict(on_failure)
+        rec = StepRecord(
+            step=n,
+            commit=rev,
+            role=role,
+            verdict=verdict,
+            build=build.to_json(),
+            observations=[o.to_json() for o in observations],
+            duration=time.monotonic() - t0,
+        )
+        self.writer.append("step", **rec.to_json())
+        self.records.append(rec)
+        self.observed[rev] = verdict
+        self._step_times.append(rec.duration)
+        self.handler.on_step_end(rec)
+        return rec
+
+
+def _frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]]:
+    """The specs to rebuild the suite on resume: command probes point at their frozen script."""
+    out = []
+    probe_configs = suite.config().get("probes", [])
+    for spec, cfg in zip(specs, probe_configs):
+        spec = dict(spec)
+        if spec.get("type", "command") == "command" and "run" in cfg:
+            spec["run"] = cfg["run"]
+            spec.pop("command", None)
+        out.append(spec)
+    return out
+
+
+def reset(repo_path: Path) -> list[str]:
+    """Drop the unfinished session (its journal is kept, marked as reset) and all worktrees."""
+    repo = repo_root(repo_path)
+    state = state_dir(repo)
+    lock = RepoLock(state / "lock")
+    lock.acquire()
+    try:
+        dropped = []
+        path = find_unfinished(repo)
+        if path is not None:
+            w = JournalWriter(path)
+            w.append("end", status="reset", culprit=None, probability=0.0, candidates=[], message="dropped by `bisector reset`", steps={}, elapsed=0)
+            w.close()
+            dropped.append(path.stem)
+        removed = prune_stale(repo, state / "sessions")
+        import shutil
+
+        shutil.rmtree(state / "sessions", ignore_errors=True)
+        return dropped + [str(p) for p in removed]
+    finally:
+        lock.release()

@@ -1,0 +1,124 @@
+"""The isolated workspace: one detached git worktree per session, outside the user's tree.
+
+Invariant: nothing here writes the user's working tree, index, HEAD or stash. Every
+command runs with `-C <worktree>`, except `git worktree add/remove/prune`, which only
+touch `.git/worktrees/` and are undone on close (and on the next start after a crash).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from bisector.errors import GitError, LockedError, UsageError
+from bisector.git import git, git_common_dir
+
+
+def state_dir(repo: Path) -> Path:
+    """Disposable state (worktrees, logs, build cache): inside the repository's .git folder."""
+    return git_common_dir(repo) / "bisector"
+
+
+class RepoLock:
+    """One bisector session per repository: an flock, released by the kernel if we die."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(
+                f"state folder not writable: {self.path.parent} ({exc.strerror}): check its permissions"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                try:
+                    holder = self.path.read_text().strip()
+                except OSError:
+                    holder = "?"
+                raise LockedError(
+                    f"a bisector session is already running in this repository (pid {holder or '?'}): "
+                    "wait for it, or stop it first"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RepoLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> list[Path]:
+    """Remove worktrees left behind by crashed sessions. Call with the repo lock held."""
+    removed = []
+    if sessions_dir.is_dir():
+        keep_set = {p.resolve() for p in keep}
+        for d in sorted(sessions_dir.iterdir()):
+            wt = d / "wt"
+            if d.resolve() in keep_set or not wt.exists():
+                continue
+            git(repo, "worktree", "remove", "--force", str(wt), check=False)
+            shutil.rmtree(wt, ignore_errors=True)
+            removed.append(wt)
+    git(repo, "worktree", "prune", check=False)
+    return removed
+
+
+class Workspace:
+    """A detached worktree at `<session_dir>/wt`, reused for every step of the session."""
+
+    # Files a step keeps across `git clean` (tool-written config, e.g. DVC's config.local).
+    keep: tuple[str, ...] = ()
+
+    def __init__(self, repo: Path, session_dir: Path):
+        self.repo = repo
+        self.session_dir = session_dir
+        self.path = session_dir / "wt"
+        self.current: str | None = None
+
+    def open(self, first_rev: str) -> None:
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            git(self.repo, "worktree", "remove", "--force", str(self.path), check=False)
+            shutil.rmtree(self.path, ignore_errors=True)
+        git(self.repo, "worktree", "prune", check=False)
+        try:
+            git(self.repo, "worktree", "add", "--detach", "--force", str(self.path), first_rev)
+        except GitError as exc:
+            raise UsageError(f"cannot create the workspace {self.path}: {exc}") from None
+        self.current = first_rev
+
+    def checkout(self, rev: str) -> None:
+        """Make the worktree exactly `rev`: forced checkout, then remove everything untracked."""
+        git(self.path, "checkout", "--quiet", "--force", "--detach", rev)
+        excludes = [arg for k in self.keep for arg in ("-e", k)]
+        git(self.path, "clean", "-ffdxq", *excludes)
+        self.current = rev
+
+    def close(self) -> None:
+        if self.path.exists():
+            git(self.repo, "worktree", "remove", "--force", str(self.path), check=False)
+            shutil.rmtree(self.path, ignore_errors=True)
+        git(self.repo, "worktree", "prune", check=False)
