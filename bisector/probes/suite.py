@@ -24,13 +24,26 @@ class SuiteResult:
     observations: list[Observation] = field(default_factory=list)
 
 
-class ProbeSuite:
-    """Runs probes in order (cheap ones first); a decisive BAD stops the rest if `stop_early`."""
+DEFAULT_COST = 10.0  # a probe without a `cost` attribute (command probes, most plugins)
 
-    def __init__(self, probes: Sequence[Probe], stop_early: bool = True):
+
+def cost_of(probe: Probe) -> float:
+    """A probe's relative cost (`cost` attribute; metric 0.1, sanity 2, basic 5, command 10, harm 20)."""
+    cost = getattr(probe, "cost", DEFAULT_COST)
+    return float(cost) if isinstance(cost, (int, float)) else DEFAULT_COST
+
+
+class ProbeSuite:
+    """Runs probes cheap ones first (stable, by `cost`; `order="given"` keeps the given order);
+    a decisive BAD stops the rest if `stop_early`. An ABORT always stops."""
+
+    def __init__(self, probes: Sequence[Probe], stop_early: bool = True, *, order: str = "cost"):
         if not probes:
             raise ValueError("a probe suite needs at least one probe")
-        self.probes = list(probes)
+        if order not in ("cost", "given"):
+            raise ValueError(f"order must be 'cost' or 'given', not {order!r}")
+        self.order = order
+        self.probes = sorted(probes, key=cost_of) if order == "cost" else list(probes)
         self.stop_early = stop_early
 
     @property
@@ -40,8 +53,28 @@ class ProbeSuite:
     def config(self) -> dict[str, Any]:
         return {
             "stop_early": self.stop_early,
+            "order": self.order,
             "probes": [{"name": p.name, **p.config()} for p in self.probes],
         }
+
+    @property
+    def needs_baseline(self) -> bool:
+        """True while a probe with a rule relative to the good bound has no baseline yet."""
+        return any(getattr(p, "needs_baseline", False) for p in self.probes)
+
+    def set_baselines(self, observations: Sequence[Observation]) -> list[str]:
+        """Give each probe that wants one its own observation at the good bound (matched by
+        probe name). Returns the names of the probes that took a baseline. Call it with the
+        good bound's observations before probing other revisions; `config()` changes with it."""
+        by_name = {o.probe: o for o in observations}
+        taken = []
+        for p in self.probes:
+            setter = getattr(p, "set_baseline", None)
+            obs = by_name.get(p.name)
+            if callable(setter) and obs is not None and getattr(p, "needs_baseline", False):
+                setter(obs)
+                taken.append(p.name)
+        return taken
 
     def run(self, ctx: ProbeContext) -> SuiteResult:
         observations: list[Observation] = []
