@@ -84,6 +84,8 @@ def print_result(repo: Path, result: SessionResult) -> None:
         for sha in result.candidates:
             c = infos.get(sha)
             click.echo(f"  {sha[:10]} {c.subject if c else ''}")
+    elif result.status in ("bounds", "abort"):
+        click.echo(f"Cannot bisect: {result.message}")
     else:
         click.echo(f"No culprit: {result.message}")
     steps = result.steps

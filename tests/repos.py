@@ -85,7 +85,11 @@ def snapshot(path: Path) -> dict[str, object]:
         "head_sha": run("rev-parse", "HEAD"),
         "stash": run("stash", "list"),
         "stash_ref": run("rev-parse", "-q", "--verify", "refs/stash"),
-        "status": run("status", "--porcelain", "--untracked-files=all", "--ignored"),
+        "status": [
+            line
+            for line in run("status", "--porcelain", "--untracked-files=all", "--ignored").splitlines()
+            if not line[3:].startswith(".bisector/")
+        ],
         "worktrees": run("worktree", "list", "--porcelain"),
         "refs": run("for-each-ref"),
     }

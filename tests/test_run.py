@@ -85,14 +85,15 @@ def test_finds_culprit_and_leaves_checkout_untouched(repo: GitRepo, tmp_path: Pa
 def test_build_failure_is_a_skip(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 12, culprit=9)
     probe = probe_script(tmp_path)
-    # The build fails on commit 8 only: the culprit then cannot be told from it.
-    build = f"test \"$(cat n.txt)\" != 8"
+    # The build fails on commit 6 only (the search would test it first): a skip, stepped around.
+    build = f"test \"$(cat n.txt)\" != 6"
     res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "--build", build)
     assert res.returncode == 0, res.stderr + res.stdout
     assert f"{shas[8]} is the first bad commit" in res.stdout
     events = journal_events(repo.path)
     skipped = [e for e in events if e["event"] == "step" and e["verdict"] == "skip"]
-    assert all(e["commit"] == shas[7] for e in skipped)
+    assert [e["commit"] for e in skipped] == [shas[5]]
+    assert skipped[0]["build"]["status"] == "failed"
 
 
 def test_ambiguous_when_skips_hide_the_culprit(repo: GitRepo, tmp_path: Path) -> None:
@@ -111,10 +112,10 @@ def test_bounds_are_verified(repo: GitRepo, tmp_path: Path) -> None:
     probe = probe_script(tmp_path)
     res = bisector(repo.path, "run", "--good", shas[5], "--bad", "main", "--probe", str(probe))
     assert res.returncode == 1
-    assert f"the good bound {shas[5][:10]} is bad (command: exit 1): pick an older good revision" in res.stderr
+    assert f"Cannot bisect: the good bound {shas[5][:10]} is bad (command: exit 1): pick an older good revision" in res.stdout
     res = bisector(repo.path, "run", "--good", shas[0], "--bad", shas[2], "--probe", str(probe))
     assert res.returncode == 1
-    assert f"the bad bound {shas[2][:10]} is good" in res.stderr
+    assert f"the bad bound {shas[2][:10]} is good" in res.stdout
 
 
 def test_probe_abort_shows_log_tail(repo: GitRepo, tmp_path: Path) -> None:

@@ -142,6 +142,9 @@ class CommandProbe:
                 summary = f"killed by signal {-res.returncode}"
             else:
                 summary = f"exit {res.returncode}"
+            last = res.tail(1).strip()
+            if last:
+                summary += f": {last[:60]}"
         if verdict is not Verdict.GOOD:
             evidence["log_tail"] = res.tail(10)
         return Observation(
