@@ -153,6 +153,26 @@ def demo(keep: bool) -> None:
     sys.exit(run_demo(keep=keep))
 
 
+# Commands that live in their own modules (each has `register(main)`; click only at import).
+_EXTRA_COMMAND_MODULES = ("bisector.cli_review",)
+
+
+def _register_extra_commands() -> None:
+    import importlib
+
+    for name in _EXTRA_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(main)
+
+
+_register_extra_commands()
+
+
 def _sigterm_as_interrupt() -> None:
     """SIGTERM ends a run like Ctrl-C: steps are killed, the journal kept, the worktree removed."""
 
