@@ -43,12 +43,15 @@ class ProbeSuite:
         if order not in ("cost", "given"):
             raise ValueError(f"order must be 'cost' or 'given', not {order!r}")
         self.order = order
-        self.probes = sorted(probes, key=cost_of) if order == "cost" else list(probes)
+        # `probes` and config() keep the given order (callers zip them with their specs);
+        # `run_order` is the order they run in.
+        self.probes = list(probes)
+        self.run_order = sorted(self.probes, key=cost_of) if order == "cost" else list(self.probes)
         self.stop_early = stop_early
 
     @property
     def name(self) -> str:
-        return "+".join(p.name for p in self.probes)
+        return "+".join(p.name for p in self.run_order)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -78,7 +81,7 @@ class ProbeSuite:
 
     def run(self, ctx: ProbeContext) -> SuiteResult:
         observations: list[Observation] = []
-        for probe in self.probes:
+        for probe in self.run_order:
             obs = probe.run(ctx)
             observations.append(obs)
             if obs.verdict is Verdict.ABORT:
