@@ -72,11 +72,15 @@ def main(verbose: bool) -> None:
     help="What a failed build means (default: skip).",
 )
 @click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Steps to run at once, each in its own worktree.")
+@click.option("--executor", metavar="URL", envvar="DASK_SCHEDULER_ADDRESS",
+              help="Where steps run: local (default) or dask://HOST:PORT (needs bisector[dask]).")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
 def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
         build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
-        paths: tuple[str, ...]) -> None:
+        jobs: int, executor: str | None, paths: tuple[str, ...]) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
@@ -102,6 +106,8 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         on_failure=on_failure,
         first_parent=first_parent,
         paths=list(paths),
+        jobs=jobs,
+        executor=executor,
     )
     session = Session(opts, CliHandler())
     result = session.run()

@@ -6,12 +6,26 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 _PR_SET_PDEATHSIG = 1
+
+# Process groups of the steps running now (worker threads run several at once), so an
+# interrupt in the main thread can stop them all.
+_live_groups: set[int] = set()
+_live_lock = threading.Lock()
+
+
+def kill_all() -> None:
+    """Kill every step process group still running (called on Ctrl-C / SIGTERM)."""
+    with _live_lock:
+        groups = list(_live_groups)
+    for pid in groups:
+        _kill_group(pid)
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child
@@ -78,6 +92,8 @@ def run_process(
             stderr=subprocess.STDOUT,
             preexec_fn=_child_setup,
         )
+        with _live_lock:
+            _live_groups.add(proc.pid)
         try:
             captured, _ = proc.communicate(input=stdin_data, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -91,6 +107,8 @@ def run_process(
             raise
         finally:
             _kill_group(proc.pid)  # stragglers the command left in its group
+            with _live_lock:
+                _live_groups.discard(proc.pid)
     finally:
         if log is not None:
             out.close()

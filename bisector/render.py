@@ -115,7 +115,7 @@ def find_session(repo_path: Path, session: str | None) -> SessionSummary:
 def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
     infos = commit_info(repo, [e["commit"] for e in s.steps])
     rows = []
-    for e in s.steps:
+    for e in sorted(s.steps, key=lambda e: e["step"]):
         c = infos.get(e["commit"])
         build = e.get("build", {})
         rows.append(
@@ -124,12 +124,21 @@ def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
                 "role": ROLE_LABEL.get(e["role"], e["role"]) or "search",
                 "commit": e["commit"][:10],
                 "subject": (c.subject if c else "")[:50],
-                "build": build.get("status", "none") if build.get("status") != "ok" else _duration(build.get("duration")),
+                "build": _build_cell(build),
                 "verdict": e["verdict"],
                 "probe": _summary(e),
             }
         )
     return rows
+
+
+def _build_cell(build: dict[str, Any]) -> str:
+    status = build.get("status", "none")
+    if status == "none":
+        return "-"
+    if status == "ok":
+        return _duration(build.get("duration"))
+    return status
 
 
 def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bisector import __version__
-from bisector.build import BuildConfig, BuildResult, run_build
+from bisector.build import BuildConfig
 from bisector.config import load_file_config, probe_specs, table
 from bisector.errors import BisectorError, BoundsError, ContradictionError, ProbeAbort, UsageError
 from bisector.git import git, repo_root
 from bisector.history import Candidates, commit_info, load_candidates
 from bisector.journal import JOURNAL_DIR, JournalWriter, journal_dir, read_events
-from bisector.probes.base import Observation, ProbeContext
-from bisector.probes.suite import SuiteResult
+from bisector.step import StepOutcome
 from bisector.verdict import Verdict
 from bisector.workspace import RepoLock, Workspace, prune_stale, state_dir
 
@@ -43,6 +42,8 @@ class RunOptions:
     on_failure: str | None = None
     first_parent: bool = False
     paths: list[str] = field(default_factory=list)
+    jobs: int = 1
+    executor: str | None = None  # None: local; "dask://HOST:PORT": a Dask cluster
 
 
 @dataclass
@@ -55,6 +56,8 @@ class StepRecord:
     observations: list[dict[str, Any]]
     duration: float
     data_rev: str | None = None
+    worker: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,8 @@ class StepRecord:
             "build": self.build,
             "observations": self.observations,
             "duration": round(self.duration, 3),
+            "worker": self.worker,
+            "notes": self.notes,
         }
 
     @classmethod
@@ -79,6 +84,8 @@ class StepRecord:
             observations=e.get("observations", []),
             duration=e.get("duration", 0.0),
             data_rev=e.get("data_rev"),
+            worker=e.get("worker", ""),
+            notes=e.get("notes", []),
         )
 
 
@@ -112,11 +119,16 @@ class Handler:
     def on_result(self, result: SessionResult) -> None: ...
 
 
-def _default_suite_factory(specs: list[dict[str, Any]], user_cwd: Path, frozen_dir: Path, stop_early: bool):
+def default_suite_factory(specs: list[dict[str, Any]], user_cwd: Path, frozen_dir: Path, stop_early: bool):
     # Imported here: the registry pulls in the built-in probes (which import torch lazily).
     from bisector.probes.registry import make_suite
 
     return make_suite(specs, user_cwd=user_cwd, frozen_dir=frozen_dir, stop_early=stop_early)
+
+
+def make_workspace(repo: Path, session_dir: Path) -> Workspace:
+    """The workspace for a repository (a plain git worktree)."""
+    return Workspace(repo, session_dir)
 
 
 def environment() -> dict[str, str]:
@@ -148,18 +160,23 @@ class Session:
         options: RunOptions,
         handler: Handler | None = None,
         *,
-        suite_factory: Callable[..., Any] = _default_suite_factory,
-        workspace_factory: Callable[[Path, Path], Workspace] = Workspace,
+        suite_factory: Callable[..., Any] | None = None,
+        workspace_factory: Callable[[Path, Path], Workspace] | None = None,
     ):
         self.options = options
         self.handler = handler or Handler()
-        self.suite_factory = suite_factory
-        self.workspace_factory = workspace_factory
+        self.suite_factory = suite_factory or default_suite_factory
+        self.workspace_factory = workspace_factory or make_workspace
         self.repo = repo_root(options.repo)
         self.state = state_dir(self.repo)
         self.records: list[StepRecord] = []
         self.observed: dict[str, Verdict] = {}
         self._step_times: list[float] = []
+        self._replayed_steps: set[int] = set()
+        self._next_step = 1
+        self.rounds = 0
+        self.jobs = max(1, options.jobs)
+        self.infra_notes: dict[int, list[str]] = {}
 
     # ----------------------------------------------------------------- setup
     def _new_session_id(self) -> str:
@@ -240,6 +257,8 @@ class Session:
     def _run_locked(self) -> SessionResult:
         started = time.monotonic()
         start, resumed = self._prepare()
+        self.start = start
+        self.frozen_file_config = start["config"].get("file", {})
         self.session_id = start["session"]
         self.journal_path = journal_dir(self.repo) / f"{self.session_id}.jsonl"
         cfg = start["config"]
@@ -270,15 +289,15 @@ class Session:
         self.search = Search(self.candidates.parents, self.candidates.bad)
         for rec in previous:
             self._remember(rec)
-        self.workspace = self.workspace_factory(self.repo, self.session_dir)
+        self.executor = self._make_executor()
         try:
-            self.workspace.open(self.candidates.bad)
+            self.executor.open(self.candidates.bad)
             result = self._search_loop()
         except (BoundsError, ContradictionError, ProbeAbort) as exc:
             status = {BoundsError: "bounds", ContradictionError: "contradiction", ProbeAbort: "abort"}[type(exc)]
             result = SessionResult(self.session_id, self.journal_path, status, message=str(exc))
         finally:
-            self.workspace.close()
+            self.executor.close()
             import shutil
 
             shutil.rmtree(self.session_dir, ignore_errors=True)
@@ -299,6 +318,37 @@ class Session:
         self.handler.on_result(result)
         return result
 
+    def _make_executor(self) -> Any:
+        from bisector.executors import LocalExecutor, parse_executor
+
+        jobs = max(1, self.options.jobs)
+        address = parse_executor(self.options.executor)
+        if address is not None:
+            from bisector.executors_dask import DaskExecutor  # needs the `dask` extra
+
+            return DaskExecutor(address, self._remote_spec_base(), jobs=jobs)
+        workers = table(self.frozen_file_config, "workers")
+        gpus = [str(g) for g in workers.get("gpus", [])]
+        slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpus]
+        if jobs == 1:
+            make = lambda i: self.workspace_factory(self.repo, self.session_dir)  # noqa: E731
+        else:
+            make = lambda i: self.workspace_factory(self.repo, self.session_dir / f"slot-{i}")  # noqa: E731
+        return LocalExecutor(jobs, make, self.suite, self.build_config, slot_env)
+
+    def _remote_spec_base(self) -> dict[str, Any]:
+        """What a remote worker needs to rebuild a step from plain data (see step.run_step)."""
+        return {
+            "repo": str(self.repo),
+            "workspace_dir": str(self.session_dir / "remote"),
+            "build": self.build_config.to_json(),
+            "probe_specs": self.start["config"]["probe_specs"],
+            "stop_early": self.start["config"]["stop_early"],
+            "user_cwd": os.getcwd(),
+            "frozen_dir": str(self.repo / JOURNAL_DIR / "frozen"),
+            "env": {},
+        }
+
     def _counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for r in self.records:
@@ -306,7 +356,9 @@ class Session:
         return counts
 
     def _remember(self, rec: StepRecord) -> None:
-        """Feed a step (new or replayed from the journal) to the search state."""
+        """Feed a step replayed from the journal to the search state."""
+        self._replayed_steps.add(rec.step)
+        self._next_step = max(self._next_step, rec.step + 1)
         self.records.append(rec)
         self.observed[rec.commit] = rec.verdict
         self._step_times.append(rec.duration)
@@ -315,20 +367,23 @@ class Session:
 
     def _search_loop(self) -> SessionResult:
         c = self.candidates
-        self._check_bound(c.bad, "bad-bound", Verdict.BAD)
-        for g in c.goods:
-            self._check_bound(g, "good-bound", Verdict.GOOD)
-        for mb in c.merge_bases:
-            self._check_bound(mb, "merge-base", Verdict.GOOD)
+        bounds = [(c.bad, "bad-bound", Verdict.BAD)]
+        bounds += [(g, "good-bound", Verdict.GOOD) for g in c.goods]
+        bounds += [(mb, "merge-base", Verdict.GOOD) for mb in c.merge_bases]
+        # The bounds are independent: with several workers they are checked in one round.
+        self._round([(rev, role) for rev, role, _ in bounds if rev not in self.observed])
+        for rev, role, expected in bounds:
+            self._check_bound(rev, role, expected)
         while True:
-            revs = self.search.next()
-            revs = [r for r in revs if r not in self.observed]
+            revs = self.search.next(self.jobs)
+            revs = [r for r in dict.fromkeys(revs) if r not in self.observed]
             if not revs:
                 break
-            rec = self._step(revs[0], "search")
-            if rec.verdict is Verdict.ABORT:
-                raise ProbeAbort(self._abort_message(rec))
-            self.search.record(rec.commit, rec.verdict)
+            self.rounds += 1
+            for rec in self._round([(r, "search") for r in revs]):
+                if rec.verdict is Verdict.ABORT:
+                    raise ProbeAbort(self._abort_message(rec))
+                self.search.record(rec.commit, rec.verdict)
         r = self.search.result()
         if r.status != "found" or r.culprit is None:
             return SessionResult(
@@ -342,7 +397,7 @@ class Session:
         return self._confirm(r.culprit, r.probability)
 
     def _confirm(self, culprit: str, probability: float) -> SessionResult:
-        """The culprit's parents must have been observed good, its own verdict bad."""
+        """The culprit's parents must have been observed good (its own verdict is bad)."""
         if self.candidates.paths:
             # History simplified by the pathspec: the rewritten parents are the ones that count.
             parents = list(self.candidates.parents.get(culprit, ()))
@@ -350,14 +405,14 @@ class Session:
             parents = git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
             if self.candidates.first_parent:
                 parents = parents[:1]
-        for p in parents:
-            if self.observed.get(p) is Verdict.GOOD:
+        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD]
+        self._round([(p, "confirm") for p in todo if p not in self.observed])
+        for p in todo:
+            verdict = self.observed[p]
+            if verdict is Verdict.GOOD:
                 continue
-            rec = self._step(p, "confirm")
-            if rec.verdict is Verdict.GOOD:
-                continue
-            if rec.verdict is Verdict.ABORT:
-                raise ProbeAbort(self._abort_message(rec))
+            if verdict is Verdict.ABORT:
+                raise ProbeAbort(self._abort_message(self._record_of(p)))
             return SessionResult(
                 self.session_id,
                 self.journal_path,
@@ -365,7 +420,7 @@ class Session:
                 culprit=culprit,
                 candidates=[culprit, p],
                 message=(
-                    f"confirmation failed: parent {p[:10]} of {culprit[:10]} is {rec.verdict.value}, "
+                    f"confirmation failed: parent {p[:10]} of {culprit[:10]} is {verdict.value}, "
                     "so the probe is not monotone here (flaky, or more than one change)"
                 ),
             )
@@ -373,18 +428,19 @@ class Session:
             self.session_id, self.journal_path, "found", culprit=culprit, probability=probability, candidates=[culprit]
         )
 
+    def _record_of(self, rev: str) -> StepRecord:
+        return next(r for r in reversed(self.records) if r.commit == rev)
+
     def _check_bound(self, rev: str, role: str, expected: Verdict) -> None:
-        if self.observed.get(rev) is None:
-            rec = self._step(rev, role)
-            if rec.verdict is expected and rec.commit in self.candidates.parents:
-                self.search.record(rec.commit, rec.verdict)
-        else:
-            rec = next(r for r in self.records if r.commit == rev)
+        rec = self._record_of(rev)
         if rec.verdict is expected:
+            if rec.commit in self.candidates.parents and not self._replayed(rec):
+                self.search.record(rec.commit, rec.verdict)
             return
         summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in rec.observations)
         if not rec.observations:
             summary = f"build {rec.build.get('status')}"
+            summary += "; " + rec.notes[0] if rec.notes else ""
         what = {"bad-bound": "bad bound", "good-bound": "good bound", "merge-base": "merge base"}[role]
         if rec.verdict is Verdict.ABORT:
             raise ProbeAbort(self._abort_message(rec))
@@ -398,63 +454,84 @@ class Session:
             fix = "the regression is older than the fork point of the good revision: pick an older good revision"
         raise BoundsError(f"the {what} {rev[:10]} is {rec.verdict.value} ({summary}): {fix}")
 
+    def _replayed(self, rec: StepRecord) -> bool:
+        return rec.step in self._replayed_steps
+
     def _abort_message(self, rec: StepRecord) -> str:
         tail = ""
         for o in rec.observations:
             if o["verdict"] == "abort":
                 tail = o.get("evidence", {}).get("log_tail", "")
                 break
-        msg = f"the probe aborted at {rec.commit[:10]} (step {rec.step}); the search stopped"
+        if not rec.observations and rec.build.get("status") not in (None, "ok", "none", "cached"):
+            msg = f"the build {rec.build['status']} at {rec.commit[:10]} (step {rec.step}) and build.on_failure is abort"
+            tail = rec.build.get("tail", "")
+        else:
+            msg = f"the probe aborted at {rec.commit[:10]} (step {rec.step}); the search stopped"
         if tail:
             msg += ". Log tail: " + " | ".join(tail.splitlines()[-3:])
         return msg
 
-    # ----------------------------------------------------------------- step
+    # ----------------------------------------------------------------- steps
     def _estimate(self) -> tuple[int, int, float | None]:
         left = self.search.remaining()
         est = self.search.estimated_steps()
         times = self._step_times[-9:]
-        seconds = statistics.median(times) * est if times else None
+        rounds = -(-est // self.jobs) if self.jobs > 1 else est
+        seconds = statistics.median(times) * rounds if times else None
         return left, est, seconds
 
-    def _step(self, rev: str, role: str) -> StepRecord:
-        n = len(self.records) + 1
+    def _round(self, todo: Sequence[tuple[str, str]]) -> list[StepRecord]:
+        """Run steps (up to `jobs` at once); journal each as it finishes; retry lost steps once."""
+        from bisector.executors import StepRequest
+
+        if not todo:
+            return []
+        roles: dict[int, str] = {}
+        requests = []
         left, est, secs = self._estimate()
-        self.handler.on_step_start(n, rev, role, left, est, secs)
-        t0 = time.monotonic()
-        log_dir = self.session_dir / "logs" / f"step-{n}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.workspace.checkout(rev)
-        build = run_build(self.build_config, self.workspace.path, log_dir / "build.log")
-        observations: list[Observation] = []
-        if build.ok:
-            ctx = ProbeContext(workspace=self.workspace.path, commit=rev, step=n, log_dir=log_dir)
-            res: SuiteResult = self.suite.run(ctx)
-            verdict = res.verdict
-            observations = res.observations
-        else:
-            on_failure = self.build_config.on_failure
-            if on_failure == "abort":
-                raise ProbeAbort(
-                    f"the build {build.status} at {rev[:10]} (step {n}) and build.on_failure is abort. "
-                    "Log tail: " + " | ".join(build.tail.splitlines()[-3:])
+        for rev, role in todo:
+            n = self._next_step
+            self._next_step += 1
+            roles[n] = role
+            self.handler.on_step_start(n, rev, role, left, est, secs)
+            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}"))
+        records = []
+        attempts: dict[int, int] = {}
+        while requests:
+            retry = []
+            for req, outcome in self.executor.run_round(requests):
+                if isinstance(outcome, BaseException):
+                    if isinstance(outcome, (KeyboardInterrupt, BisectorError)):
+                        raise outcome
+                    attempts[req.step] = attempts.get(req.step, 0) + 1
+                    note = f"infrastructure failure ({type(outcome).__name__}: {str(outcome)[:200]})"
+                    if attempts[req.step] < 2:
+                        self.infra_notes.setdefault(req.step, []).append(note + "; retried once")
+                        retry.append(req)
+                        continue
+                    outcome = StepOutcome(req.rev, Verdict.SKIP, {"status": "lost"}, [], 0.0, req.data_rev,
+                                          notes=[note + "; retried once, then skipped"])
+                rec = StepRecord(
+                    step=req.step,
+                    commit=req.rev,
+                    role=roles[req.step],
+                    verdict=outcome.verdict,
+                    build=outcome.build,
+                    observations=outcome.observations,
+                    duration=outcome.duration,
+                    data_rev=outcome.data_rev,
+                    worker=outcome.worker,
+                    notes=self.infra_notes.get(req.step, []) + outcome.notes,
                 )
-            verdict = Verdict(on_failure)
-        rec = StepRecord(
-            step=n,
-            commit=rev,
-            role=role,
-            verdict=verdict,
-            build=build.to_json(),
-            observations=[o.to_json() for o in observations],
-            duration=time.monotonic() - t0,
-        )
-        self.writer.append("step", **rec.to_json())
-        self.records.append(rec)
-        self.observed[rev] = verdict
-        self._step_times.append(rec.duration)
-        self.handler.on_step_end(rec)
-        return rec
+                self.writer.append("step", **rec.to_json())
+                self.records.append(rec)
+                self.observed[rec.commit] = rec.verdict
+                self._step_times.append(rec.duration)
+                self.handler.on_step_end(rec)
+                records.append(rec)
+            requests = retry
+        return records
 
 
 def _frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]]:

@@ -75,9 +75,10 @@ def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> li
     removed = []
     if sessions_dir.is_dir():
         keep_set = {p.resolve() for p in keep}
-        for d in sorted(sessions_dir.iterdir()):
-            wt = d / "wt"
-            if d.resolve() in keep_set or not wt.exists():
+        # <session>/wt, <session>/slot-N/wt (local workers), <session>/remote/wPID/wt (engine workers)
+        worktrees = [*sessions_dir.glob("*/wt"), *sessions_dir.glob("*/*/wt"), *sessions_dir.glob("*/*/*/wt")]
+        for wt in sorted(worktrees):
+            if wt.parent.resolve() in keep_set or not wt.is_dir():
                 continue
             git(repo, "worktree", "remove", "--force", str(wt), check=False)
             shutil.rmtree(wt, ignore_errors=True)
