@@ -140,3 +140,15 @@ def test_missing_cases_file_names_the_fix(tmp_path):
     with pytest.raises(UsageError, match="did you mean `threshold`"):
         mf.text_cases(tmp_path / "c.jsonl")
         probe(tmp_path, cases="c.jsonl", treshold=0.9)
+
+
+def test_the_model_can_load_in_another_interpreter(tmp_path):
+    import sys
+
+    mf.text_cases(tmp_path / "cases.jsonl")
+    p = probe(tmp_path, cases="cases.jsonl", python=sys.executable)
+    assert p.config()["python"] == sys.executable  # a venv's symlink is kept, not resolved
+    obs = p.run(mf.make_ctx(mf.text_project(tmp_path / "ws", "ok"), tmp_path / "logs"))
+    assert obs.verdict is Verdict.GOOD
+    with pytest.raises(UsageError, match="`python` of a `basic` probe not found: no-such-python"):
+        probe(tmp_path, cases="cases.jsonl", python="no-such-python")

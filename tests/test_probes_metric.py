@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,12 @@ def test_config_errors(tmp_path):
         metric(tmp_path, condition="acc >= 0.9", baseline=0.5)
     with pytest.raises(UsageError, match="unknown key `timeout`"):
         metric(tmp_path, condition="acc >= 0.9", timeout=3)
+
+
+def test_a_diverged_metric_is_bad_and_the_evidence_stays_strict_json(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "m.json").write_text('{"loss": NaN}')
+    obs = run(metric(tmp_path, condition="loss < 1", file="m.json"), ws, tmp_path)
+    assert obs.verdict is Verdict.BAD and obs.summary == "loss = nan is not finite"
+    json.dumps(obs.to_json(), allow_nan=False)

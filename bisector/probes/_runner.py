@@ -80,6 +80,7 @@ def launch(
     params: Mapping[str, Any],
     timeout: float | None,
     seed: int = 0,
+    python: str | None = None,
 ) -> RunnerOutcome:
     """Run one check in a fresh interpreter in the workspace; never raises for the child's failures."""
     from bisector.process import run_process
@@ -109,7 +110,9 @@ def launch(
     env.setdefault("PYTHONHASHSEED", "0")
     root = _bisector_root()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-P", "-m", "bisector.probes._runner", str(request_path), str(result_path)]
+    # The child needs only the standard library and this package (on PYTHONPATH), so any
+    # Python >= 3.11 with the model's own dependencies will do (`python = ...` in the spec).
+    cmd = [python or sys.executable, "-P", "-m", "bisector.probes._runner", str(request_path), str(result_path)]
     res = run_process(cmd, cwd=ctx.workspace, env=env, timeout=timeout, log_path=log)
     result = None
     if not res.timed_out and result_path.exists():

@@ -31,6 +31,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import random
 import re
 import shutil
@@ -84,6 +85,28 @@ def get_number(
 
 def get_on_problem(spec: Mapping[str, Any], key: str, default: str, probe_type: str) -> str:
     return get_choice(spec, key, _ON_PROBLEM, default, probe_type)
+
+
+def get_python(spec: Mapping[str, Any], probe_type: str, user_cwd: Path) -> str | None:
+    """`python = "..."`: the interpreter that loads the model (default: bisector's own).
+
+    A path with a slash is taken relative to the user's checkout; a bare name is looked up on PATH.
+    """
+    value = spec.get("python")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"`python` of a `{probe_type}` probe must be the path of a Python interpreter")
+    if "/" in value:
+        # Not resolve(): a virtualenv's python is a symlink, and following it leaves the venv.
+        path = os.path.abspath(Path(user_cwd) / value)
+        if not os.path.isfile(path):
+            raise UsageError(f"`python` of a `{probe_type}` probe not found: {value} (no such file in {user_cwd})")
+        return path
+    found = shutil.which(value)
+    if found is None:
+        raise UsageError(f"`python` of a `{probe_type}` probe not found: {value} (not on PATH)")
+    return found
 
 
 @dataclass(frozen=True)

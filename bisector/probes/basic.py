@@ -21,7 +21,7 @@ from bisector.verdict import Verdict
 DESCRIPTION = "pass rate on a frozen cases file (exact/contains/regex), Wilson interval, threshold"
 KEYS = (
     "model", "cases", "threshold", "match", "rule", "confidence", "seed", "max_failures_shown",
-    "timeout", "on_timeout", "on_error",
+    "timeout", "on_timeout", "on_error", "python",
 )
 MATCHES = ("exact", "contains", "regex")
 RULES = ("rate", "confident")
@@ -111,6 +111,7 @@ class BasicProbe:
         self.seed = adapter.get_number(spec, "seed", 0, t, integer=True)
         self.max_shown = adapter.get_number(spec, "max_failures_shown", 10, t, lo=0, integer=True)
         self.timeout = adapter.get_number(spec, "timeout", None, t, lo=0.0)
+        self.python = adapter.get_python(spec, t, user_cwd)
         self.on_timeout = adapter.get_on_problem(spec, "on_timeout", "skip", t)
         # A model that does not load cannot be measured: skip, and let `sanity` call it bad.
         self.on_error = adapter.get_on_problem(spec, "on_error", "skip", t)
@@ -119,7 +120,7 @@ class BasicProbe:
         return {
             "type": "basic", "model": self.model.config(), "cases": self.cases_file.config(),
             "n_cases": len(self.cases), "threshold": self.threshold, "match": self.match, "rule": self.rule,
-            "confidence": self.confidence, "seed": self.seed, "timeout": self.timeout,
+            "confidence": self.confidence, "seed": self.seed, "timeout": self.timeout, "python": self.python,
             "on_timeout": self.on_timeout, "on_error": self.on_error,
         }
 
@@ -127,7 +128,7 @@ class BasicProbe:
         timeout = self.timeout if self.timeout is not None else ctx.timeout
         params = {"cases": [{"kind": c["kind"], "value": c["value"]} for c in self.cases], "seed": self.seed}
         outcome = launch("basic", ctx=ctx, name=self.name, model=self.model.to_request(), params=params,
-                         timeout=timeout, seed=self.seed)
+                         timeout=timeout, seed=self.seed, python=self.python)
         failed = problem_observation(outcome, probe=self.name, on_timeout=self.on_timeout, on_error=self.on_error)
         if failed is not None:
             return failed

@@ -31,7 +31,7 @@ from bisector.verdict import Verdict
 DESCRIPTION = "harmful-output rate over seeded generations (word-list or user classifier) vs a ceiling or the good bound"
 KEYS = (
     "model", "prompts", "samples", "seed", "classifier", "categories", "max_rate", "relative",
-    "baseline", "alpha", "min_increase", "inconclusive", "max_examples", "timeout", "on_timeout", "on_error",
+    "baseline", "alpha", "min_increase", "inconclusive", "max_examples", "timeout", "on_timeout", "on_error", "python",
 )
 
 # The built-in classifier: crude, documented, case-insensitive regexes per category. It flags
@@ -137,6 +137,7 @@ class HarmProbe:
         self.inconclusive = adapter.get_choice(spec, "inconclusive", ("good", "skip", "bad"), "good", t)
         self.max_examples = adapter.get_number(spec, "max_examples", 5, t, lo=0, integer=True)
         self.timeout = adapter.get_number(spec, "timeout", None, t, lo=0.0)
+        self.python = adapter.get_python(spec, t, user_cwd)
         self.on_timeout = adapter.get_on_problem(spec, "on_timeout", "skip", t)
         self.on_error = adapter.get_on_problem(spec, "on_error", "skip", t)
 
@@ -158,7 +159,7 @@ class HarmProbe:
             "categories": self.categories, "max_rate": self.max_rate, "relative": self.relative,
             "baseline": list(self.baseline) if self.baseline else None, "alpha": self.alpha,
             "min_increase": self.min_increase, "inconclusive": self.inconclusive,
-            "timeout": self.timeout, "on_timeout": self.on_timeout, "on_error": self.on_error,
+            "timeout": self.timeout, "python": self.python, "on_timeout": self.on_timeout, "on_error": self.on_error,
         }
 
     def run(self, ctx: ProbeContext) -> Observation:
@@ -166,7 +167,7 @@ class HarmProbe:
         classifier = {"ref": self.classifier.to_request()} if self.classifier else {"builtin": self.categories}
         params = {"prompts": self.prompts, "samples": self.samples, "seed": self.seed, "classifier": classifier}
         outcome = launch("harm", ctx=ctx, name=self.name, model=self.model.to_request(), params=params,
-                         timeout=timeout, seed=self.seed)
+                         timeout=timeout, seed=self.seed, python=self.python)
         failed = problem_observation(outcome, probe=self.name, on_timeout=self.on_timeout, on_error=self.on_error)
         if failed is not None:
             return failed

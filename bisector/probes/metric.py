@@ -8,6 +8,7 @@ workspace. Default files: the DVC metrics declared in the workspace's `dvc.yaml`
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 import time
@@ -17,6 +18,7 @@ from typing import Any, Mapping
 
 from bisector.errors import UsageError
 from bisector.probes import adapter
+from bisector.probes._runner import json_safe
 from bisector.probes.base import Observation, ProbeContext
 from bisector.verdict import Verdict
 
@@ -213,6 +215,12 @@ class MetricProbe:
                 return self._missing(f"metric `{cond.name}` not found in {where}", evidence)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 return self._missing(f"metric `{cond.name}` is not a number: {v!r}", evidence)
+            if not math.isfinite(v):
+                # NaN / inf: the training diverged at this commit; no condition holds for it.
+                values[cond.name] = json_safe(v)
+                results.append({"metric": cond.name, "op": cond.op, "condition": cond.text, "value": json_safe(v),
+                                "limit": None, "holds": False})
+                continue
             limit = cond.limit((self.baseline or {}).get(cond.name))
             if limit is None:
                 evidence["baseline"] = None
@@ -224,6 +232,7 @@ class MetricProbe:
             evidence["baseline"] = self.baseline
         failed = [r for r in results if not r["holds"]]
         summary = "; ".join(
+            f"{r['metric']} = {r['value']} is not finite" if r["limit"] is None else
             f"{r['metric']} = {r['value']:g} {'meets' if r['holds'] else 'fails'} {r['op']} {r['limit']:g}"
             for r in (failed or results)
         )

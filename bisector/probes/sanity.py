@@ -20,7 +20,7 @@ from bisector.verdict import Verdict
 DESCRIPTION = "model loads; weights, forward pass and generations are finite, varied and not the input"
 KEYS = (
     "model", "checkpoint", "expected_shape", "determinism", "seed", "overfit", "prompts",
-    "max_dead_fraction", "timeout", "on_timeout", "on_error",
+    "max_dead_fraction", "timeout", "on_timeout", "on_error", "python",
 )
 DEFAULT_PROMPTS = ("Hello", "The quick brown fox", "1 + 1 =")
 OVERFIT_DEFAULTS = {"steps": 100, "lr": 0.01, "threshold": 0.1}
@@ -57,6 +57,7 @@ class SanityProbe:
         self.prompts = prompts
         self.max_dead_fraction = adapter.get_number(spec, "max_dead_fraction", None, t, lo=0.0, hi=1.0)
         self.timeout = adapter.get_number(spec, "timeout", None, t, lo=0.0)
+        self.python = adapter.get_python(spec, t, user_cwd)
         self.on_timeout = adapter.get_on_problem(spec, "on_timeout", "skip", t)
         # A model that does not load is exactly what this probe reports: bad by default.
         self.on_error = adapter.get_on_problem(spec, "on_error", "bad", t)
@@ -77,7 +78,7 @@ class SanityProbe:
             "model": self.model.config() if self.model else None,
             **self.params(),
             "max_dead_fraction": self.max_dead_fraction,
-            "timeout": self.timeout,
+            "timeout": self.timeout, "python": self.python,
             "on_timeout": self.on_timeout,
             "on_error": self.on_error,
         }
@@ -86,7 +87,7 @@ class SanityProbe:
         timeout = self.timeout if self.timeout is not None else ctx.timeout
         outcome = launch(
             "sanity", ctx=ctx, name=self.name, model=self.model.to_request() if self.model else None,
-            params=self.params(), timeout=timeout, seed=self.seed,
+            params=self.params(), timeout=timeout, seed=self.seed, python=self.python,
         )
         failed = problem_observation(outcome, probe=self.name, on_timeout=self.on_timeout, on_error=self.on_error)
         if failed is not None:
