@@ -85,6 +85,10 @@ def _xlog(count: int, q: float) -> float:
     return count * math.log(q) if q > 0.0 else _NEG_INF
 
 
+def _safe_log(q: float) -> float:
+    return math.log(q) if q > 0.0 else 0.0
+
+
 def _h2(q: float) -> float:
     return 0.0 if q <= 0.0 or q >= 1.0 else -(q * math.log2(q) + (1 - q) * math.log2(1 - q))
 
@@ -417,25 +421,34 @@ class Search:
         grid = self._grid
         memo: dict[tuple[int, int], list[float]] = {}
 
-        def terms(k1: int, p1: int) -> list[float]:
-            k0, p0 = Kt - k1 + Kg, Pt - p1 + Pg
-            return [
-                lp + _xlog(k1, q1) + _xlog(p1, 1 - q1) + _xlog(k0, q0) + _xlog(p0, 1 - q0) for q0, q1, lp in grid
-            ]
+        glogs = [(_safe_log(q1), _safe_log(1 - q1), _safe_log(q0), _safe_log(1 - q0), lp) for q0, q1, lp in grid]
 
-        lw = []
-        for k1, p1, c in zip(K1, P1, bits):
-            if c != "1":
-                lw.append(_NEG_INF)
-                continue
-            key = (k1, p1)
-            t = memo.get(key)
-            if t is None:
-                t = memo[key] = terms(k1, p1)
-                t.append(_logsumexp(t))
-            lw.append(t[-1] + lps)
-        tn = terms(0, 0) if self._none_alive else None
-        lwn = _logsumexp(tn) + math.log(self._prior_none) if tn and self._prior_none > 0 else _NEG_INF
+        def terms(k1: int, p1: int) -> list[float]:
+            # Zero-probability terms only meet zero counts in live suspects (see below).
+            k0, p0 = Kt - k1 + Kg, Pt - p1 + Pg
+            return [lp + k1 * l1 + p1 * m1 + k0 * l0 + p0 * m0 for l1, m1, l0, m0, lp in glogs]
+
+        if len(grid) == 1:
+            # Fixed rates: log-likelihood is linear in (k1, p1). A zero-probability term only meets
+            # zero counts in a live suspect (the others are dead), so its log is taken as 0 here.
+            q0, q1, _ = grid[0]
+            l1, m1 = _safe_log(q1), _safe_log(1 - q1)
+            l0, m0 = _safe_log(q0), _safe_log(1 - q0)
+            c0 = lps + (Kt + Kg) * l0 + (Pt + Pg) * m0
+            a, b = l1 - l0, m1 - m0
+            lw = [c0 + a * k1 + b * p1 for k1, p1 in zip(K1, P1)]
+        else:
+            keys = list(zip(K1, P1))
+            for key in set(keys):
+                t = memo[key] = terms(*key)
+                t.append(_logsumexp(t) + lps)
+            lw = [memo[key][-1] for key in keys]
+        if self._alive != self._dag.all:
+            lw = [x if c == "1" else _NEG_INF for x, c in zip(lw, bits)]
+        tn = None
+        if self._none_alive and self._prior_none > 0:
+            tn = [lp + _xlog(Kt + Kg, q0) + _xlog(Pt + Pg, 1 - q0) for q0, _, lp in grid]
+        lwn = _logsumexp(tn) + math.log(self._prior_none) if tn else _NEG_INF
         m = max(max(lw), lwn)
         w = [math.exp(x - m) for x in lw]
         wn = math.exp(lwn - m)
@@ -459,11 +472,11 @@ class Search:
         for k1, p1, c in zip(K1, P1, bits):
             if c == "1":
                 counts[(k1, p1)] = counts.get((k1, p1), 0) + 1
-        per_key = [(memo[key], lps + math.log(c)) for key, c in counts.items()]
+        per_key = [(memo[key], lps + math.log(c)) for key, c in counts.items()]  # memo holds lps-free terms
         acc = []
         for j in range(len(self._grid)):
             xs = [t[j] + lc for t, lc in per_key]
-            if tn and self._prior_none > 0:
+            if tn:
                 xs.append(tn[j] + math.log(self._prior_none))
             acc.append(_logsumexp(xs))
         top = _logsumexp(acc)
@@ -478,6 +491,15 @@ class Search:
             out[None] = st["wn"] / Z
         return out
 
+    def _top(self) -> tuple[float, int]:
+        """(probability, index) of the most likely suspect; ties go to the newest."""
+        st = self._state()
+        if "top" not in st:
+            w = st["w"]
+            m = max(w)
+            st["top"] = (m / st["Z"], w.index(m))
+        return st["top"]
+
     def _ranked(self) -> list[tuple[float, int]]:
         st = self._state()
         Z, gp = st["Z"], self._dag.gitpos
@@ -487,14 +509,20 @@ class Search:
     def _eligible(self) -> list[int]:
         """Suspects worth probing: not skipped, and (deterministically) with an answer not yet implied."""
         st = self._state()
+        if "elig" in st:
+            return st["elig"]
         A, Z, w = st["A"], st["Z"], st["w"]
         skipped = self._skipped
         if self.noise is None:
-            return [i for i in range(self._n) if w[i] > 0.0 and A[i] < Z and not skipped >> i & 1]
-        # Under noise a revision may be asked again, but only while its answer is still uncertain.
-        return [
-            i for i in range(self._n) if w[i] > 0.0 and 1e-4 < A[i] / Z < 1 - 1e-4 and not skipped >> i & 1
-        ]
+            elig = [i for i in range(self._n) if w[i] > 0.0 and A[i] < Z and not skipped >> i & 1]
+        else:
+            # Under noise a revision may be asked again, but only while its answer is still uncertain.
+            lo, hi = 1e-4 * Z, (1 - 1e-4) * Z
+            elig = [i for i, (x, a) in enumerate(zip(w, A)) if x > 0.0 and lo < a < hi]
+            if skipped:
+                elig = [i for i in elig if not skipped >> i & 1]
+        st["elig"] = elig
+        return elig
 
     def needs_calibration(self) -> list[str]:
         """Bounds that want more runs before searching (only with `learn_noise` and `calibration_runs`)."""
@@ -529,10 +557,9 @@ class Search:
         """Revisions still to run before the top suspect counts as confirmed (empty when not pending)."""
         if not self._confirm:
             return []
-        ranked = self._ranked()
-        if not ranked or ranked[0][0] < self.confidence:
+        top, c = self._top()
+        if top < self.confidence:
             return []
-        c = ranked[0][1]
         todo = [p for p in self._dag.parents[c] if not self._skipped >> p & 1 and self._evidence(p) >= 0]
         if not self._skipped >> c & 1 and self._evidence(c) <= 0:
             todo.append(c)
@@ -549,10 +576,28 @@ class Search:
             post_none = self._state()["wn"] / self._state()["Z"]
             if post_none >= self.confidence:
                 return True
-            ranked = self._ranked()
-            if ranked and ranked[0][0] >= self.confidence:
+            if self._top()[0] >= self.confidence:
                 return not self.confirmation_pending
-        return not self._eligible()
+        return self._choice() is None
+
+    def _choice(self) -> int | None:
+        """The single revision to probe next (None: nothing informative left), cached per state."""
+        st = self._state()
+        if "choice" in st:
+            return st["choice"]
+        choice = None
+        if self.noise is not None and not self._costly and not self._streak:
+            # Fast path: the revision whose ancestor mass is closest to half, if it is eligible.
+            A, Z, w = st["A"], st["Z"], st["w"]
+            sc = [abs(2.0 * a - Z) for a in A]
+            i = sc.index(min(sc))
+            if w[i] > 0.0 and 1e-4 * Z < A[i] < (1 - 1e-4) * Z and not self._skipped >> i & 1:
+                choice = i
+        if choice is None:
+            elig = self._eligible()
+            choice = self._pick(elig) if elig else None
+        st["choice"] = choice
+        return choice
 
     @property
     def done(self) -> bool:
@@ -570,10 +615,10 @@ class Search:
         conf = self.confirmation()
         if conf:
             return conf[:k]
-        elig = self._eligible()
-        st = self._state()
-        A, Z, gp = st["A"], st["Z"], self._dag.gitpos
         if k > 1:
+            elig = self._eligible()
+            st = self._state()
+            A, Z, gp = st["A"], st["Z"], self._dag.gitpos
             chosen: list[int] = []
             for j in range(1, k + 1):
                 t = j / (k + 1)
@@ -582,7 +627,7 @@ class Search:
                     break
                 chosen.append(min(rest, key=lambda i: (abs(A[i] / Z - t), gp[i])))
             return [self._dag.revs[i] for i in chosen]
-        return [self._dag.revs[self._pick(elig)]]
+        return [self._dag.revs[self._choice()]]
 
     def _score(self, i: int, A: list[float], Z: float) -> float:
         """Lower is better: distance from an even split, or minus information per cost."""
@@ -598,7 +643,12 @@ class Search:
     def _pick(self, elig: list[int]) -> int:
         st = self._state()
         A, Z, gp = st["A"], st["Z"], self._dag.gitpos
-        score = {i: self._score(i, A, Z) for i in elig}
+        if self._costly:
+            score = {i: self._score(i, A, Z) for i in elig}
+        else:
+            score = {i: abs(2.0 * A[i] - Z) for i in elig}
+        if not self._streak and not (self.noise is None and not self._costly):
+            return min(elig, key=lambda i: (score[i], gp[i]))
         if self._streak:
             # Skips since the last real answer mark an untestable stretch: keep clear of it, at a
             # radius (share of the mass) that doubles with each skip in a row, so a broken build
