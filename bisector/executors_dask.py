@@ -1,0 +1,225 @@
+"""Steps on a Dask cluster: the same rounds as LocalExecutor, each step a `run_step` task.
+
+The cluster is the user's: we connect a client, submit `bisector.step.run_step(spec)` (a
+plain-dict trampoline) as impure tasks with engine retries off, and close only our client.
+Retries are the session's job (see executors.py): a lost worker (`KilledWorker`), a dropped
+connection or any other task error is yielded as an exception; the session retries it once,
+then journals a skip with the note. Workers on the client's filesystem materialize their
+steps in `spec_base["workspace_dir"]/w<worker pid>/wt` worktrees, which `close()` removes.
+
+Invariant: at most one `run_step` runs at a time in one worker process, because the worktree
+is keyed by the worker's pid. `open()` refuses workers that run several threads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from bisector.errors import UsageError
+from bisector.git import git
+from bisector.step import StepOutcome, run_step
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bisector.executors import StepRequest
+
+MISSING_EXTRA = "the dask executor needs the dask extra: pip install 'bisector[dask]'"
+WORKERS_TIMEOUT = 60.0  # seconds to wait for a first worker
+STOP_GRACE = 10.0  # seconds to let killed steps' tasks return before the worktrees go
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(MISSING_EXTRA) from None
+    return distributed
+
+
+class DaskExecutor:
+    """Rounds of steps on the Dask scheduler at `address` (tcp://HOST:PORT).
+
+    `spec_base` holds what every step shares (see `bisector.step.run_step`); each request
+    adds rev, step, log_dir and data_rev. At most `jobs` steps are submitted at once (the
+    session asks for at most `jobs` per round).
+    """
+
+    def __init__(self, address: str, spec_base: dict[str, Any], jobs: int = 1):
+        if jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, not {jobs}")
+        self._distributed = _import_distributed()
+        self.address = address
+        self.spec_base = dict(spec_base)
+        self.jobs = jobs
+        self.workspace_dir = Path(spec_base["workspace_dir"])
+        self._client: Any = None
+        self._inflight: dict[Any, "StepRequest"] = {}
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self, first_rev: str) -> None:
+        d = self._distributed
+        try:
+            # Connect timeout: Dask's `distributed.comm.timeouts.connect` (30 s by default).
+            self._client = d.Client(self.address, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise UsageError(
+                f"cannot reach the Dask scheduler at {self.address} ({type(exc).__name__}): "
+                "start one with `dask scheduler`, or fix --executor / DASK_SCHEDULER_ADDRESS"
+            ) from None
+        try:
+            self._client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except (OSError, TimeoutError):
+            raise UsageError(
+                f"the Dask scheduler at {self.address} has no workers after {WORKERS_TIMEOUT:.0f} s: "
+                f"start some with `dask worker {self.address} --nthreads 1`"
+            ) from None
+        workers = self._client.scheduler_info().get("workers", {})
+        threaded = sorted(a for a, w in workers.items() if w.get("nthreads", 1) > 1)
+        if threaded:
+            raise UsageError(
+                f"Dask worker {threaded[0]} runs {workers[threaded[0]]['nthreads']} threads; bisector needs "
+                "one step per worker process (each owns one worktree): start workers with `--nthreads 1`"
+            )
+
+    def close(self) -> None:
+        """Stop our steps still running, remove the workers' worktrees, drop our client (not the cluster)."""
+        client, self._client = self._client, None
+        try:
+            if client is not None:
+                self._stop(client)
+                try:
+                    client.close(timeout=5)
+                except Exception:  # noqa: BLE001 - the cluster may be gone; nothing left to release
+                    pass
+        finally:
+            self._inflight.clear()
+            kill_steps_under(str(self.workspace_dir))  # workers on this machine
+            self._remove_worktrees()
+
+    # ---------------------------------------------------------------- steps
+    def spec(self, req: "StepRequest") -> dict[str, Any]:
+        return {
+            **self.spec_base,
+            "rev": req.rev,
+            "step": req.step,
+            "log_dir": str(req.log_dir),
+            "data_rev": req.data_rev,
+        }
+
+    def run_round(self, requests: Sequence["StepRequest"]) -> Iterator[tuple["StepRequest", StepOutcome | BaseException]]:
+        if self._client is None:
+            raise RuntimeError("DaskExecutor.run_round before open()")
+        d = self._distributed
+        futures = {}
+        for req in requests:
+            # pure=False: a repeated (flaky) probe of the same revision must really run again.
+            fut = self._client.submit(run_step, self.spec(req), pure=False, retries=0, key=f"bisector-step-{req.step}-{os.urandom(4).hex()}")
+            futures[fut] = req
+            self._inflight[fut] = req
+        try:
+            for fut in d.as_completed(list(futures), loop=self._client.loop):
+                req = futures[fut]
+                self._inflight.pop(fut, None)
+                yield req, self._outcome(fut, req)
+        except BaseException:
+            # Ctrl-C / SIGTERM mid-round: stop the remote steps, then let the caller clean up.
+            self._stop(self._client)
+            raise
+
+    def _outcome(self, fut: Any, req: "StepRequest") -> StepOutcome | BaseException:
+        try:
+            return StepOutcome.from_json(fut.result())
+        except Exception as exc:  # noqa: BLE001 - KilledWorker, CommClosedError, a task's error: the session decides
+            return exc
+
+    def _stop(self, client: Any) -> None:
+        """Kill our steps still running on the workers (a cancelled Dask task keeps running), then cancel."""
+        pending = [f for f in self._inflight if not f.done()]
+        deadline = time.monotonic() + STOP_GRACE
+        while True:
+            # Also when nothing is pending: orphans of a killed worker's step are still about.
+            try:
+                client.run(kill_steps_under, str(self.workspace_dir), on_error="ignore")
+            except Exception:  # noqa: BLE001 - the cluster is gone: its steps died with it (PDEATHSIG)
+                break
+            pending = [f for f in pending if not f.done()]
+            if not pending or time.monotonic() > deadline:
+                break
+            try:
+                # A step killed between its checkout and its build starts the next command: kill again.
+                self._distributed.wait(pending, timeout=0.5)
+            except Exception:  # noqa: BLE001 - timeout
+                pass
+        if pending:
+            try:
+                client.cancel(pending, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        for f in list(self._inflight):
+            if f.done() or f in pending:
+                self._inflight.pop(f, None)
+
+    def _remove_worktrees(self) -> None:
+        """Remove `workspace_dir/w<pid>/wt` worktrees of the user's repo (same-filesystem workers)."""
+        repo = Path(self.spec_base["repo"])
+        if not self.workspace_dir.is_dir():
+            return
+        for wt in sorted(self.workspace_dir.glob("*/wt")):
+            git(repo, "worktree", "remove", "--force", str(wt), check=False)
+            shutil.rmtree(wt, ignore_errors=True)
+        shutil.rmtree(self.workspace_dir, ignore_errors=True)
+        git(repo, "worktree", "prune", check=False)
+
+
+def kill_steps_under(workspace_dir: str) -> list[int]:
+    """SIGKILL the process groups of every process whose cwd is under `workspace_dir`.
+
+    Runs on each worker (and on the client) when a session stops. Step commands run in their
+    own session (process.run_process), so a group is one step's build or probe tree; that
+    covers steps still running and the orphans of a worker that was killed (PDEATHSIG takes
+    the step's leader, not its grandchildren). The caller's own group is never touched.
+    """
+    root = os.path.realpath(workspace_dir)
+    own = os.getpgrp()
+    killed: list[int] = []
+    for pid, cwd in _process_cwds():
+        if not (cwd == root or cwd.startswith(root + os.sep)):
+            continue
+        try:
+            pgid = os.getpgid(pid)
+            if pgid == own or pgid in killed:
+                continue
+            os.killpg(pgid, signal.SIGKILL)
+            killed.append(pgid)
+        except OSError:
+            pass
+    if killed:
+        time.sleep(0.05)
+    return killed
+
+
+def _process_cwds() -> Iterator[tuple[int, str]]:
+    """(pid, working directory) of the processes we may see: /proc on Linux, else psutil."""
+    if os.path.isdir("/proc/self"):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{name}/cwd")
+            except OSError:
+                continue
+            yield int(name), cwd.removesuffix(" (deleted)")
+        return
+    try:
+        import psutil
+    except ImportError:
+        return
+    for p in psutil.process_iter():
+        try:
+            yield p.pid, os.path.realpath(p.cwd())
+        except (psutil.Error, OSError):
+            continue

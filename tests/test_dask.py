@@ -1,0 +1,277 @@
+"""The Dask executor against a real CLI cluster (scheduler + 2 workers as separate processes on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("distributed")
+psutil = pytest.importorskip("psutil")
+
+from repos import GitRepo, linear_history, snapshot  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BISECTOR = [sys.executable, "-m", "bisector.cli"]
+
+
+def _die_with_us() -> None:  # pragma: no cover - runs in the child
+    """Cluster processes die with the test process even if pytest is killed (Linux)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        env = {
+            **os.environ,
+            # Engine retries off: a lost worker surfaces as KilledWorker, and bisector decides.
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        }
+        self.env = env
+        sched_file = tmp / "scheduler.json"
+        self.scheduler = self._start(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(sched_file)], "scheduler.log")
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() or not sched_file.read_text().strip():
+            if time.monotonic() > deadline or self.scheduler.poll() is not None:
+                raise RuntimeError("dask scheduler did not start: " + (tmp / "scheduler.log").read_text())
+            time.sleep(0.05)
+        time.sleep(0.1)
+        self.address = json.loads(sched_file.read_text())["address"]
+        # Two `dask worker` nannies, one single-threaded worker process each (restarted if killed).
+        self.nannies = [
+            self._start(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nworkers", "1", "--nthreads", "1",
+                 "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(tmp / f"worker-{i}"),
+                 "--death-timeout", "30"], f"worker-{i}.log")
+            for i in range(2)
+        ]
+        self.wait_for_workers(2)
+
+    def _start(self, cmd: list[str], log: str) -> subprocess.Popen[bytes]:
+        out = open(self.tmp / log, "wb")
+        try:
+            return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, preexec_fn=_die_with_us)
+        finally:
+            out.close()
+
+    @property
+    def url(self) -> str:
+        return "dask://" + self.address.removeprefix("tcp://")
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes (children of the nannies)."""
+        return [c.pid for n in self.nannies for c in psutil.Process(n.pid).children()]
+
+    def wait_for_workers(self, n: int, timeout: float = 60) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as c:
+            c.wait_for_workers(n, timeout=timeout)
+
+    def stop(self) -> None:
+        procs = [*self.nannies, self.scheduler]
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("dask"))
+    try:
+        yield c
+    finally:
+        c.stop()
+    # No process of the cluster (nor a worker it spawned) outlives it.
+    deadline = time.monotonic() + 10
+    while (left := _our_descendants()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"leftover processes: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+def _our_descendants() -> list["psutil.Process"]:
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _processes_in(path: Path) -> list["psutil.Process"]:
+    """Live processes whose working directory is under `path` (a probe's cwd is its worktree)."""
+    root = os.path.realpath(path)
+    out = []
+    for p in psutil.process_iter():
+        try:
+            cwd = os.readlink(f"/proc/{p.pid}/cwd").removesuffix(" (deleted)")
+            if cwd.startswith(root + os.sep) and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except (psutil.Error, OSError):
+            pass
+    return out
+
+
+def bisector(repo: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BISECTOR, *args], cwd=repo, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def journal_events(repo: Path) -> list[dict]:
+    files = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
+    assert files
+    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+
+
+def probe_script(tmp_path: Path, body: str = "") -> Path:
+    p = tmp_path / "probe.sh"
+    p.write_text(
+        "#!/bin/sh\n"
+        f"{body}\n"
+        "grep -q broken state.txt && v=1 || v=0\n"
+        f'echo "$BISECTOR_COMMIT $v" >> {tmp_path}/runs.log\n'
+        "exit $v\n"
+    )
+    p.chmod(0o755)
+    return p
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def _no_worktrees_left(repo: GitRepo) -> None:
+    assert repo.git("worktree", "list", "--porcelain").count("worktree ") == 1
+    sessions = repo.path / ".git" / "bisector" / "sessions"
+    assert not sessions.exists() or not any(sessions.glob("**/wt"))
+
+
+def test_dask_run_finds_culprit(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 24, culprit=15)
+    before = snapshot(repo.path)
+    probe = probe_script(tmp_path)
+    build = f"echo built > built.txt && echo $$ >> {tmp_path}/builds.log"
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe),
+                   "--executor", cluster.url, "-j", "2", "--build", build)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{shas[14]} is the first bad commit" in res.stdout
+    events = journal_events(repo.path)
+    steps = [e for e in events if e["event"] == "step"]
+    assert events[-1]["event"] == "end" and events[-1]["culprit"] == shas[14]
+    # Both workers took steps (each in its own process, named host:pid), every build ran.
+    assert len({s["worker"] for s in steps}) == 2
+    assert all(s["build"]["status"] == "ok" for s in steps)
+    assert len((tmp_path / "builds.log").read_text().splitlines()) == len(steps)
+    journaled = [s["commit"] for s in steps]
+    assert len(journaled) == len(set(journaled))
+    assert snapshot(repo.path) == before
+    _no_worktrees_left(repo)
+
+
+def test_dask_worker_killed_mid_step_is_retried(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 16, culprit=7)
+    marker = tmp_path / "probe-pid"
+    # The first probe of the bad head writes its pid and hangs; the retry (marker present) answers.
+    probe = probe_script(
+        tmp_path,
+        body=f'if [ "$(cat n.txt)" -eq 16 ] && [ ! -e {marker} ]; then echo $$ > {marker}.tmp; '
+        f'mv {marker}.tmp {marker}; sleep 600; fi',
+    )
+    args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "--executor", cluster.url, "-j", "2"]
+    proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(marker)
+        probe_pid = int(marker.read_text())
+        # The probe runs in its own session: kill the WORKER process that runs its step.
+        workers = set(cluster.worker_pids())
+        worker = next(p for p in psutil.Process(probe_pid).parents() if p.pid in workers)
+        os.kill(worker.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err + out
+    assert f"{shas[6]} is the first bad commit" in out
+    steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
+    head = [s for s in steps if s["commit"] == shas[-1]]
+    assert len(head) == 1 and head[0]["verdict"] == "bad"
+    assert any("infrastructure failure" in n and "retried once" in n for n in head[0]["notes"]), head[0]["notes"]
+    assert "KilledWorker" in " ".join(head[0]["notes"])
+    _no_worktrees_left(repo)
+    # The hung probe's `sleep` (orphaned when its worker died) was killed by the session's close.
+    deadline = time.monotonic() + 10
+    while (left := _processes_in(repo.path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, [p.cmdline() for p in left]
+    cluster.wait_for_workers(2)  # the nanny restarted the killed worker; the cluster is still up
+
+
+def test_ctrl_c_stops_remote_steps(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 12, culprit=5)
+    marker = tmp_path / "in-step"
+    probe = probe_script(tmp_path, body=f'if [ "$(cat n.txt)" -eq 12 ]; then touch {marker}; sleep 600; fi')
+    args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "--executor", cluster.url, "-j", "2"]
+    proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(marker)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    _no_worktrees_left(repo)
+    deadline = time.monotonic() + 10
+    while (left := _processes_in(repo.path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, [p.cmdline() for p in left]
+    cluster.wait_for_workers(2)  # our close() left the user's cluster running
+
+
+def test_unreachable_scheduler_is_a_usage_error(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 4, culprit=3)
+    probe = probe_script(tmp_path)
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe),
+                   "--executor", "dask://127.0.0.1:1", timeout=120,
+                   env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
+    assert res.returncode == 2, res.stderr
+    assert "Error: cannot reach the Dask scheduler at tcp://127.0.0.1:1" in res.stderr
+
+
+def test_without_the_dask_extra(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 4, culprit=3)
+    probe = probe_script(tmp_path)
+    script = (
+        "import sys; sys.modules['distributed'] = None\n"
+        "from bisector.cli import main\n"
+        f"main(['run', '--good', {shas[0]!r}, '--bad', 'main', '--probe', {str(probe)!r}, "
+        "'--executor', 'dask://127.0.0.1:1'])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=repo.path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        "Error: the dask executor needs the dask extra: pip install 'bisector[dask]'"
+    )
+    assert len([line for line in res.stderr.splitlines() if line.startswith("Error:")]) == 1
