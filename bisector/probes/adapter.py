@@ -247,6 +247,66 @@ def call_generate(model: Any, prompt: str, seed: int) -> str:
     return out
 
 
+# The torch side of the contract: how a batch is fed, which output is judged, the default loss.
+
+
+def module_of(model: Any) -> Any:
+    """The model's nn.Module: the object itself or its `.module`; None for non-torch models."""
+    if "torch" not in sys.modules:
+        return None  # the user's code never imported torch: it cannot be a torch model
+    nn = sys.modules["torch"].nn
+    if isinstance(model, nn.Module):
+        return model
+    module = getattr(model, "module", None)
+    return module if isinstance(module, nn.Module) else None
+
+
+def forward(module: Any, batch: Any) -> Any:
+    """`module(**batch)` for a dict, `module(*batch)` for a tuple or list, else `module(batch)`."""
+    if isinstance(batch, Mapping):
+        return module(**batch)
+    if isinstance(batch, (tuple, list)):
+        return module(*batch)
+    return module(batch)
+
+
+def first_tensor(value: Any) -> Any:
+    """The tensor a probe judges: the value itself, `["logits"]`/`.logits`, or the first tensor."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, Mapping):
+        if isinstance(value.get("logits"), torch.Tensor):
+            return value["logits"]
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            if isinstance(v, torch.Tensor):
+                return v
+    logits = getattr(value, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else None
+
+
+def default_loss(model: Any, output: Any, batch: Any) -> tuple[Any, str | None]:
+    """(loss, kind): `model.loss(output, batch)`; else from `model.targets` cross-entropy for
+    integer targets and outputs with a class dimension, MSE otherwise; else (None, None)."""
+    import torch
+    import torch.nn.functional as F
+
+    if callable(getattr(model, "loss", None)) and not isinstance(model, torch.nn.Module):
+        return model.loss(output, batch), "model.loss"
+    targets = getattr(model, "targets", None)
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        targets = targets()
+    y = first_tensor(output)
+    if isinstance(targets, torch.Tensor) and y is not None:
+        if not targets.is_floating_point() and y.dim() >= 2:
+            return F.cross_entropy(y.float(), targets.long()), "cross_entropy"
+        return F.mse_loss(y.float(), targets.float().reshape(y.shape)), "mse"
+    return None, None
+
+
 def to_jsonable(value: Any) -> Any:
     """Tensors, numpy values and tuples to plain JSON values (predict() outputs)."""
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -149,7 +149,7 @@ def measure(model: Any, params: dict[str, Any], workspace: Path) -> dict[str, An
         _check_checkpoint(workspace / params["checkpoint"], checks, out)
     if model is None:
         return out
-    module = _module_of(model)
+    module = adapter.module_of(model)
     if module is not None:
         _check_module(model, module, params, checks, out)
     if callable(getattr(model, "generate", None)):
@@ -186,43 +186,6 @@ def _tensors(obj: Any, prefix: str = "") -> Any:
             yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
 
 
-def _module_of(model: Any) -> Any:
-    import sys
-
-    if "torch" not in sys.modules:
-        return None  # the user's code never imported torch: it cannot be a torch model
-    nn = sys.modules["torch"].nn
-    if isinstance(model, nn.Module):
-        return model
-    module = getattr(model, "module", None)
-    return module if isinstance(module, nn.Module) else None
-
-
-def _forward(module: Any, batch: Any) -> Any:
-    if isinstance(batch, Mapping):
-        return module(**batch)
-    if isinstance(batch, (tuple, list)):
-        return module(*batch)
-    return module(batch)
-
-
-def _first_tensor(value: Any) -> Any:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, Mapping):
-        if isinstance(value.get("logits"), torch.Tensor):
-            return value["logits"]
-        value = list(value.values())
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            if isinstance(v, torch.Tensor):
-                return v
-    logits = getattr(value, "logits", None)
-    return logits if isinstance(logits, torch.Tensor) else None
-
-
 def _check_module(model: Any, module: Any, params: dict, checks: dict, out: dict) -> None:
     import torch
 
@@ -235,19 +198,19 @@ def _check_module(model: Any, module: Any, params: dict, checks: dict, out: dict
         return
     seed = int(params.get("seed", 0))
     batch = model.sample_batch()
-    x = _first_tensor(batch)
+    x = adapter.first_tensor(batch)
     module.eval()
     dead = _DeadActivations(module)
     torch.manual_seed(seed)
     try:
         with torch.no_grad():
-            raw = _forward(module, batch)
+            raw = adapter.forward(module, batch)
     except Exception as exc:  # a forward pass that raises is a failed check of this commit
         checks["forward_runs"] = {"ok": False, "detail": adapter.describe_exception(exc)["error"][:200]}
         return
     finally:
         dead.remove()
-    y = _first_tensor(raw)
+    y = adapter.first_tensor(raw)
     if y is None:
         checks["forward_output"] = {"ok": False, "detail": f"forward returned no tensor ({type(raw).__name__})"}
         return
@@ -276,7 +239,7 @@ def _check_module(model: Any, module: Any, params: dict, checks: dict, out: dict
     if params.get("determinism"):
         torch.manual_seed(seed)
         with torch.no_grad():
-            y2 = _first_tensor(_forward(module, model.sample_batch()))
+            y2 = adapter.first_tensor(adapter.forward(module, model.sample_batch()))
         same = y2 is not None and y2.shape == y.shape and bool(torch.allclose(y2, y, rtol=0.0, atol=0.0, equal_nan=True))
         checks["deterministic_forward"] = {"ok": same, "detail": "" if same else "two forward passes with the same seed differ"}
     if finite:  # gradients and training of a non-finite forward only repeat the failure
@@ -316,31 +279,14 @@ class _DeadActivations:
         return dead / total, {name: d / t for name, (d, t) in self.stats.items() if t}
 
 
-def _loss(model: Any, output: Any, batch: Any) -> tuple[Any, str | None]:
-    import torch
-    import torch.nn.functional as F
-
-    if callable(getattr(model, "loss", None)) and not isinstance(model, torch.nn.Module):
-        return model.loss(output, batch), "model.loss"
-    targets = getattr(model, "targets", None)
-    if callable(targets) and not isinstance(targets, torch.Tensor):
-        targets = targets()
-    y = _first_tensor(output)
-    if isinstance(targets, torch.Tensor) and y is not None:
-        if not targets.is_floating_point() and y.dim() >= 2:
-            return F.cross_entropy(y.float(), targets.long()), "cross_entropy"
-        return F.mse_loss(y.float(), targets.float().reshape(y.shape)), "mse"
-    return None, None
-
-
 def _check_gradients(model: Any, module: Any, batch: Any, params: dict, checks: dict, out: dict) -> None:
     import torch
 
     module.zero_grad(set_to_none=True)
-    output = _forward(module, batch)
-    loss, kind = _loss(model, output, batch)
+    output = adapter.forward(module, batch)
+    loss, kind = adapter.default_loss(model, output, batch)
     if loss is None:
-        y = _first_tensor(output)
+        y = adapter.first_tensor(output)
         if y is None or not y.requires_grad:
             return
         loss, kind = y.float().pow(2).mean(), "mean_square_output"
@@ -370,7 +316,7 @@ def _check_overfit(model: Any, module: Any, batch: Any, cfg: dict, checks: dict,
     steps = 0
     for steps in range(1, int(cfg["steps"]) + 1):
         module.zero_grad(set_to_none=True)
-        loss, kind = _loss(model, _forward(module, batch), batch)
+        loss, kind = adapter.default_loss(model, adapter.forward(module, batch), batch)
         if loss is None:
             checks["overfit_one_batch"] = {"ok": None, "detail": "no loss: give the model .targets or .loss()"}
             return
