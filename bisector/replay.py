@@ -54,7 +54,8 @@ class _Steps:
         return self.events[self.i:]
 
 
-def _apply_undo(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def apply_undo(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The step events that still count: an `undo` event {"step": N} retracts the earlier step N."""
     steps: list[dict[str, Any]] = []
     for e in events:
         if e["event"] == "step":
@@ -153,7 +154,7 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
         repo = guess if (guess / ".git").exists() else Path(".")
     repo = repo_root(Path(repo))
     end = next((e for e in reversed(events) if e["event"] == "end"), None)
-    steps = _Steps(_apply_undo(events))
+    steps = _Steps(apply_undo(events))
     try:
         kind, outcome = next(_simulate(repo, start, steps))
         extra = steps.rest()
@@ -213,7 +214,7 @@ def reusable_observations(
     try:
         from bisector.journal import read_events
 
-        steps = _apply_undo(read_events(Path(old.path)))  # with its `undo` events
+        steps = apply_undo(read_events(Path(old.path)))  # with its `undo` events
     except Exception:  # the summary alone (a journal moved away since it was summarized)
         steps = list(old.steps)
     for e in steps:
