@@ -69,6 +69,11 @@ def test_code_a_with_data_b_and_back(ml, session_dir) -> None:
         ws.checkout(c["codeV2"])  # back to the code revision's own data
         assert read(ws, "data/raw.txt") == "bravo\n"
         assert repo.git("-C", str(ws.path), "status", "--porcelain") == ""
+
+        ws.data_paths = ("data/labels.txt",)  # a data axis over the labels only
+        ws.checkout(c["both"], data_rev=c["init"])
+        assert read(ws, "data/labels.txt") == "L1\n" and read(ws, "data/raw.txt") == "charlie\n"
+        assert ws.step_info["overlaid"] == ["data/labels.txt.dvc"]
     finally:
         ws.close()
     assert not ws.path.exists() and not (session_dir / "dvc-site").exists()

@@ -8,11 +8,12 @@ external or untracked input). Code (git-tracked files, params) is never a data i
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from bisector.git import git, git_env
 from bisector.process import capture, run_process
@@ -119,6 +120,18 @@ def lock_outputs(lockfile: str, doc: Any) -> list[str]:
     return [o["path"] for _, outs in lock_stages(lockfile, doc) for o in outs]
 
 
+def lock_output_inputs(lockfile: str, doc: Any) -> list[DataInput]:
+    """The outputs of a `dvc.lock`'s stages with their hashes (to find them in the cache)."""
+    found = []
+    for _, outs in lock_stages(lockfile, doc):
+        for o in outs:
+            h = _out_hash(o)
+            size = o.get("size")
+            if h is not None:
+                found.append(DataInput(o["path"], h[0], size if isinstance(size, int) else None, lockfile, h[1]))
+    return found
+
+
 def lock_dep_candidates(lockfile: str, doc: Any) -> dict[str, DataInput]:
     """Lock deps that are no stage's output: data inputs unless git tracks them (checked by the caller)."""
     stages = lock_stages(lockfile, doc)
@@ -136,6 +149,18 @@ def lock_dep_candidates(lockfile: str, doc: Any) -> dict[str, DataInput]:
 
 def _under_any(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def matches_paths(candidates: Iterable[str], paths: Sequence[str]) -> bool:
+    """Whether any candidate path equals, lies under, or globs one of `paths` (no paths: all match)."""
+    if not paths:
+        return True
+    for p in paths:
+        p = p.rstrip("/")
+        for cand in candidates:
+            if cand == p or cand.startswith(p + "/") or fnmatch.fnmatchcase(cand, p):
+                return True
+    return False
 
 
 def fingerprint(inputs: Mapping[str, DataInput]) -> str:

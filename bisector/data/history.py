@@ -6,7 +6,6 @@ state between two revisions; no `dvc diff` (0.5 s per pair, and it counts pipeli
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from bisector.data.files import (
     is_dvcfile,
     is_lockfile,
     load_yaml,
+    matches_paths,
 )
 from bisector.git import git, resolve
 
@@ -52,19 +52,8 @@ class DataChange:
     new_hash: str | None
 
 
-def _matches(inp: DataInput, paths: Sequence[str]) -> bool:
-    if not paths:
-        return True
-    for p in paths:
-        p = p.rstrip("/")
-        for cand in (inp.path, inp.source):
-            if cand == p or cand.startswith(p + "/") or fnmatch.fnmatchcase(cand, p):
-                return True
-    return False
-
-
 def _select(inputs: Mapping[str, DataInput], paths: Sequence[str]) -> dict[str, DataInput]:
-    return {k: v for k, v in inputs.items() if _matches(v, paths)}
+    return {k: v for k, v in inputs.items() if matches_paths((v.path, v.source), paths)}
 
 
 def data_revisions(repo: Path, good: str, bad: str, paths: Sequence[str] = ()) -> list[DataRevision]:

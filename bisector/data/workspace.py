@@ -36,9 +36,12 @@ from bisector.data.files import (
     DataInput,
     InputReader,
     data_source_files,
+    dvcfile_inputs,
+    load_yaml,
+    matches_paths,
     dvc_tree_files,
     is_lockfile,
-    lock_outputs,
+    lock_output_inputs,
     read_worktree_dvcfile,
 )
 from bisector.errors import BisectorError, UsageError
@@ -102,10 +105,12 @@ class DvcWorkspace(Workspace):
         *,
         link_type: str | Sequence[str] = DEFAULT_LINK_TYPE,
         timeout: float | None = None,
+        data_paths: Sequence[str] = (),
     ):
         super().__init__(repo, session_dir)
         self.link_types = parse_link_type(link_type)
         self.timeout = timeout  # per dvc command (checkout, fetch)
+        self.data_paths = tuple(data_paths)  # the data axis' inputs: overlay only these (all when empty)
         self.site_cache_dir = session_dir / "dvc-site"
         self.is_dvc = (Path(repo) / ".dvc").is_dir()
         self.user: UserDvcConfig | None = None
@@ -113,7 +118,7 @@ class DvcWorkspace(Workspace):
         self.step_info: dict[str, Any] = {}
         # Data-source .dvc files now in the worktree -> the revision they come from.
         self._sources: dict[str, str] = {}
-        self._outputs: list[str] = []
+        self._outputs: dict[str, DataInput] = {}  # stage outputs of the worktree's dvc.lock files
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -142,7 +147,7 @@ class DvcWorkspace(Workspace):
         """
         super().checkout(rev)
         self.data_rev = None
-        self._sources, self._outputs = {}, []
+        self._sources, self._outputs = {}, {}
         self.step_info = {"dvc": False}
         if self.user is None or not has_dvc(self.repo, rev):
             if data_rev not in (None, rev):
@@ -151,7 +156,9 @@ class DvcWorkspace(Workspace):
         reader = InputReader(self.repo)
         files = dvc_tree_files(self.repo, rev)
         self._sources = {p: rev for p in data_source_files(files, reader)}
-        self._outputs = [o for p, oid in files.items() if is_lockfile(p) for o in lock_outputs(p, reader.doc(oid))]
+        self._outputs = {
+            o.path: o for p, oid in files.items() if is_lockfile(p) for o in lock_output_inputs(p, reader.doc(oid))
+        }
         info: dict[str, Any] = {"dvc": True, "data_rev": None}
         if data_rev is not None and data_rev != rev:
             info.update(self._overlay(data_rev, reader))
@@ -161,20 +168,26 @@ class DvcWorkspace(Workspace):
         self.step_info = info
 
     def _overlay(self, data_rev: str, reader: InputReader) -> dict[str, Any]:
-        """Replace the data-source `.dvc` files by `data_rev`'s: exactly its set, nothing else."""
+        """Replace the data-source `.dvc` files by `data_rev`'s: exactly its set, nothing else
+        (restricted to `data_paths` when given). Never `data_rev`'s dvc.lock."""
         if not has_dvc(self.repo, data_rev):
             raise UsageError(f"data revision {data_rev[:10]} has no DVC data (it is older than `dvc init`)")
         files = dvc_tree_files(self.repo, data_rev)
-        theirs = data_source_files(files, reader)
-        removed = sorted(set(self._sources) - set(theirs))
+        theirs = [p for p in data_source_files(files, reader) if self._on_axis(p, reader.doc(files[p]))]
+        ours = [p for p in self._sources if self._on_axis(p, _read_yaml(self.path / p))]
+        removed = sorted(set(ours) - set(theirs))
         for p in removed:
             (self.path / p).unlink(missing_ok=True)
+            del self._sources[p]
         for p in theirs:
             target = self.path / p
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(git(self.repo, "cat-file", "blob", files[p]))
-        self._sources = {p: data_rev for p in theirs}
+            self._sources[p] = data_rev
         return {"overlaid": theirs, "removed": removed}
+
+    def _on_axis(self, dvcfile: str, doc: Any) -> bool:
+        return matches_paths([dvcfile, *dvcfile_inputs(dvcfile, doc)], self.data_paths)
 
     def _materialize(self, rev: str) -> dict[str, Any]:
         env = self.env()
@@ -188,16 +201,20 @@ class DvcWorkspace(Workspace):
         if res.returncode == 0:
             return info
         failed = _failed_targets(res.stdout + res.stderr)
-        inputs = self.inputs()
-        # Stage outputs that cannot be had are fine: the build (dvc repro) makes them again.
-        bad = [i for i in inputs.values() if i.path in failed or not self._in_cache(i)]
-        if not bad and failed and all(_under(f, self._outputs) for f in failed):
+        fetch_out = strip_ansi(fetch.stdout + fetch.stderr)
+        bad = [i for i in self.inputs().values() if i.path in failed or not self._in_cache(i)]
+        if bad:
+            raise self._diagnose(bad[0], fetch_out, fetch.returncode)
+        # A stage output that is in the cache and still failed: a link problem, not missing data.
+        unlinked = [o for p, o in self._outputs.items() if p in failed and self._in_cache(o)]
+        if unlinked:
+            raise self._diagnose(unlinked[0], fetch_out, fetch.returncode)
+        # Stage outputs that are nowhere are fine: the build (dvc repro) makes them again.
+        if failed and all(_under(f, list(self._outputs)) for f in failed):
             info["missing_outputs"] = sorted(failed)
             return info
-        if not bad:
-            last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
-            raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
-        raise self._diagnose(bad[0], strip_ansi(fetch.stdout + fetch.stderr), fetch.returncode)
+        last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
+        raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
 
     # ------------------------------------------------------------ queries
     def inputs(self) -> dict[str, DataInput]:
@@ -302,6 +319,13 @@ def after_build_check(ws: DvcWorkspace) -> list[str]:
             elif isinstance(item, str):
                 changed.add(target)
     return sorted(changed)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return load_yaml(path.read_text())
+    except OSError:
+        return None
 
 
 def _failed_targets(output: str) -> set[str]:
