@@ -17,7 +17,9 @@ def make_ctx(workspace: Path, log_dir: Path, *, timeout: float | None = 120, ste
     from bisector.probes.base import ProbeContext
 
     log_dir.mkdir(parents=True, exist_ok=True)
-    return ProbeContext(workspace=Path(workspace), commit="0" * 40, step=step, log_dir=log_dir, timeout=timeout)
+    # One torch thread: the models are tiny, and the test machine's cores are shared.
+    return ProbeContext(workspace=Path(workspace), commit="0" * 40, step=step, log_dir=log_dir, timeout=timeout,
+                        env={"OMP_NUM_THREADS": "1"})
 
 
 # ---------------------------------------------------------------- text model (no torch)

@@ -113,7 +113,7 @@ def test_a_plugin_installed_with_an_entry_point_is_listed_and_built(tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"type": "nope"}, "unknown probe type 'nope': use one of command, metric, sanity, basic, harm"),
+        ({"type": "nope"}, "unknown probe type 'nope': use one of command, metric, sanity, basic, harm, manual"),
         ({"run": "true"}, "needs `type = "),
         ({"type": "command", "run": "true", "name": "my probe"}, "without spaces"),
         ({"type": "command", "run": "true", "tiemout": 3}, "did you mean `timeout`"),
@@ -212,3 +212,15 @@ def test_suite_hands_the_good_bounds_observations_to_relative_probes(tmp_path):
     assert not suite.needs_baseline and rel.baseline == (1, 10)
     assert suite.config() != before  # the baseline is part of the memo key
     assert suite.set_baselines(good.observations) == []  # taken once
+
+
+def test_suite_shows_a_probe_with_a_see_hook_the_steps_earlier_observations(tmp_path):
+    class Watcher(Fake):
+        seen: list[str] = []
+
+        def see(self, observations):
+            self.seen = [o.probe for o in observations]
+
+    first, watcher = Fake("first", Verdict.GOOD, 1), Watcher("watcher", Verdict.GOOD, 1000)
+    ProbeSuite([watcher, first]).run(mf.make_ctx(tmp_path, tmp_path / "logs"))
+    assert watcher.seen == ["first"]

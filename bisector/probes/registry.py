@@ -51,10 +51,14 @@ def _builtin(name: str) -> tuple[Factory, str]:
         from bisector.probes import metric
 
         return metric.MetricProbe, metric.DESCRIPTION
+    if name == "manual":
+        from bisector.probes import manual
+
+        return manual.ManualProbe, manual.DESCRIPTION
     raise KeyError(name)
 
 
-BUILTINS = ("command", "metric", "sanity", "basic", "harm")
+BUILTINS = ("command", "metric", "sanity", "basic", "harm", "manual")
 
 
 def _plugins() -> dict[str, metadata.EntryPoint]:

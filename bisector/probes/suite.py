@@ -82,6 +82,9 @@ class ProbeSuite:
     def run(self, ctx: ProbeContext) -> SuiteResult:
         observations: list[Observation] = []
         for probe in self.run_order:
+            see = getattr(probe, "see", None)
+            if callable(see):  # a probe that shows a person the step's evidence so far (manual)
+                see(list(observations))
             obs = probe.run(ctx)
             observations.append(obs)
             if obs.verdict is Verdict.ABORT:
