@@ -243,7 +243,10 @@ def _check_module(model: Any, module: Any, params: dict, checks: dict, out: dict
         same = y2 is not None and y2.shape == y.shape and bool(torch.allclose(y2, y, rtol=0.0, atol=0.0, equal_nan=True))
         checks["deterministic_forward"] = {"ok": same, "detail": "" if same else "two forward passes with the same seed differ"}
     if finite:  # gradients and training of a non-finite forward only repeat the failure
-        _check_gradients(model, module, batch, params, checks, out)
+        try:
+            _check_gradients(model, module, batch, params, checks, out)
+        except Exception as exc:  # the loss or backward raises at this commit: a failed check
+            checks["gradients_run"] = {"ok": False, "detail": adapter.describe_exception(exc)["error"][:200]}
 
 
 class _DeadActivations:
