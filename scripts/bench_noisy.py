@@ -1,0 +1,177 @@
+"""Noisy search vs plain bisection and repeat-k voting on simulated linear histories.
+
+    python scripts/bench_noisy.py [--trials 2000] [--sizes 100,1000] [--procs 2]
+
+Each trial plants a culprit uniformly among N commits (c1..cN; the good bound c0 is outside),
+starts from one observed failure at the bad head, and answers each probe run at revision i with
+"bad" iff i >= culprit, flipped with probability p (symmetric) or, for one-sided flakes, a good
+revision fails with probability f (a bad one always fails). Runs count every probe run the method
+makes after that first failure, confirmation included. "no culprit" trials: every revision is good
+and the head's first failure was noise; success = status "no_culprit".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bisector.search import NoiseModel, Search  # noqa: E402
+from bisector.verdict import Verdict  # noqa: E402
+
+MAX_RUNS = 3000  # a trial that has not stopped by then counts as wrong, with these runs
+
+
+def linear(n: int) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    revs = [f"c{i}" for i in range(1, n + 1)]
+    parents = {revs[i]: ((revs[i - 1],) if i else ()) for i in range(n - 1, -1, -1)}
+    return parents, revs
+
+
+def probe(rng: random.Random, bad: bool, kind: str, rate: float) -> bool:
+    """One run: True if it fails."""
+    if kind == "flaky":
+        return True if bad else rng.random() < rate
+    return bad != (rng.random() < rate)
+
+
+def trial_ours(n: int, kind: str, rate: float, culprit: int | None, learn: bool, seed: int) -> tuple[bool, int]:
+    rng = random.Random(seed)
+    parents, revs = linear(n)
+    if learn:
+        noise = NoiseModel.flaky(0.1) if kind == "flaky" else None
+        s = Search(parents, revs[-1], noise=noise, learn_noise=True)
+    else:
+        noise = NoiseModel.flaky(rate) if kind == "flaky" else NoiseModel.symmetric(rate)
+        s = Search(parents, revs[-1], noise=noise)
+    s.record(revs[-1], Verdict.BAD)
+    runs = 0
+    while runs < MAX_RUNS and (nxt := s.next()):
+        i = int(nxt[0][1:])
+        fail = probe(rng, culprit is not None and i >= culprit, kind, rate)
+        s.record(nxt[0], Verdict.BAD if fail else Verdict.GOOD)
+        runs += 1
+    res = s.result()
+    if culprit is None:
+        return res.status == "no_culprit", runs
+    return res.status == "found" and res.culprit == f"c{culprit}", runs
+
+
+def trial_repeat(n: int, kind: str, rate: float, culprit: int, k: int, seed: int) -> tuple[bool, int]:
+    """Plain bisection where each step votes over up to k runs (k = 1: plain bisection).
+
+    Symmetric noise: majority of k, stopping as soon as one side has a majority.
+    Flakes ("deflake-k"): a pass is final; a revision is bad after k failures.
+    """
+    rng = random.Random(seed)
+    lo, hi = 0, n  # culprit in (lo, hi]
+    runs = 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        bad = mid >= culprit
+        if kind == "flaky":
+            fails = 0
+            while fails < k:
+                runs += 1
+                if not probe(rng, bad, kind, rate):
+                    break
+                fails += 1
+            verdict_bad = fails == k
+        else:
+            need = k // 2 + 1
+            fails = passes = 0
+            while fails < need and passes < need:
+                runs += 1
+                if probe(rng, bad, kind, rate):
+                    fails += 1
+                else:
+                    passes += 1
+            verdict_bad = fails == need
+        if verdict_bad:
+            hi = mid
+        else:
+            lo = mid
+    return hi == culprit, runs
+
+
+def run_chunk(task: tuple) -> list[tuple[bool, int]]:
+    method, n, kind, rate, k, seeds, no_culprit = task
+    out = []
+    for seed in seeds:
+        culprit = None if no_culprit else random.Random(seed * 7919 + 1).randint(1, n)
+        if method == "repeat":
+            out.append(trial_repeat(n, kind, rate, culprit, k, seed))
+        else:
+            out.append(trial_ours(n, kind, rate, culprit, method == "learned", seed))
+    return out
+
+
+def measure(pool: Pool, method: str, n: int, kind: str, rate: float, trials: int, k: int = 1,
+            no_culprit: bool = False, procs: int = 2) -> tuple[float, float, int]:
+    seeds = list(range(trials))
+    chunks = [seeds[i::procs * 4] for i in range(procs * 4)]
+    results = [r for part in pool.map(run_chunk, [(method, n, kind, rate, k, c, no_culprit) for c in chunks])
+               for r in part]
+    acc = sum(ok for ok, _ in results) / len(results)
+    runs = sorted(r for _, r in results)
+    return acc, sum(runs) / len(runs), runs[min(len(runs) - 1, math.ceil(0.95 * len(runs)) - 1)]
+
+
+def tune_repeat(pool: Pool, n: int, kind: str, rate: float, trials: int, procs: int) -> tuple[int, tuple]:
+    """Smallest k (odd for voting) whose accuracy reaches 99%."""
+    k = 1
+    while True:
+        stats = measure(pool, "repeat", n, kind, rate, trials, k=k, procs=procs)
+        if stats[0] >= 0.99 or k >= 61:
+            return k, stats
+        k += 1 if kind == "flaky" else 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=2000)
+    ap.add_argument("--sizes", default="100,1000")
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--cells", default="sym:0.05,sym:0.1,sym:0.2,sym:0.3,flaky:0.1,flaky:0.3")
+    ap.add_argument("--no-baselines", action="store_true")
+    args = ap.parse_args()
+    cells = [(c.split(":")[0], float(c.split(":")[1])) for c in args.cells.split(",") if c]
+    t0 = time.time()
+    print(f"trials per cell: {args.trials}; accuracy / mean runs / p95 runs")
+    hdr = f"{'N':>5} {'noise':<22} | {'ours, known':^19} | {'ours, learned':^19}"
+    if not args.no_baselines:
+        hdr += f" | {'plain bisection':^19} | {'repeat-k (k)':^24}"
+    print(hdr)
+    with Pool(args.procs) as pool:
+        for n in (int(x) for x in args.sizes.split(",")):
+            for kind, rate in cells:
+                name = f"{'p' if kind == 'sym' else 'flaky f'}={rate}"
+                kind = "flaky" if kind == "flaky" else "sym"
+                row = f"{n:>5} {name:<22}"
+                for method in ("known", "learned"):
+                    a, m, p95 = measure(pool, method, n, kind, rate, args.trials, procs=args.procs)
+                    row += f" | {a:6.1%} {m:6.1f} {p95:5d}"
+                if not args.no_baselines:
+                    a, m, p95 = measure(pool, "repeat", n, kind, rate, args.trials, k=1, procs=args.procs)
+                    row += f" | {a:6.1%} {m:6.1f} {p95:5d}"
+                    k, (a, m, p95) = tune_repeat(pool, n, kind, rate, args.trials, args.procs)
+                    row += f" | {a:6.1%} {m:6.1f} {p95:5d} ({k:2d})"
+                print(row, flush=True)
+            for kind, rate in (("sym", 0.1), ("sym", 0.3), ("flaky", 0.1)):
+                name = f"{'p' if kind == 'sym' else 'flaky f'}={rate}"
+                row = f"{n:>5} {'no culprit, ' + name:<22}"
+                for method in ("known", "learned"):
+                    a, m, p95 = measure(pool, method, n, kind, rate, args.trials, no_culprit=True, procs=args.procs)
+                    row += f" | {a:6.1%} {m:6.1f} {p95:5d}"
+                print(row + "   (accuracy = status no_culprit)", flush=True)
+    print(f"total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
