@@ -1,7 +1,7 @@
 """Steps on a Dask cluster: the same rounds as LocalExecutor, each step a `run_step` task.
 
 The cluster is the user's: we connect a client, submit `bisector.step.run_step(spec)` (a
-plain-dict trampoline) as impure tasks with engine retries off, and close only our client.
+plain-dict trampoline; wrapped to create the worker's worktree under a lock) as impure tasks with engine retries off, and close only our client.
 Retries are the session's job (see executors.py): a lost worker (`KilledWorker`), a dropped
 connection or any other task error is yielded as an exception; the session retries it once,
 then journals a skip with the note. Workers on the client's filesystem materialize their
@@ -117,7 +117,10 @@ class DaskExecutor:
         futures = {}
         for req in requests:
             # pure=False: a repeated (flaky) probe of the same revision must really run again.
-            fut = self._client.submit(run_step, self.spec(req), pure=False, retries=0, key=f"bisector-step-{req.step}-{os.urandom(4).hex()}")
+            fut = self._client.submit(
+                run_step_in_worker, self.spec(req), pure=False, retries=0,
+                key=f"bisector-step-{req.step}-{os.urandom(4).hex()}",
+            )
             futures[fut] = req
             self._inflight[fut] = req
         try:
@@ -173,6 +176,28 @@ class DaskExecutor:
             shutil.rmtree(wt, ignore_errors=True)
         shutil.rmtree(self.workspace_dir, ignore_errors=True)
         git(repo, "worktree", "prune", check=False)
+
+
+def run_step_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs on a worker: `bisector.step.run_step`, its worktree first created under a lock.
+
+    Workers starting together would otherwise run `git worktree add`/`prune` on one repository
+    at once, which races in git (".git/worktrees/wt/commondir" missing). The lock is an flock
+    on `workspace_dir/.lock`, held only while this worker process creates its worktree.
+    """
+    import fcntl
+
+    from bisector.session import make_workspace
+
+    workspace_dir = Path(spec["workspace_dir"])
+    ws = make_workspace(Path(spec["repo"]), workspace_dir / f"w{os.getpid()}")  # run_step's layout
+    if not ws.path.exists():
+        workspace_dir.mkdir(parents=True, exist_ok=True)
+        with open(workspace_dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not ws.path.exists():
+                ws.open(spec["rev"])
+    return run_step(spec)
 
 
 def kill_steps_under(workspace_dir: str) -> list[int]:
