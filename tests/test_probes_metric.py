@@ -98,8 +98,9 @@ def test_config_errors(tmp_path):
         metric(tmp_path)
     with pytest.raises(UsageError, match="exactly one relative condition"):
         metric(tmp_path, condition="acc >= 0.9", baseline=0.5)
-    with pytest.raises(UsageError, match="unknown key `timeout`"):
-        metric(tmp_path, condition="acc >= 0.9", timeout=3)
+    with pytest.raises(UsageError, match="unknown key `conditon`"):
+        metric(tmp_path, condition="acc >= 0.9", conditon="x")
+    metric(tmp_path, condition="acc >= 0.9", timeout=3)  # set by --timeout on every probe: accepted
 
 
 def test_a_diverged_metric_is_bad_and_the_evidence_stays_strict_json(tmp_path):

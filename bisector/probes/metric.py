@@ -23,7 +23,8 @@ from bisector.probes.base import Observation, ProbeContext
 from bisector.verdict import Verdict
 
 DESCRIPTION = "a condition on a metrics file of the build (default: dvc.yaml metrics), absolute or vs the good bound"
-KEYS = ("condition", "file", "baseline", "on_missing")
+# `timeout` is accepted and ignored: `--timeout` is set on every probe spec, and reading a file is instant.
+KEYS = ("condition", "file", "baseline", "on_missing", "timeout")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _COND = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.\-/]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<rhs>.+?)\s*$")
