@@ -311,8 +311,6 @@ def _check_gradients(model: Any, module: Any, batch: Any, params: dict, checks: 
 
 
 def _check_overfit(model: Any, module: Any, batch: Any, cfg: dict, checks: dict, out: dict) -> None:
-    import torch
-
     module.train()
     opt = _Adam([p for p in module.parameters() if p.requires_grad], lr=float(cfg["lr"]))
     first = last = None
