@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ from repos import snapshot
 from bisector.build import BuildConfig, run_build
 from bisector.buildcache import BuildCache, dvc_outputs, step_key
 from bisector.data import (
+    CROSS_DEVICE,
     LINK_UNSUPPORTED,
     NOT_PUSHED,
+    PLUGIN_MISSING,
     REMOTE_UNREACHABLE,
     DataUnavailable,
     DvcWorkspace,
@@ -211,3 +214,37 @@ def test_unsupported_link_type(ml, session_dir) -> None:
             pytest.skip("this filesystem supports reflinks")
     finally:
         ws.close()
+
+
+def test_missing_plugin_for_the_remote(ml, session_dir) -> None:
+    repo, c = ml
+    repo.cache_object(repo.md5_of("data/raw.txt.dvc", c["dataB"])).unlink()
+    with open(repo.path / ".dvc" / "config.local", "a") as f:
+        f.write("['remote \"store\"']\n    url = s3://bisector-test-bucket/data\n")
+    ws = DvcWorkspace(repo.path, session_dir)
+    ws.open(c["dataB"])
+    try:
+        with pytest.raises(DataUnavailable) as exc:
+            ws.checkout(c["dataB"])
+        if exc.value.cause != PLUGIN_MISSING:
+            pytest.skip("dvc-s3 is installed here")  # then the bucket is unreachable instead
+        assert exc.value.path == "data/raw.txt" and "dvc[s3]" in str(exc.value)
+    finally:
+        ws.close()
+
+
+def test_hardlinks_across_filesystems(ml) -> None:
+    repo, c = ml
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == repo.cache.stat().st_dev:
+        pytest.skip("no second filesystem")
+    session_dir = Path(tempfile.mkdtemp(dir=shm)) / "s1"
+    ws = DvcWorkspace(repo.path, session_dir, link_type="hardlink")
+    ws.open(c["dataB"])
+    try:
+        with pytest.raises(DataUnavailable) as exc:
+            ws.checkout(c["dataB"])
+        assert exc.value.cause == CROSS_DEVICE and "reflink,copy" in str(exc.value)
+    finally:
+        ws.close()
+        shutil.rmtree(session_dir.parent, ignore_errors=True)

@@ -61,6 +61,24 @@ def is_lockfile(path: str) -> bool:
     return posixpath.basename(path) == "dvc.lock"
 
 
+def is_pipeline(path: str) -> bool:
+    return posixpath.basename(path) == "dvc.yaml"
+
+
+def uncached_outputs(pipeline: str, doc: Any) -> set[str]:
+    """Outputs a `dvc.yaml` declares with `cache: false` (never in the cache, nothing to fetch)."""
+    stages = doc.get("stages") if isinstance(doc, Mapping) else None
+    found: set[str] = set()
+    for stage in stages.values() if isinstance(stages, Mapping) else []:
+        for key in ("outs", "metrics", "plots"):
+            for item in (stage.get(key) or []) if isinstance(stage, Mapping) else []:
+                if isinstance(item, Mapping):
+                    for name, opts in item.items():
+                        if isinstance(opts, Mapping) and opts.get("cache") is False:
+                            found.add(_join(pipeline, str(name)))
+    return found
+
+
 def _join(base_file: str, path: str) -> str:
     if path.startswith("/") or "://" in path:
         return path  # external path: kept as written
@@ -220,7 +238,7 @@ def existing_paths(repo: Path, pairs: Iterable[tuple[str, str]]) -> set[tuple[st
 
 
 def dvc_tree_files(repo: Path, rev: str) -> dict[str, str]:
-    """{path: blob oid} of every `*.dvc` file and `dvc.lock` in the tree of `rev`."""
+    """{path: blob oid} of every `*.dvc` file, `dvc.lock` and `dvc.yaml` in the tree of `rev`."""
     out = git(repo, "ls-tree", "-r", "-z", "--full-tree", rev)
     files = {}
     for rec in out.split("\0"):
@@ -228,7 +246,7 @@ def dvc_tree_files(repo: Path, rev: str) -> dict[str, str]:
             continue
         meta, _, path = rec.partition("\t")
         parts = meta.split()
-        if len(parts) == 3 and parts[1] == "blob" and (is_dvcfile(path) or is_lockfile(path)):
+        if len(parts) == 3 and parts[1] == "blob" and (is_dvcfile(path) or is_lockfile(path) or is_pipeline(path)):
             files[path] = parts[2]
     return files
 

@@ -2,8 +2,8 @@
 
 Per step (see docs/dvc.md): `git checkout --force` + `git clean` (the base Workspace), then,
 for the data axis, overlay the data-source `.dvc` files of D (never D's `dvc.lock`), then
-`dvc checkout --force`; on failure `dvc fetch` and checkout again; still failing: find out
-why ourselves (DVC's message reads the same for five causes) and raise DataUnavailable.
+`dvc fetch` if the cache lacks an object, then `dvc checkout --force`; failing: find out why
+ourselves (DVC's message reads the same for five causes) and raise DataUnavailable.
 
 Invariant: the user's checkout is never written, and the user's cache only gains objects
 (DVC writes new outputs and fetched objects there); with the default link type `reflink,copy`
@@ -41,8 +41,10 @@ from bisector.data.files import (
     matches_paths,
     dvc_tree_files,
     is_lockfile,
+    is_pipeline,
     lock_output_inputs,
     read_worktree_dvcfile,
+    uncached_outputs,
 )
 from bisector.errors import BisectorError, UsageError
 from bisector.git import git, git_ok
@@ -119,6 +121,8 @@ class DvcWorkspace(Workspace):
         # Data-source .dvc files now in the worktree -> the revision they come from.
         self._sources: dict[str, str] = {}
         self._outputs: dict[str, DataInput] = {}  # stage outputs of the worktree's dvc.lock files
+        self._unfetchable: set[str] = set()  # hashes a `dvc fetch` of this session could not bring
+        self._last_fetch: tuple[str, int] = ("", 0)  # output and exit code of the last `dvc fetch`
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -156,8 +160,10 @@ class DvcWorkspace(Workspace):
         reader = InputReader(self.repo)
         files = dvc_tree_files(self.repo, rev)
         self._sources = {p: rev for p in data_source_files(files, reader)}
+        uncached = {o for p, oid in files.items() if is_pipeline(p) for o in uncached_outputs(p, reader.doc(oid))}
         self._outputs = {
-            o.path: o for p, oid in files.items() if is_lockfile(p) for o in lock_output_inputs(p, reader.doc(oid))
+            o.path: o for p, oid in files.items() if is_lockfile(p)
+            for o in lock_output_inputs(p, reader.doc(oid)) if o.path not in uncached
         }
         info: dict[str, Any] = {"dvc": True, "data_rev": None}
         if data_rev is not None and data_rev != rev:
@@ -190,31 +196,46 @@ class DvcWorkspace(Workspace):
         return matches_paths([dvcfile, *dvcfile_inputs(dvcfile, doc)], self.data_paths)
 
     def _materialize(self, rev: str) -> dict[str, Any]:
+        """`dvc checkout --force`, with a `dvc fetch` first when the cache lacks an object.
+
+        Usually one dvc call (~0.4 s); two when something must be fetched. Objects a fetch
+        could not bring are remembered and not fetched again in this session.
+        """
         env = self.env()
-        res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
         info: dict[str, Any] = {"fetched": False}
-        if res.returncode == 0:
-            return info
-        fetch = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)
-        info["fetched"] = True
+        wanted = {**self._outputs, **self.inputs()}
+        absent = [i for i in wanted.values() if not self._in_cache(i)]
+        if any(i.hash not in self._unfetchable for i in absent):
+            self._fetch(env, wanted, info)
         res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
+        if res.returncode != 0 and not info["fetched"] and any(self._objects(i) is None for i in wanted.values()):
+            # Hashes we cannot look up in the cache (cloud-versioned outputs): fetch and retry.
+            self._fetch(env, wanted, info)
+            res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
         if res.returncode == 0:
             return info
+        fetch_out, fetch_rc = self._last_fetch
         failed = _failed_targets(res.stdout + res.stderr)
-        fetch_out = strip_ansi(fetch.stdout + fetch.stderr)
         bad = [i for i in self.inputs().values() if i.path in failed or not self._in_cache(i)]
         if bad:
-            raise self._diagnose(bad[0], fetch_out, fetch.returncode)
+            raise self._diagnose(bad[0], fetch_out, fetch_rc)
         # A stage output that is in the cache and still failed: a link problem, not missing data.
         unlinked = [o for p, o in self._outputs.items() if p in failed and self._in_cache(o)]
         if unlinked:
-            raise self._diagnose(unlinked[0], fetch_out, fetch.returncode)
+            raise self._diagnose(unlinked[0], fetch_out, fetch_rc)
         # Stage outputs that are nowhere are fine: the build (dvc repro) makes them again.
         if failed and all(_under(f, list(self._outputs)) for f in failed):
             info["missing_outputs"] = sorted(failed)
             return info
         last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
+
+    def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any]) -> None:
+        res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)
+        self._last_fetch = (strip_ansi(res.stdout + res.stderr), res.returncode)
+        if res.returncode == 0:  # the remote answered: what is still absent is not there
+            self._unfetchable.update(i.hash for i in wanted.values() if not self._in_cache(i))
+        info["fetched"] = True
 
     # ------------------------------------------------------------ queries
     def inputs(self) -> dict[str, DataInput]:
