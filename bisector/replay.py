@@ -1,19 +1,25 @@
 """Journals as evidence: replay a journal's decisions without building, and reuse its observations.
 
-`replay` feeds the recorded verdicts to a fresh `Search`, in the session loop's order (bounds,
-search, confirmation), and checks that every choice and the result match the journal: the
-journal is then an honest record of the search. `reusable_observations` selects the steps of an
-old session that a new one may take as its own (same code tree and data, same frozen probes).
+`replay` feeds the recorded verdicts to a fresh `Search` in the session loop's order (a round
+for the bounds, rounds of `search.next(jobs)`, a round confirming the culprit's parents) and
+checks that every round and the result match the journal: the journal is then an honest record
+of the search. Steps of one round may be journaled in any order (parallel workers); the number
+of workers is inferred per round (it is not journaled, and a resumed run may use another). A
+`resume` event ends a round early (the killed run's round) and rebuilds the search from the
+steps so far, as `Session` does. `reusable_observations` selects the steps of an old session
+that a new one may take as its own (same code tree and data, same frozen probes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping, Sequence
 
 from bisector.errors import ContradictionError, UsageError
 from bisector.verdict import Verdict
+
+MAX_JOBS = 64  # the largest round size tried when inferring the number of workers
 
 
 @dataclass
@@ -30,28 +36,18 @@ class Divergence(Exception):
         self.step = step
 
 
-@dataclass
-class _Steps:
-    """The journal's steps in order, with `undo` events applied (they retract the step they name)."""
+class _Cut(Exception):
+    """The journal has no more steps (an unfinished, killed or aborted session)."""
 
-    events: list[dict[str, Any]]
-    i: int = 0
-    taken: list[dict[str, Any]] = field(default_factory=list)
 
-    def take(self, commit: str, role: str) -> dict[str, Any] | None:
-        """The next step, which must test `commit`; None when the journal has no more steps."""
-        if self.i >= len(self.events):
-            return None
-        e = self.events[self.i]
-        if e["commit"] != commit:
-            raise Divergence(e["step"], f"step {e['step']}: the journal tested {e['commit'][:10]} ({e['role']}) "
-                                        f"but the search chooses {commit[:10]} ({role})")
-        self.i += 1
-        self.taken.append(e)
-        return e
+class _Resumed(Exception):
+    """A `resume` event: the session restarted its loop from the top."""
 
-    def rest(self) -> list[dict[str, Any]]:
-        return self.events[self.i:]
+
+class _End(Exception):
+    def __init__(self, status: str, culprit: str | None = None, candidates: Sequence[str] = ()):
+        super().__init__(status)
+        self.status, self.culprit, self.candidates = status, culprit, list(candidates)
 
 
 def apply_undo(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,77 +61,180 @@ def apply_undo(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return steps
 
 
-def _simulate(repo: Path, start: Mapping[str, Any], steps: _Steps) -> Iterator[tuple[str, Any]]:
-    """The session loop (session.Session._search_loop) with the journal as the probe.
+@dataclass
+class _Steps:
+    """The journal's steps in order; `resumes` holds the indices of steps that follow a `resume` event."""
 
-    Yields ("end", (status, culprit, candidates)) when the loop would stop, or ("cut", None)
-    when the journal runs out of steps first (an unfinished or aborted session).
-    """
-    from bisector.git import git
-    from bisector.history import load_candidates
-    from bisector.search import Search
+    events: list[dict[str, Any]]
+    resumes: set[int]
+    i: int = 0
+    taken: list[dict[str, Any]] = field(default_factory=list)
 
-    c = load_candidates(repo, start["bad"], start["goods"], first_parent=start.get("first_parent", False),
-                        paths=start.get("paths", []))
-    if c.merge_bases != list(start.get("merge_bases", [])) or len(c) != start.get("candidates", len(c)):
-        raise Divergence(None, f"the candidates changed since the session ({len(c)} now, "
-                               f"{start.get('candidates')} then): history between the bounds was rewritten")
-    search = Search(c.parents, c.bad)
-    observed: dict[str, Verdict] = {}
-    bounds = [(c.bad, "bad-bound", Verdict.BAD)] + [(g, "good-bound", Verdict.GOOD) for g in c.goods]
-    bounds += [(m, "merge-base", Verdict.GOOD) for m in c.merge_bases]
-    for rev, role, expected in bounds:
-        if rev not in observed:
-            e = steps.take(rev, role)
-            if e is None:
-                yield "cut", None
-                return
-            v = observed[rev] = Verdict(e["verdict"])
-            if v is expected and rev in c.parents:
-                search.record(rev, v)
-        if observed[rev] is not expected:
-            yield "end", ("abort" if observed[rev] is Verdict.ABORT else "bounds", None, [])
-            return
-    while True:
-        revs = [r for r in search.next() if r not in observed]
-        if not revs:
-            break
-        e = steps.take(revs[0], "search")
-        if e is None:
-            yield "cut", None
-            return
-        v = observed[e["commit"]] = Verdict(e["verdict"])
-        if v is Verdict.ABORT:
-            yield "end", ("abort", None, [])
-            return
+    @classmethod
+    def of(cls, events: list[dict[str, Any]]) -> "_Steps":
+        steps = apply_undo(events)
+        ids = {id(e): k for k, e in enumerate(steps)}
+        resumes, pending = set(), False
+        for e in events:
+            if e["event"] == "resume":
+                pending = True
+            elif id(e) in ids and pending:
+                resumes.add(ids[id(e)])
+                pending = False
+        if pending:
+            resumes.add(len(steps))
+        return cls(steps, resumes)
+
+    def _resume_here(self) -> bool:
+        if self.i in self.resumes:
+            self.resumes.discard(self.i)
+            return True
+        return False
+
+    def match(self, expected: Sequence[str]) -> int:
+        """How many of the next steps test revisions of `expected` (each once), up to a resume."""
+        seen: set[str] = set()
+        k = self.i
+        while k < len(self.events) and len(seen) < len(expected):
+            if (k > self.i and k in self.resumes) or self.events[k]["commit"] not in expected:
+                break
+            if self.events[k]["commit"] in seen:
+                break
+            seen.add(self.events[k]["commit"])
+            k += 1
+        return k - self.i
+
+    def take_round(self, expected: Sequence[str], role: str) -> list[dict[str, Any]]:
+        """The steps of one round, which must test exactly `expected` (in any order)."""
+        if not expected:
+            return []
+        if self._resume_here():
+            raise _Resumed
+        n = self.match(expected)
+        got = self.events[self.i:self.i + n]
+        self.i += n
+        self.taken += got
+        if n == len(expected):
+            return got
+        if self.i >= len(self.events):
+            raise _Cut
+        if self.i in self.resumes:
+            raise _Resumed
+        e = self.events[self.i]
+        want = ", ".join(r[:10] for r in expected if r not in {g["commit"] for g in got})
+        raise Divergence(e["step"], f"step {e['step']}: the journal tested {e['commit'][:10]} ({e['role']}) "
+                                    f"but the search chooses {want} ({role})")
+
+
+class _Replay:
+    """The session loop (`Session._search_loop`), with the journal as the executor."""
+
+    def __init__(self, repo: Path, start: Mapping[str, Any], steps: _Steps):
+        from bisector.history import load_candidates
+
+        self.repo, self.steps = repo, steps
+        self.c = c = load_candidates(repo, start["bad"], start["goods"], first_parent=start.get("first_parent", False),
+                                     paths=start.get("paths", []))
+        if c.merge_bases != list(start.get("merge_bases", [])) or len(c) != start.get("candidates", len(c)):
+            raise Divergence(None, f"the candidates changed since the session ({len(c)} now, "
+                                   f"{start.get('candidates')} then): history between the bounds was rewritten")
+        self.jobs = 1
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """A fresh search fed with every step so far, in journal order (as a resumed session does)."""
+        from bisector.search import Search
+
+        self.search = Search(self.c.parents, self.c.bad)
+        self.observed: dict[str, Verdict] = {}
+        self.recorded: set[str] = set()
+        for e in self.steps.taken:
+            v = self.observed[e["commit"]] = Verdict(e["verdict"])
+            if e["commit"] in self.c.parents and v is not Verdict.ABORT:
+                self._record(e["commit"], v)
+
+    def _record(self, rev: str, v: Verdict) -> None:
         try:
-            search.record(e["commit"], v)
+            self.search.record(rev, v)
         except ContradictionError:
-            yield "end", ("contradiction", None, [])
-            return
-    r = search.result()
-    if r.status != "found" or r.culprit is None:
-        yield "end", (r.status, None, list(r.candidates))
-        return
-    if c.paths:
-        parents = list(c.parents.get(r.culprit, ()))
-    else:
-        parents = git(repo, "rev-list", "--parents", "-n", "1", r.culprit).split()[1:]
-        if c.first_parent:
-            parents = parents[:1]
-    for p in parents:
-        if observed.get(p) is Verdict.GOOD:
-            continue
-        e = steps.take(p, "confirm")
-        if e is None:
-            yield "cut", None
-            return
-        v = observed[p] = Verdict(e["verdict"])
-        if v is Verdict.GOOD:
-            continue
-        yield "end", ("abort" if v is Verdict.ABORT else "not-confirmed", r.culprit, [r.culprit, p])
-        return
-    yield "end", ("found", r.culprit, [r.culprit])
+            raise _End("contradiction") from None
+        self.recorded.add(rev)
+
+    def _round(self, revs: Sequence[str], role: str) -> list[dict[str, Any]]:
+        got = self.steps.take_round(revs, role)
+        for e in got:
+            self.observed[e["commit"]] = Verdict(e["verdict"])
+        return got
+
+    def _search_round(self) -> list[dict[str, Any]] | None:
+        """One round of `search.next(jobs)`, trying the last round's size first, then 1, 2, ..."""
+        tried: list[str] | None = None
+        for k in dict.fromkeys([self.jobs, *range(1, MAX_JOBS + 1)]):
+            revs = [r for r in dict.fromkeys(self.search.next(k)) if r not in self.observed]
+            if not revs:
+                return None if k == self.jobs or tried is None else self._round(tried, "search")
+            tried = tried or revs
+            n = self.steps.match(revs)
+            stop = self.steps.i + n
+            if n == len(revs) or (n and (stop in self.steps.resumes or stop == len(self.steps.events))):
+                self.jobs = k
+                return self._round(revs, "search")
+        return self._round(tried or [], "search")  # raises the divergence (or _Cut) for the first try
+
+    def loop(self) -> _End:
+        c = self.c
+        bounds = [(c.bad, "bad-bound", Verdict.BAD)] + [(g, "good-bound", Verdict.GOOD) for g in c.goods]
+        bounds += [(m, "merge-base", Verdict.GOOD) for m in c.merge_bases]
+        self._round([r for r, _, _ in bounds if r not in self.observed], "bound")
+        for rev, _, expected in bounds:
+            v = self.observed[rev]
+            if v is expected:
+                if rev in c.parents and rev not in self.recorded:
+                    self._record(rev, v)
+                continue
+            return _End("abort" if v is Verdict.ABORT else "bounds")
+        while True:
+            got = self._search_round()
+            if got is None:
+                break
+            for e in got:
+                v = Verdict(e["verdict"])
+                if v is Verdict.ABORT:
+                    return _End("abort")
+                self._record(e["commit"], v)
+        r = self.search.result()
+        if r.status != "found" or r.culprit is None:
+            return _End(r.status, None, r.candidates)
+        if c.paths:
+            parents = list(c.parents.get(r.culprit, ()))
+        else:
+            from bisector.git import git
+
+            parents = git(self.repo, "rev-list", "--parents", "-n", "1", r.culprit).split()[1:]
+            if c.first_parent:
+                parents = parents[:1]
+        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD]
+        self._round([p for p in todo if p not in self.observed], "confirm")
+        for p in todo:
+            v = self.observed[p]
+            if v is not Verdict.GOOD:
+                return _End("abort" if v is Verdict.ABORT else "not-confirmed", r.culprit, [r.culprit, p])
+        return _End("found", r.culprit, [r.culprit])
+
+    def run(self) -> _End | None:
+        """The loop's outcome, or None when the journal stops first."""
+        while True:
+            try:
+                return self.loop()
+            except _End as end:
+                return end
+            except _Cut:
+                return None
+            except _Resumed:
+                try:
+                    self.rebuild()
+                except _End as end:
+                    return end
 
 
 def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
@@ -154,37 +253,37 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
         repo = guess if (guess / ".git").exists() else Path(".")
     repo = repo_root(Path(repo))
     end = next((e for e in reversed(events) if e["event"] == "end"), None)
-    steps = _Steps(apply_undo(events))
+    steps = _Steps.of(events)
+    n = lambda: len(steps.taken)  # noqa: E731
     try:
-        kind, outcome = next(_simulate(repo, start, steps))
-        extra = steps.rest()
+        outcome = _Replay(repo, start, steps).run()
+        extra = steps.events[steps.i:]
         if extra:
             e = extra[0]
             raise Divergence(e["step"], f"step {e['step']}: the journal tested {e['commit'][:10]} ({e['role']}) "
                                         "after the search had stopped")
-        if kind == "cut":
+        if outcome is None:
             if end is not None and end.get("status") not in ("abort", "reset", "bounds"):
-                raise Divergence(None, f"the journal ends ({end.get('status')}) after {len(steps.taken)} steps "
+                raise Divergence(None, f"the journal ends ({end.get('status')}) after {n()} steps "
                                        "but the search needed more")
             what = "unfinished" if end is None else end.get("status")
-            return ReplayResult(True, f"OK: {len(steps.taken)} steps replayed; the session is {what}", len(steps.taken))
-        status, culprit, candidates = outcome
+            return ReplayResult(True, f"OK: {n()} steps replayed; the session is {what}", n())
         if end is None:
-            return ReplayResult(True, f"OK: {len(steps.taken)} steps replayed; the search had ended ({status}) "
-                                      "but the journal has no end event", len(steps.taken))
+            return ReplayResult(True, f"OK: {n()} steps replayed; the search had ended ({outcome.status}) "
+                                      "but the journal has no end event", n())
         if end.get("status") == "reset":
-            return ReplayResult(True, f"OK: {len(steps.taken)} steps replayed; the session was reset", len(steps.taken))
-        same = end.get("status") == status and end.get("culprit") == culprit
-        if same and status == "ambiguous":
-            same = sorted(end.get("candidates", [])) == sorted(candidates)
+            return ReplayResult(True, f"OK: {n()} steps replayed; the session was reset", n())
+        same = end.get("status") == outcome.status and end.get("culprit") == outcome.culprit
+        if same and outcome.status == "ambiguous":
+            same = sorted(end.get("candidates", [])) == sorted(outcome.candidates)
         if not same:
-            raise Divergence(None, f"the journal's result is {end.get('status')} {(end.get('culprit') or '')[:10]} "
-                                   f"but the replayed search gives {status} {(culprit or '')[:10]}".replace("  ", " "))
+            theirs = f"{end.get('status')} {(end.get('culprit') or '')[:10]}".strip()
+            ours = f"{outcome.status} {(outcome.culprit or '')[:10]}".strip()
+            raise Divergence(None, f"the journal's result is {theirs} but the replayed search gives {ours}")
     except Divergence as d:
-        return ReplayResult(False, f"DIVERGED: {d}", len(steps.taken), d.step)
-    what = f"first bad commit {culprit}" if culprit and status == "found" else status
-    return ReplayResult(True, f"OK: {len(steps.taken)} steps replayed, every choice matches; result {what}",
-                        len(steps.taken))
+        return ReplayResult(False, f"DIVERGED: {d}", n(), d.step)
+    what = f"first bad commit {outcome.culprit}" if outcome.status == "found" else outcome.status
+    return ReplayResult(True, f"OK: {n()} steps replayed, every choice matches; result {what}", n())
 
 
 # ------------------------------------------------------------------------- reuse

@@ -171,3 +171,16 @@ def test_help_stays_light() -> None:
     heavy = {"dvc", "torch", "numpy", "git", "yaml", "matplotlib", "tabulate"}
     imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
     assert not heavy & imported
+
+
+def test_replay_parallel_rounds_and_failed_bounds(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 20, culprit=13)
+    p = str(probe(tmp_path))
+    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", p, "-j", "3").returncode == 0
+    # The good bound is bad: both bounds are probed in one round, then the session stops.
+    assert bisector(repo.path, "run", "--good", shas[14], "--bad", "main", "--probe", p).returncode == 1
+    journals = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))
+    assert len(journals) == 2
+    parallel, bounds = (bisector(repo.path, "replay", str(j)) for j in journals)
+    assert parallel.returncode == 0 and f"first bad commit {shas[12]}" in parallel.stdout
+    assert bounds.returncode == 0 and "result bounds" in bounds.stdout
