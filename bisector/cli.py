@@ -76,11 +76,20 @@ def main(verbose: bool) -> None:
               help="Steps to run at once, each in its own worktree.")
 @click.option("--executor", metavar="URL", envvar="DASK_SCHEDULER_ADDRESS",
               help="Where steps run: local (default) or dask://HOST:PORT (needs bisector[dask]).")
+@click.option("--noise", type=click.FloatRange(0, 0.5, max_open=True), metavar="P",
+              help="The probe's verdict flips with probability P: search with a posterior.")
+@click.option("--flaky", type=click.FloatRange(0, 0.5, max_open=True), metavar="F",
+              help="One-sided flakes: bad always fails, good fails with rate F (0: learn it).")
+@click.option("--learn-noise", is_flag=True, default=None, help="Learn the noise rate from repeated runs (with a floor).")
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), metavar="C",
+              help="Stop when one commit (or 'no culprit') reaches this probability (default 0.99).")
+@click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Stop after N steps.")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
 def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
         build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
-        jobs: int, executor: str | None, paths: tuple[str, ...]) -> None:
+        jobs: int, executor: str | None, noise: float | None, flaky: float | None, learn_noise: bool | None,
+        confidence: float | None, max_steps: int | None, paths: tuple[str, ...]) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
@@ -108,6 +117,11 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         paths=list(paths),
         jobs=jobs,
         executor=executor,
+        noise=noise,
+        flaky=flaky,
+        learn_noise=learn_noise,
+        confidence=confidence,
+        max_steps=max_steps,
     )
     session = Session(opts, CliHandler())
     result = session.run()

@@ -20,6 +20,7 @@ ROLE_LABEL = {
     "merge-base": "check merge base",
     "search": "",
     "confirm": "confirm",
+    "calibrate": "calibrate",
 }
 
 
@@ -55,6 +56,10 @@ class CliHandler(Handler):
         else:
             click.echo(f"step {step}: {label} {commit[:10]}", err=True)
 
+    def on_posterior(self, event: dict[str, Any]) -> None:
+        top = ", ".join(f"{r[:10]} {p:.2f}" for r, p in event["top"][:3])
+        click.echo(f"  top suspects: {top}; no culprit {event['no_culprit']:.2f}", err=True)
+
     def on_step_end(self, record: StepRecord) -> None:
         click.echo(f"  {record.commit[:10]} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
 
@@ -72,6 +77,8 @@ def print_result(repo: Path, result: SessionResult) -> None:
     if result.status == "found" and result.culprit:
         info = commit_info(repo, [result.culprit])[result.culprit]
         click.echo(f"{result.culprit} is the first bad commit")
+        if result.probability < 1.0:
+            click.echo(f"Probability: {result.probability:.3f}")
         click.echo(f"Author: {info.author}")
         click.echo(f"Date:   {info.date}")
         click.echo(f"\n    {info.subject}\n")
@@ -84,6 +91,8 @@ def print_result(repo: Path, result: SessionResult) -> None:
         for sha in result.candidates:
             c = infos.get(sha)
             click.echo(f"  {sha[:10]} {c.subject if c else ''}")
+    elif result.status in ("no_culprit", "undecided"):
+        click.echo(f"No culprit: {result.message}")
     elif result.status in ("bounds", "abort"):
         click.echo(f"Cannot bisect: {result.message}")
     else:

@@ -44,6 +44,12 @@ class RunOptions:
     paths: list[str] = field(default_factory=list)
     jobs: int = 1
     executor: str | None = None  # None: local; "dask://HOST:PORT": a Dask cluster
+    # Noisy probes (see search.py): a symmetric flip rate, a one-sided flake rate, or learn it.
+    noise: float | None = None
+    flaky: float | None = None
+    learn_noise: bool | None = None
+    confidence: float | None = None
+    max_steps: int | None = None
 
 
 @dataclass
@@ -115,6 +121,8 @@ class Handler:
     def on_step_start(self, step: int, commit: str, role: str, left: int, est_steps: int, est_seconds: float | None) -> None: ...
 
     def on_step_end(self, record: StepRecord) -> None: ...
+
+    def on_posterior(self, event: dict[str, Any]) -> None: ...
 
     def on_result(self, result: SessionResult) -> None: ...
 
@@ -211,6 +219,7 @@ class Session:
         first_parent = opts.first_parent or bool(search_table.get("first_parent", False))
         paths = list(opts.paths) or list(search_table.get("paths", []))
         candidates = load_candidates(self.repo, opts.bad, opts.goods, first_parent=first_parent, paths=paths)
+        search_settings = _search_settings(opts, search_table)
         session_id = self._new_session_id()
         frozen_dir = self.repo / JOURNAL_DIR / "frozen"
         suite = self.suite_factory(specs, Path(os.getcwd()), frozen_dir, stop_early)
@@ -222,6 +231,7 @@ class Session:
             "first_parent": first_parent,
             "paths": paths,
             "candidates": len(candidates),
+            "search": search_settings,
             "config": {
                 "build": build.to_json(),
                 "probes": suite.config(),
@@ -284,9 +294,9 @@ class Session:
         else:
             writer.append("start", **start)
         self.handler.on_start({**start, "resumed": resumed, "journal": str(self.journal_path)})
-        from bisector.search import Search
-
-        self.search = Search(self.candidates.parents, self.candidates.bad)
+        self.search = _make_search(self.candidates, start.get("search", {}))
+        self.noisy = self.search.noise is not None
+        self.max_steps = start.get("search", {}).get("max_steps")
         for rec in previous:
             self._remember(rec)
         self.executor = self._make_executor()
@@ -362,7 +372,13 @@ class Session:
         self.records.append(rec)
         self.observed[rec.commit] = rec.verdict
         self._step_times.append(rec.duration)
-        if rec.commit in self.candidates.parents and rec.verdict is not Verdict.ABORT:
+        self._tell(rec)
+
+    def _tell(self, rec: StepRecord) -> None:
+        """Give one observation to the search (goods count too under noise: they calibrate it)."""
+        if rec.verdict is Verdict.ABORT:
+            return
+        if rec.commit in self.candidates.parents or (self.noisy and rec.commit in self.candidates.goods):
             self.search.record(rec.commit, rec.verdict)
 
     def _search_loop(self) -> SessionResult:
@@ -371,20 +387,37 @@ class Session:
         bounds += [(g, "good-bound", Verdict.GOOD) for g in c.goods]
         bounds += [(mb, "merge-base", Verdict.GOOD) for mb in c.merge_bases]
         # The bounds are independent: with several workers they are checked in one round.
-        self._round([(rev, role) for rev, role, _ in bounds if rev not in self.observed])
-        for rev, role, expected in bounds:
-            self._check_bound(rev, role, expected)
-        while True:
-            revs = self.search.next(self.jobs)
-            revs = [r for r in dict.fromkeys(revs) if r not in self.observed]
-            if not revs:
-                break
-            self.rounds += 1
-            for rec in self._round([(r, "search") for r in revs]):
+        first = self._round([(rev, role) for rev, role, _ in bounds if rev not in self.observed])
+        if self.noisy:
+            # One run decides nothing under noise: bounds are observations like any other,
+            # and a bad bound that only failed by chance ends as "no culprit".
+            for rec in first:
                 if rec.verdict is Verdict.ABORT:
                     raise ProbeAbort(self._abort_message(rec))
-                self.search.record(rec.commit, rec.verdict)
+                self._tell(rec)
+                self._journal_posterior(rec.step)
+        else:
+            for rev, role, expected in bounds:
+                self._check_bound(rev, role, expected)
+        while True:
+            revs = self.search.next(self.jobs)
+            revs = list(dict.fromkeys(revs))
+            if not self.noisy:
+                revs = [r for r in revs if r not in self.observed]  # never ask the same question twice
+            if not revs:
+                break
+            if self.max_steps is not None and len(self.records) >= self.max_steps:
+                break
+            self.rounds += 1
+            role = {r: ("calibrate" if r in self.candidates.goods or r == self.candidates.bad else "search") for r in revs}
+            for rec in self._round([(r, role[r]) for r in revs]):
+                if rec.verdict is Verdict.ABORT:
+                    raise ProbeAbort(self._abort_message(rec))
+                self._tell(rec)
+                self._journal_posterior(rec.step)
         r = self.search.result()
+        if self.noisy:
+            return self._noisy_result(r)
         if r.status != "found" or r.culprit is None:
             return SessionResult(
                 self.session_id,
@@ -426,6 +459,39 @@ class Session:
             )
         return SessionResult(
             self.session_id, self.journal_path, "found", culprit=culprit, probability=probability, candidates=[culprit]
+        )
+
+    def _journal_posterior(self, step: int) -> None:
+        if not self.noisy:
+            return
+        post = self.search.posterior()
+        top = sorted(((p, r) for r, p in post.items() if r is not None), reverse=True)[:5]
+        event = {
+            "after_step": step,
+            "top": [[r, round(p, 6)] for p, r in top],
+            "no_culprit": round(post.get(None, 0.0), 6),
+            "rates": [round(x, 4) for x in self.search.rates()],
+        }
+        self.writer.append("posterior", **event)
+        self.handler.on_posterior(event)
+
+    def _noisy_result(self, r: Any) -> SessionResult:
+        post = self.search.posterior()
+        if r.status == "found" and r.culprit is not None:
+            return SessionResult(self.session_id, self.journal_path, "found", culprit=r.culprit,
+                                 probability=r.probability, candidates=list(r.candidates[:5]))
+        if r.status == "no_culprit":
+            return SessionResult(
+                self.session_id, self.journal_path, "no_culprit", probability=r.probability,
+                candidates=list(r.candidates[:5]),
+                message=(f"the failures look like noise: P(no culprit) = {r.probability:.3f}; "
+                         "the bad bound does not fail reliably"),
+            )
+        top = ", ".join(f"{c[:10]} {post.get(c, 0):.2f}" for c in r.candidates[:5])
+        return SessionResult(
+            self.session_id, self.journal_path, "ambiguous" if r.status == "ambiguous" else "undecided",
+            probability=r.probability, candidates=list(r.candidates[:5]),
+            message=f"no single culprit above the target {self.search.confidence:g}; top candidates: {top}",
         )
 
     def _record_of(self, rev: str) -> StepRecord:
@@ -532,6 +598,60 @@ class Session:
                 records.append(rec)
             requests = retry
         return records
+
+
+def _search_settings(opts: RunOptions, table_: dict[str, Any]) -> dict[str, Any]:
+    """The noise model and stopping rule, from flags over [search] in bisector.toml."""
+    noise = opts.noise if opts.noise is not None else table_.get("noise")
+    flaky = opts.flaky if opts.flaky is not None else table_.get("flaky")
+    if flaky is True:
+        flaky = 0.0  # one-sided, rate learned
+    if flaky is False:
+        flaky = None
+    learn = opts.learn_noise if opts.learn_noise is not None else table_.get("learn_noise")
+    confidence = opts.confidence if opts.confidence is not None else table_.get("confidence", 0.99)
+    for name, value in (("noise", noise), ("flaky", flaky)):
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 0.5):
+            raise UsageError(f"{name} must be a rate in [0, 0.5), not {value!r}")
+    if not (isinstance(confidence, (int, float)) and 0.5 < confidence < 1):
+        raise UsageError(f"confidence must be between 0.5 and 1 (exclusive), not {confidence!r}")
+    if learn is None:
+        learn = flaky == 0.0
+    max_steps = opts.max_steps if opts.max_steps is not None else table_.get("max_steps")
+    return {
+        "noise": noise,
+        "flaky": flaky,
+        "learn_noise": bool(learn),
+        "confidence": float(confidence),
+        "max_steps": max_steps,
+        "calibration_runs": int(table_.get("calibration_runs", 3)),
+        "noise_floor": float(table_.get("noise_floor", 0.02)),
+    }
+
+
+def _make_search(candidates: Candidates, settings: dict[str, Any]) -> Any:
+    from bisector.search import NoiseModel, Search
+
+    noise: Any = None
+    if settings.get("flaky") is not None:
+        noise = NoiseModel.flaky(settings["flaky"]) if settings["flaky"] > 0 else None
+        if noise is None:
+            noise = NoiseModel.flaky(settings.get("noise_floor", 0.02))
+    elif settings.get("noise"):
+        noise = NoiseModel.symmetric(settings["noise"])
+    learn = bool(settings.get("learn_noise"))
+    if noise is None and not learn:
+        return Search(candidates.parents, candidates.bad)
+    return Search(
+        candidates.parents,
+        candidates.bad,
+        noise=noise,
+        learn_noise=learn,
+        confidence=settings.get("confidence", 0.99),
+        noise_floor=settings.get("noise_floor", 0.02),
+        good=candidates.goods,
+        calibration_runs=settings.get("calibration_runs", 3) if learn else 0,
+    )
 
 
 def _frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]]:

@@ -81,3 +81,44 @@ def test_parallel_rounds(repo: GitRepo) -> None:
     result = s.run()
     assert result.culprit == shas[29]
     assert s.rounds <= 5  # ceil(log3(80)) + 1
+
+
+class SequenceSuite(ScriptedSuite):
+    """Per-commit verdict sequences (the last one repeats): a flaky probe, scripted."""
+
+    def __init__(self, sequences: dict[str, list[Verdict]]):
+        super().__init__({})
+        self.sequences = sequences
+
+    def run(self, ctx: ProbeContext) -> SuiteResult:
+        i = self.calls.count(ctx.commit)
+        self.calls.append(ctx.commit)
+        seq = self.sequences[ctx.commit]
+        v = seq[min(i, len(seq) - 1)]
+        return SuiteResult(v, [Observation(probe="scripted", verdict=v, summary=v.value)])
+
+
+def test_noisy_search_survives_a_flipped_verdict(repo: GitRepo) -> None:
+    shas = linear_history(repo, 64, culprit=30)
+    seqs = {s: [Verdict.BAD if i >= 29 else Verdict.GOOD] for i, s in enumerate(shas)}
+    # The first run at commit 16 (good) and at 40 (bad) lie.
+    seqs[shas[15]] = [Verdict.BAD, Verdict.GOOD]
+    seqs[shas[39]] = [Verdict.GOOD, Verdict.BAD]
+    suite = SequenceSuite(seqs)
+    s = session(repo, suite, bad="main", goods=[shas[0]], noise=0.1)
+    result = s.run()
+    assert result.status == "found" and result.culprit == shas[29]
+    assert result.probability >= 0.99
+    events = [e for e in __import__("bisector.journal", fromlist=["x"]).read_events(result.journal)]
+    assert any(e["event"] == "posterior" for e in events)
+
+
+def test_noisy_bad_bound_that_failed_by_chance_is_no_culprit(repo: GitRepo) -> None:
+    shas = linear_history(repo, 32, culprit=99)
+    seqs = {s: [Verdict.GOOD] for s in shas}
+    seqs[shas[-1]] = [Verdict.BAD, Verdict.GOOD]
+    suite = SequenceSuite(seqs)
+    result = session(repo, suite, bad="main", goods=[shas[0]], noise=0.1).run()
+    assert result.status == "no_culprit", result
+    assert result.probability >= 0.95
+    assert result.exit_code == 1
