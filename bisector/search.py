@@ -174,7 +174,12 @@ class _Dag:
                 if start is not None:
                     segs.append(start)
                 ls = links[i]
-                head = (i, 0, None) if not ls else (i, 1, ls[0]) if len(ls) == 1 else (i, 2, _bits(sets[i]))
+                if len(ls) > 1:
+                    # A merge (fork) sums its largest parent's (child's) closure plus what that misses.
+                    base = max(ls, key=lambda p: sets[p].bit_count())
+                    head = (i, 2, (base, _bits(sets[i] & ~sets[base])))
+                else:
+                    head = (i, 0, None) if not ls else (i, 1, ls[0])
                 start = [head, 1]
             else:
                 start[1] += 1
@@ -206,7 +211,7 @@ class _Dag:
             elif kind == 1:
                 s = out[ref] + v[i]
             else:
-                s = sum([v[j] for j in ref])
+                s = out[ref[0]] + sum([v[j] for j in ref[1]])
             if forward:
                 out[i : i + ln] = accumulate(v[i + 1 : i + ln], initial=s)
             else:
@@ -624,7 +629,7 @@ class Search:
             chosen: list[int] = []
             for j in range(1, k + 1):
                 t = j / (k + 1)
-                rest = [i for i in elig if i not in chosen]
+                rest = elig if self.noise is not None else [i for i in elig if i not in chosen]
                 if not rest:
                     break
                 chosen.append(min(rest, key=lambda i: (abs(A[i] / Z - t), gp[i])))

@@ -20,7 +20,8 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bisector.search import NoiseModel, Search  # noqa: E402
 from bisector.verdict import Verdict  # noqa: E402
@@ -28,10 +29,32 @@ from bisector.verdict import Verdict  # noqa: E402
 MAX_RUNS = 3000  # a trial that has not stopped by then counts as wrong, with these runs
 
 
-def linear(n: int) -> tuple[dict[str, tuple[str, ...]], list[str]]:
-    revs = [f"c{i}" for i in range(1, n + 1)]
-    parents = {revs[i]: ((revs[i - 1],) if i else ()) for i in range(n - 1, -1, -1)}
-    return parents, revs
+SHAPE = "linear"
+_HISTORIES: dict = {}
+
+
+def history(n: int) -> tuple[dict[str, tuple[str, ...]], str, list[int]]:
+    """(candidates newest first, head, ancestor bitsets) for c1..cN; c0 (the good bound) is outside.
+
+    Linear by default; `--shape` takes a DAG shape from tests/gitgen.py (its root is the good bound).
+    """
+    key = (SHAPE, n)
+    if key not in _HISTORIES:
+        if SHAPE == "linear":
+            ps = [()] + [(i - 1,) for i in range(1, n + 1)]
+        else:
+            import gitgen
+
+            ps = gitgen.shape(SHAPE, n + 1)
+        anc = []
+        for i, p in enumerate(ps):
+            a = 1 << i
+            for q in p:
+                a |= anc[q]
+            anc.append(a)
+        parents = {f"c{i}": tuple(f"c{q}" for q in ps[i] if q) for i in range(len(ps) - 1, 0, -1)}
+        _HISTORIES[key] = (parents, f"c{len(ps) - 1}", anc)
+    return _HISTORIES[key]
 
 
 def probe(rng: random.Random, bad: bool, kind: str, rate: float) -> bool:
@@ -43,18 +66,18 @@ def probe(rng: random.Random, bad: bool, kind: str, rate: float) -> bool:
 
 def trial_ours(n: int, kind: str, rate: float, culprit: int | None, learn: bool, seed: int) -> tuple[bool, int]:
     rng = random.Random(seed)
-    parents, revs = linear(n)
+    parents, head, anc = history(n)
     if learn:
         noise = NoiseModel.flaky(0.1) if kind == "flaky" else None
-        s = Search(parents, revs[-1], noise=noise, learn_noise=True)
+        s = Search(parents, head, noise=noise, learn_noise=True)
     else:
         noise = NoiseModel.flaky(rate) if kind == "flaky" else NoiseModel.symmetric(rate)
-        s = Search(parents, revs[-1], noise=noise)
-    s.record(revs[-1], Verdict.BAD)
+        s = Search(parents, head, noise=noise)
+    s.record(head, Verdict.BAD)
     runs = 0
     while runs < MAX_RUNS and (nxt := s.next()):
         i = int(nxt[0][1:])
-        fail = probe(rng, culprit is not None and i >= culprit, kind, rate)
+        fail = probe(rng, culprit is not None and bool(anc[i] >> culprit & 1), kind, rate)
         s.record(nxt[0], Verdict.BAD if fail else Verdict.GOOD)
         runs += 1
     res = s.result()
@@ -100,11 +123,36 @@ def trial_repeat(n: int, kind: str, rate: float, culprit: int, k: int, seed: int
     return hi == culprit, runs
 
 
+def trial_parallel(n: int, rate: float, workers: int, seed: int) -> tuple[bool, int, int]:
+    """k workers per round at posterior quantiles (symmetric noise known): (right, rounds, runs)."""
+    rng = random.Random(seed)
+    parents, head, anc = history(n)
+    culprit = random.Random(seed * 7919 + 1).randint(1, int(head[1:]))
+    s = Search(parents, head, noise=rate)
+    s.record(head, Verdict.BAD)
+    rounds = runs = 0
+    while runs < MAX_RUNS and (nxt := s.next(workers)):
+        rounds += 1
+        for rev in nxt:
+            fail = probe(rng, bool(anc[int(rev[1:])] >> culprit & 1), "sym", rate)
+            s.record(rev, Verdict.BAD if fail else Verdict.GOOD)
+            runs += 1
+    return s.result().culprit == f"c{culprit}", rounds, runs
+
+
+def run_parallel(task: tuple) -> list[tuple[bool, int, int]]:
+    global SHAPE
+    n, rate, workers, seeds, SHAPE = task
+    return [trial_parallel(n, rate, workers, seed) for seed in seeds]
+
+
 def run_chunk(task: tuple) -> list[tuple[bool, int]]:
-    method, n, kind, rate, k, seeds, no_culprit = task
+    global SHAPE
+    method, n, kind, rate, k, seeds, no_culprit, SHAPE = task
     out = []
+    last = int(history(n)[1][1:])
     for seed in seeds:
-        culprit = None if no_culprit else random.Random(seed * 7919 + 1).randint(1, n)
+        culprit = None if no_culprit else random.Random(seed * 7919 + 1).randint(1, last)
         if method == "repeat":
             out.append(trial_repeat(n, kind, rate, culprit, k, seed))
         else:
@@ -116,7 +164,7 @@ def measure(pool: Pool, method: str, n: int, kind: str, rate: float, trials: int
             no_culprit: bool = False, procs: int = 2) -> tuple[float, float, int]:
     seeds = list(range(trials))
     chunks = [seeds[i::procs * 4] for i in range(procs * 4)]
-    results = [r for part in pool.map(run_chunk, [(method, n, kind, rate, k, c, no_culprit) for c in chunks])
+    results = [r for part in pool.map(run_chunk, [(method, n, kind, rate, k, c, no_culprit, SHAPE) for c in chunks])
                for r in part]
     acc = sum(ok for ok, _ in results) / len(results)
     runs = sorted(r for _, r in results)
@@ -140,16 +188,23 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--cells", default="sym:0.05,sym:0.1,sym:0.2,sym:0.3,flaky:0.1,flaky:0.3")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--parallel", type=int, default=500, help="trials of the 4-worker run (0: skip)")
+    ap.add_argument("--only-parallel", action="store_true")
+    ap.add_argument("--shape", default="linear", help="linear, or a DAG shape of tests/gitgen.py (no baselines)")
     args = ap.parse_args()
+    global SHAPE
+    SHAPE = args.shape
+    if SHAPE != "linear":
+        args.no_baselines = True  # the baselines here bisect a line
     cells = [(c.split(":")[0], float(c.split(":")[1])) for c in args.cells.split(",") if c]
     t0 = time.time()
-    print(f"trials per cell: {args.trials}; accuracy / mean runs / p95 runs")
+    print(f"shape: {SHAPE}; trials per cell: {args.trials}; accuracy / mean runs / p95 runs")
     hdr = f"{'N':>5} {'noise':<22} | {'ours, known':^19} | {'ours, learned':^19}"
     if not args.no_baselines:
         hdr += f" | {'plain bisection':^19} | {'repeat-k (k)':^24}"
     print(hdr)
     with Pool(args.procs) as pool:
-        for n in (int(x) for x in args.sizes.split(",")):
+        for n in ([] if args.only_parallel else [int(x) for x in args.sizes.split(",")]):
             for kind, rate in cells:
                 name = f"{'p' if kind == 'sym' else 'flaky f'}={rate}"
                 kind = "flaky" if kind == "flaky" else "sym"
@@ -170,6 +225,13 @@ def main() -> None:
                     a, m, p95 = measure(pool, method, n, kind, rate, args.trials, no_culprit=True, procs=args.procs)
                     row += f" | {a:6.1%} {m:6.1f} {p95:5d}"
                 print(row + "   (accuracy = status no_culprit)", flush=True)
+        if args.parallel:
+            n, seeds = max(int(x) for x in args.sizes.split(",")), list(range(args.parallel))
+            res = [r for part in pool.map(run_parallel, [(n, 0.1, 4, seeds[i::8], SHAPE) for i in range(8)])
+                   for r in part]
+            print(f"parallel, 4 workers, N={n}, p=0.1, {len(res)} trials: accuracy "
+                  f"{sum(r[0] for r in res) / len(res):.1%}, mean rounds {sum(r[1] for r in res) / len(res):.2f}, "
+                  f"mean runs {sum(r[2] for r in res) / len(res):.1f}")
     print(f"total {time.time() - t0:.0f} s")
 
 
