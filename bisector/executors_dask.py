@@ -84,6 +84,11 @@ class DaskExecutor:
                 f"Dask worker {threaded[0]} runs {workers[threaded[0]]['nthreads']} threads; bisector needs "
                 "one step per worker process (each owns one worktree): start workers with `--nthreads 1`"
             )
+        # Warm up every worker at once (imports, its worktree) instead of on each one's first step.
+        try:
+            self._client.run(prepare_worker, {**self.spec_base, "rev": first_rev}, on_error="ignore")
+        except Exception:  # noqa: BLE001 - a worker that cannot prepare fails its first step, visibly
+            pass
 
     def close(self) -> None:
         """Stop our steps still running, remove the workers' worktrees, drop our client (not the cluster)."""
@@ -179,7 +184,13 @@ class DaskExecutor:
 
 
 def run_step_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs on a worker: `bisector.step.run_step`, its worktree first created under a lock.
+    """Runs on a worker: `bisector.step.run_step`, its worktree first created under a lock."""
+    prepare_worker(spec)
+    return run_step(spec)
+
+
+def prepare_worker(spec: dict[str, Any]) -> None:
+    """Runs on a worker: create its worktree `workspace_dir/w<pid>/wt` (run_step's layout) at `rev`.
 
     Workers starting together would otherwise run `git worktree add`/`prune` on one repository
     at once, which races in git (".git/worktrees/wt/commondir" missing). The lock is an flock
@@ -187,6 +198,7 @@ def run_step_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import fcntl
 
+    from bisector.probes.registry import make_suite  # noqa: F401 - warm the import run_step needs
     from bisector.session import make_workspace
 
     workspace_dir = Path(spec["workspace_dir"])
@@ -197,7 +209,6 @@ def run_step_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not ws.path.exists():
                 ws.open(spec["rev"])
-    return run_step(spec)
 
 
 def kill_steps_under(workspace_dir: str) -> list[int]:
