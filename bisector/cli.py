@@ -164,6 +164,18 @@ def reset(repo: str) -> None:
 
 
 @main.command()
+@_handle_errors
+def probes() -> None:
+    """List the probe types available (built in and from plugins)."""
+    from bisector.probes.registry import available
+
+    items = available()
+    width = max(len(n) for n in items)
+    for name, desc in items.items():
+        click.echo(f"{name:<{width}}  {desc}")
+
+
+@main.command()
 @click.option("--keep", is_flag=True, help="Keep the demo repository and print its path.")
 @_handle_errors
 def demo(keep: bool) -> None:

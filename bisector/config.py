@@ -71,6 +71,6 @@ def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: floa
         raise UsageError("no probe: pass --probe 'CMD' or add a [probe] table to bisector.toml")
     for s in specs:
         s.setdefault("type", "command")
-        if cli_timeout and "timeout" not in s:
+        if cli_timeout and "timeout" not in s and s["type"] != "manual":
             s["timeout"] = cli_timeout
     return specs

@@ -386,6 +386,10 @@ class Session:
         bounds = [(c.bad, "bad-bound", Verdict.BAD)]
         bounds += [(g, "good-bound", Verdict.GOOD) for g in c.goods]
         bounds += [(mb, "merge-base", Verdict.GOOD) for mb in c.merge_bases]
+        if getattr(self.suite, "needs_baseline", False):
+            # Probes with rules relative to the good bound need its observation first.
+            self._round([(g, "good-bound") for g in c.goods[:1] if g not in self.observed])
+            self._set_baselines()
         # The bounds are independent: with several workers they are checked in one round.
         first = self._round([(rev, role) for rev, role, _ in bounds if rev not in self.observed])
         if self.noisy:
@@ -460,6 +464,15 @@ class Session:
         return SessionResult(
             self.session_id, self.journal_path, "found", culprit=culprit, probability=probability, candidates=[culprit]
         )
+
+    def _set_baselines(self) -> None:
+        from bisector.probes.base import Observation
+
+        good = self.candidates.goods[0]
+        rec = self._record_of(good)
+        taken = self.suite.set_baselines([Observation.from_json(o) for o in rec.observations])
+        if taken:
+            self.writer.append("baseline", commit=good, step=rec.step, probes=taken)
 
     def _journal_posterior(self, step: int) -> None:
         if not self.noisy:
