@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from bisector.git import git
 from bisector.workspace import state_dir
@@ -232,4 +232,4 @@ def step_key(repo: Path, rev: str, data: Mapping[str, str] | None, command: str 
     return cache_key(tree=code_tree(repo, rev), data=data, command=command, config=config)
 
 
-__all__: Sequence[str] = ("BuildCache", "Entry", "cache_key", "code_tree", "dvc_outputs", "step_key")
+__all__ = ["BuildCache", "Entry", "cache_key", "code_tree", "dvc_outputs", "step_key"]

@@ -51,6 +51,8 @@ def build(ws: DvcWorkspace, command: str) -> None:
 
 def test_code_a_with_data_b_and_back(ml, session_dir) -> None:
     repo, c = ml
+    with open(repo.path / ".dvc" / "config.local", "a") as f:  # the user's own link type is not used
+        f.write("    type = hardlink\n    shared = group\n")
     before = snapshot(repo.path)
     ws = DvcWorkspace(repo.path, session_dir)
     ws.open(c["codeV2"])
@@ -59,7 +61,8 @@ def test_code_a_with_data_b_and_back(ml, session_dir) -> None:
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600
         text = conf.read_text()
         assert f"dir = {repo.cache.resolve()}" in text and f"url = {repo.remote.resolve()}" in text
-        assert "reflink,copy" in text and str(session_dir / "dvc-site") in text
+        assert "reflink,copy" in text and "hardlink" not in text and "shared = group" in text
+        assert str(session_dir / "dvc-site") in text
 
         ws.checkout(c["codeV2"], data_rev=c["init"])
         assert read(ws, "train.py") == repo.git("show", f"{c['codeV2']}:train.py")

@@ -97,6 +97,7 @@ class UserDvcConfig:
     cache_dir: Path
     remotes: dict[str, dict[str, str]] = field(default_factory=dict)
     default_remote: str | None = None
+    cache_options: dict[str, str] = field(default_factory=dict)  # cache.* but dir and type (e.g. shared)
 
     def remote_url(self, name: str | None = None) -> str | None:
         r = self.remotes.get(name or self.default_remote or "")
@@ -124,7 +125,13 @@ def read_user_config(repo: Path) -> UserDvcConfig:
         if isinstance(opts, Mapping)
     }
     default = conf.get("core", {}).get("remote")
-    return UserDvcConfig(cache_dir=cache_dir.resolve(), remotes=remotes, default_remote=str(default) if default else None)
+    options = {k: str(v) for k, v in conf.get("cache", {}).items() if k not in ("dir", "type") and not isinstance(v, Mapping)}
+    return UserDvcConfig(
+        cache_dir=cache_dir.resolve(),
+        remotes=remotes,
+        default_remote=str(default) if default else None,
+        cache_options=options,
+    )
 
 
 def write_config_local(path: Path, user: UserDvcConfig, link_types: Sequence[str], site_cache_dir: Path) -> None:
@@ -135,7 +142,8 @@ def write_config_local(path: Path, user: UserDvcConfig, link_types: Sequence[str
     conf["core"] = {"site_cache_dir": str(site_cache_dir)}
     if user.default_remote:
         conf["core"]["remote"] = user.default_remote
-    conf["cache"] = {"dir": str(user.cache_dir), "type": ",".join(link_types)}
+    # The user's own cache.type is not carried over: a build must not write through links.
+    conf["cache"] = {**user.cache_options, "dir": str(user.cache_dir), "type": ",".join(link_types)}
     for name, opts in user.remotes.items():
         conf[f'remote "{name}"'] = dict(opts)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from bisector.data.dvccli import (
     DEFAULT_LINK_TYPE,
     UserDvcConfig,
     dvc_env,
+    dvc_executable,
     local_path,
     parse_link_type,
     pip_extra,
@@ -36,13 +37,13 @@ from bisector.data.files import (
     DataInput,
     InputReader,
     data_source_files,
-    dvcfile_inputs,
-    load_yaml,
-    matches_paths,
     dvc_tree_files,
+    dvcfile_inputs,
     is_lockfile,
     is_pipeline,
+    load_yaml,
     lock_output_inputs,
+    matches_paths,
     read_worktree_dvcfile,
     uncached_outputs,
 )
@@ -128,6 +129,7 @@ class DvcWorkspace(Workspace):
     def open(self, first_rev: str) -> None:
         """Create the worktree and, in a DVC repo, its `.dvc/config.local`. Data comes with `checkout`."""
         if self.is_dvc:
+            dvc_executable()  # fail before any work when the user's DVC is not installed
             self.user = read_user_config(self.repo)
         super().open(first_rev)
         if self.user is not None:
