@@ -18,6 +18,7 @@ from bisector.buildcache import BuildCache, dvc_outputs, step_key
 from bisector.data import (
     CROSS_DEVICE,
     LINK_UNSUPPORTED,
+    NOT_COMBINABLE,
     NOT_PUSHED,
     PLUGIN_MISSING,
     REMOTE_UNREACHABLE,
@@ -124,6 +125,9 @@ def test_commit_before_dvc_init_is_code_only(ml, session_dir) -> None:
         assert ws.step_info == {"dvc": False}
         assert sorted(p.name for p in ws.path.iterdir() if p.name != ".git") == [".dvc", "README.md"]
         assert after_build_check(ws) == []
+        with pytest.raises(DataUnavailable) as exc:
+            ws.checkout(c["pre"], data_rev=c["init"])
+        assert exc.value.cause == NOT_COMBINABLE
         ws.checkout(c["dataB"])  # config.local survived the clean
         assert read(ws, "data/raw.txt") == "bravo\n"
     finally:

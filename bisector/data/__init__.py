@@ -18,6 +18,7 @@ from bisector.data.workspace import (
     CHECKOUT_FAILED,
     CROSS_DEVICE,
     LINK_UNSUPPORTED,
+    NOT_COMBINABLE,
     NOT_PUSHED,
     PLUGIN_MISSING,
     REMOTE_UNREACHABLE,
@@ -29,7 +30,7 @@ from bisector.data.workspace import (
 )
 
 __all__ = [
-    "CHECKOUT_FAILED", "CROSS_DEVICE", "LINK_UNSUPPORTED", "NOT_PUSHED", "PLUGIN_MISSING", "REMOTE_UNREACHABLE",
+    "CHECKOUT_FAILED", "CROSS_DEVICE", "LINK_UNSUPPORTED", "NOT_COMBINABLE", "NOT_PUSHED", "PLUGIN_MISSING", "REMOTE_UNREACHABLE",
     "DataChange", "DataInput", "DataRevision", "DataUnavailable", "DvcWorkspace",
     "after_build_check", "attribution", "classify_culprit", "data_diff", "data_revisions",
     "default_build_command", "has_dvc", "params_diff",

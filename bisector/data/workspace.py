@@ -58,6 +58,7 @@ PLUGIN_MISSING = "plugin missing"
 LINK_UNSUPPORTED = "link type unsupported"
 CROSS_DEVICE = "different filesystem"
 CHECKOUT_FAILED = "dvc checkout failed"
+NOT_COMBINABLE = "not combinable"  # code or data revision before `dvc init` on a crossing
 
 
 class DataUnavailable(BisectorError):
@@ -65,7 +66,7 @@ class DataUnavailable(BisectorError):
 
     `path` is the data file, `rev` the revision whose `.dvc` file asked for it, `cause` one of
     NOT_PUSHED, REMOTE_UNREACHABLE, PLUGIN_MISSING, LINK_UNSUPPORTED, CROSS_DEVICE,
-    CHECKOUT_FAILED. `str()` is one line naming all three and the fix.
+    CHECKOUT_FAILED, NOT_COMBINABLE. `str()` is one line naming all three and the fix.
     """
 
     def __init__(self, path: str, rev: str, cause: str, detail: str = "", fix: str = ""):
@@ -148,8 +149,9 @@ class DvcWorkspace(Workspace):
     def checkout(self, rev: str, data_rev: str | None = None) -> None:
         """Make the worktree code `rev` with the data of `data_rev` (default: `rev`'s own data).
 
-        Raises DataUnavailable when an input cannot be had, UsageError when `data_rev` has no
-        DVC data. A commit before `dvc init` is code-only: no dvc call at all.
+        Raises DataUnavailable when an input cannot be had, or when `rev` or `data_rev`
+        predates `dvc init` while the other does not (NOT_COMBINABLE). A commit before
+        `dvc init` alone is code-only: no dvc call at all.
         """
         super().checkout(rev)
         self.data_rev = None
@@ -157,7 +159,8 @@ class DvcWorkspace(Workspace):
         self.step_info = {"dvc": False}
         if self.user is None or not has_dvc(self.repo, rev):
             if data_rev not in (None, rev):
-                raise UsageError(f"code revision {rev[:10]} has no DVC data: it cannot take the data of {data_rev[:10]}")
+                raise DataUnavailable(".", rev, NOT_COMBINABLE, "this code revision predates `dvc init`",
+                                      f"it cannot take the data of {data_rev[:10]}")
             return
         reader = InputReader(self.repo)
         files = dvc_tree_files(self.repo, rev)
@@ -179,7 +182,8 @@ class DvcWorkspace(Workspace):
         """Replace the data-source `.dvc` files by `data_rev`'s: exactly its set, nothing else
         (restricted to `data_paths` when given). Never `data_rev`'s dvc.lock."""
         if not has_dvc(self.repo, data_rev):
-            raise UsageError(f"data revision {data_rev[:10]} has no DVC data (it is older than `dvc init`)")
+            raise DataUnavailable(".", data_rev, NOT_COMBINABLE, "this data revision predates `dvc init`",
+                                  "pick data revisions from `data_revisions`")
         files = dvc_tree_files(self.repo, data_rev)
         theirs = [p for p in data_source_files(files, reader) if self._on_axis(p, reader.doc(files[p]))]
         ours = [p for p in self._sources if self._on_axis(p, _read_yaml(self.path / p))]
