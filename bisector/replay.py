@@ -126,6 +126,18 @@ class _Steps:
                                     f"but the search chooses {want} ({role})")
 
 
+def _make_search(candidates: Any, settings: Mapping[str, Any]) -> Any:
+    """The session's search, built from the journaled `search` settings the way the session builds it."""
+    from bisector import session
+
+    make = getattr(session, "_make_search", None)
+    if make is not None:
+        return make(candidates, dict(settings))
+    from bisector.search import Search
+
+    return Search(candidates.parents, candidates.bad)
+
+
 class _Replay:
     """The session loop (`Session._search_loop`), with the journal as the executor."""
 
@@ -138,20 +150,25 @@ class _Replay:
         if c.merge_bases != list(start.get("merge_bases", [])) or len(c) != start.get("candidates", len(c)):
             raise Divergence(None, f"the candidates changed since the session ({len(c)} now, "
                                    f"{start.get('candidates')} then): history between the bounds was rewritten")
+        self.settings = dict(start.get("search") or {})
+        self.max_steps = self.settings.get("max_steps")
         self.jobs = 1
         self.rebuild()
 
     def rebuild(self) -> None:
         """A fresh search fed with every step so far, in journal order (as a resumed session does)."""
-        from bisector.search import Search
-
-        self.search = Search(self.c.parents, self.c.bad)
+        self.search = _make_search(self.c, self.settings)
+        self.noisy = self.search.noise is not None
         self.observed: dict[str, Verdict] = {}
         self.recorded: set[str] = set()
         for e in self.steps.taken:
-            v = self.observed[e["commit"]] = Verdict(e["verdict"])
-            if e["commit"] in self.c.parents and v is not Verdict.ABORT:
-                self._record(e["commit"], v)
+            self.observed[e["commit"]] = Verdict(e["verdict"])
+            self._tell(e["commit"], Verdict(e["verdict"]))
+
+    def _tell(self, rev: str, v: Verdict) -> None:
+        """As `Session._tell`: candidates, and under noise the good bounds too (they calibrate it)."""
+        if v is not Verdict.ABORT and (rev in self.c.parents or (self.noisy and rev in self.c.goods)):
+            self._record(rev, v)
 
     def _record(self, rev: str, v: Verdict) -> None:
         try:
@@ -170,7 +187,9 @@ class _Replay:
         """One round of `search.next(jobs)`, trying the last round's size first, then 1, 2, ..."""
         tried: list[str] | None = None
         for k in dict.fromkeys([self.jobs, *range(1, MAX_JOBS + 1)]):
-            revs = [r for r in dict.fromkeys(self.search.next(k)) if r not in self.observed]
+            revs = list(dict.fromkeys(self.search.next(k)))
+            if not self.noisy:
+                revs = [r for r in revs if r not in self.observed]  # never asked twice
             if not revs:
                 return None if k == self.jobs or tried is None else self._round(tried, "search")
             tried = tried or revs
@@ -185,15 +204,24 @@ class _Replay:
         c = self.c
         bounds = [(c.bad, "bad-bound", Verdict.BAD)] + [(g, "good-bound", Verdict.GOOD) for g in c.goods]
         bounds += [(m, "merge-base", Verdict.GOOD) for m in c.merge_bases]
-        self._round([r for r, _, _ in bounds if r not in self.observed], "bound")
-        for rev, _, expected in bounds:
-            v = self.observed[rev]
-            if v is expected:
-                if rev in c.parents and rev not in self.recorded:
-                    self._record(rev, v)
-                continue
-            return _End("abort" if v is Verdict.ABORT else "bounds")
+        first = self._round([r for r, _, _ in bounds if r not in self.observed], "bound")
+        if self.noisy:  # bounds are observations like any other
+            for e in first:
+                v = Verdict(e["verdict"])
+                if v is Verdict.ABORT:
+                    return _End("abort")
+                self._tell(e["commit"], v)
+        else:
+            for rev, _, expected in bounds:
+                v = self.observed[rev]
+                if v is expected:
+                    if rev in c.parents and rev not in self.recorded:
+                        self._record(rev, v)
+                    continue
+                return _End("abort" if v is Verdict.ABORT else "bounds")
         while True:
+            if self.max_steps is not None and len(self.steps.taken) >= self.max_steps:
+                break
             got = self._search_round()
             if got is None:
                 break
@@ -201,8 +229,11 @@ class _Replay:
                 v = Verdict(e["verdict"])
                 if v is Verdict.ABORT:
                     return _End("abort")
-                self._record(e["commit"], v)
+                self._tell(e["commit"], v)
         r = self.search.result()
+        if self.noisy:
+            status = r.status if r.status in ("found", "no_culprit", "ambiguous") else "undecided"
+            return _End(status, r.culprit if status == "found" else None, r.candidates[:5])
         if r.status != "found" or r.culprit is None:
             return _End(r.status, None, r.candidates)
         if c.paths:
@@ -256,7 +287,8 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
     steps = _Steps.of(events)
     n = lambda: len(steps.taken)  # noqa: E731
     try:
-        outcome = _Replay(repo, start, steps).run()
+        rp = _Replay(repo, start, steps)
+        outcome = rp.run()
         extra = steps.events[steps.i:]
         if extra:
             e = extra[0]
@@ -274,7 +306,7 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
         if end.get("status") == "reset":
             return ReplayResult(True, f"OK: {n()} steps replayed; the session was reset", n())
         same = end.get("status") == outcome.status and end.get("culprit") == outcome.culprit
-        if same and outcome.status == "ambiguous":
+        if same and outcome.status == "ambiguous" and not rp.noisy:  # noisy results keep only the top 5
             same = sorted(end.get("candidates", [])) == sorted(outcome.candidates)
         if not same:
             theirs = f"{end.get('status')} {(end.get('culprit') or '')[:10]}".strip()
