@@ -220,6 +220,7 @@ def build_report(repo: Path, s: SessionSummary, plot: str | None) -> str:
         c = info.get(sha)
         return c.subject if c else "(commit not in this repository)"
 
+    posteriors = _posterior_events(s)
     cfg = start.get("config", {})
     axis = "data" if any(e.get("data_rev") and e["data_rev"] != e["commit"] for e in s.steps) else "code"
     out = [f"# Bisection report: session {s.id}", "",
@@ -286,10 +287,14 @@ def build_report(repo: Path, s: SessionSummary, plot: str | None) -> str:
         for o in e.get("observations", []):
             nums = _numbers(o.get("evidence", {}))
             out.append(f"- Probe `{o['probe']}`: **{o['verdict']}**: {o.get('summary', '')}" + (f" [{nums}]" if nums else ""))
+        if e.get("worker"):
+            out.append(f"- Worker: {e['worker']}")
+        out += [f"- Note: {n}" for n in e.get("notes") or []]
         if e.get("reused_from"):
             out.append(f"- Reused from session {e['reused_from']}")
-        if e.get("posterior") is not None:
-            out.append(f"- Posterior after this step: `{json.dumps(e['posterior'])[:300]}`")
+        post = e.get("posterior") if e.get("posterior") is not None else posteriors.get(e["step"])
+        if post is not None:
+            out.append(f"- Posterior after this step: {_posterior(post)}")
         out.append("- Reviewer: [ ] accept  [ ] challenge")
     env = start.get("environment", {})
     out += ["", "## The environment", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in env.items()]
@@ -297,6 +302,26 @@ def build_report(repo: Path, s: SessionSummary, plot: str | None) -> str:
             _code(reproduce_command(s), "sh"), "", "Re-check the decisions of this journal without building anything:", "",
             _code(f"bisector replay {shlex.quote(str(s.path))}", "sh"), ""]
     return "\n".join(out)
+
+
+def _posterior_events(s: SessionSummary) -> dict[int, dict[str, Any]]:
+    """`posterior` events of the journal (noisy searches), by the step they follow."""
+    from bisector.journal import read_events
+
+    try:
+        events = read_events(Path(s.path))
+    except Exception:  # the summary is enough for the rest of the report
+        return {}
+    return {e["after_step"]: e for e in events if e.get("event") == "posterior" and "after_step" in e}
+
+
+def _posterior(post: Any) -> str:
+    if isinstance(post, Mapping) and isinstance(post.get("top"), list):
+        top = ", ".join(f"`{str(r)[:10]}` {p:.3f}" for r, p in post["top"][:5])
+        extra = f"; no culprit {post['no_culprit']:.3f}" if _number(post.get("no_culprit")) else ""
+        rates = f"; noise rates {post['rates']}" if post.get("rates") else ""
+        return top + extra + rates
+    return f"`{json.dumps(post)[:300]}`"
 
 
 def _first_parent(repo: Path, sha: str) -> str:

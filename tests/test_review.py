@@ -184,3 +184,15 @@ def test_replay_parallel_rounds_and_failed_bounds(repo: GitRepo, tmp_path: Path)
     parallel, bounds = (bisector(repo.path, "replay", str(j)) for j in journals)
     assert parallel.returncode == 0 and f"first bad commit {shas[12]}" in parallel.stdout
     assert bounds.returncode == 0 and "result bounds" in bounds.stdout
+
+
+def test_noisy_session_report_shows_posteriors_and_replays(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 12, culprit=8)
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe(tmp_path)), "--noise", "0.1")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "noisy.md"
+    assert bisector(repo.path, "report", "-o", str(out)).returncode == 0
+    assert "- Posterior after this step: `" in out.read_text() and "noise rates [0.1, 0.9]" in out.read_text()
+    journal = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))[-1]
+    res = bisector(repo.path, "replay", str(journal))
+    assert res.returncode == 0 and f"first bad commit {shas[7]}" in res.stdout
