@@ -117,7 +117,7 @@ class DvcRepo(GitRepo):
     def dvc_commit(
         self,
         code: Mapping[str, str | None] | None = None,
-        data: Mapping[str, str | bytes] | None = None,
+        data: Mapping[str, str | bytes | None] | None = None,
         message: str = "change",
         *,
         repro: bool = False,
@@ -125,7 +125,7 @@ class DvcRepo(GitRepo):
         """Write code files, write and `dvc add` data files, optionally `dvc repro`, commit."""
         self.write(code or {})
         if data:
-            self.write(dict(data))
+            self.write({k: v for k, v in data.items() if v is not None})  # None: already written (a folder)
             with self.api() as dvc:
                 dvc.add(list(data))
         if repro:
@@ -200,6 +200,7 @@ def ml_history(base: Path) -> tuple[DvcRepo, dict[str, str]]:
     params   scale 2; repro (dvc.lock changes: deps and outputs, not the inputs' .dvc files)
     labels   labels=L2
     both     train.py v3 and raw=charlie; repro
+    images   a folder input data/images (two files, one in a subfolder)
     (everything so far pushed to the remote: `push_all`)
     unpushed raw=delta; never pushed
     """
@@ -215,6 +216,8 @@ def ml_history(base: Path) -> tuple[DvcRepo, dict[str, str]]:
     c["params"] = r.dvc_commit({"params.yaml": "scale: 2\n"}, None, "params", repro=True)
     c["labels"] = r.dvc_commit(None, {"data/labels.txt": "L2\n"}, "labels")
     c["both"] = r.dvc_commit({"train.py": train_py("v3")}, {"data/raw.txt": "charlie\n"}, "both", repro=True)
+    r.write({"data/images/a.txt": "image a\n", "data/images/b/c.txt": "image c\n"})
+    c["images"] = r.dvc_commit(None, {"data/images": None}, "images")  # a directory input
     r.push_all()
     c["unpushed"] = r.dvc_commit(None, {"data/raw.txt": "delta\n"}, "unpushed")
     return r, c

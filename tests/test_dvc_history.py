@@ -23,10 +23,12 @@ def test_data_revisions_are_the_input_changes(ml) -> None:
         (c["dataB"], ("data/raw.txt",)),
         (c["labels"], ("data/labels.txt",)),
         (c["both"], ("data/raw.txt",)),
+        (c["images"], ("data/images",)),
         (c["unpushed"], ("data/raw.txt",)),
     ]
     # params (dvc.lock rewritten, inputs equal) and code commits are not data revisions
-    assert len({r.fingerprint for r in revs}) == 4
+    assert len({r.fingerprint for r in revs}) == 5
+    assert revs[3].inputs["data/images"].endswith(".dir")
     assert set(revs[0].inputs) == {"data/raw.txt", "data/labels.txt"}
 
 
@@ -48,6 +50,8 @@ def test_data_diff_and_params_diff(ml) -> None:
     added = data_diff(repo.path, c["pre"], c["init"])
     assert [(d.path, d.status, d.new_size) for d in added] == [("data/labels.txt", "added", 3), ("data/raw.txt", "added", 6)]
     assert data_diff(repo.path, c["dataB"], c["params"]) == []
+    (folder,) = data_diff(repo.path, c["both"], c["images"])
+    assert (folder.path, folder.status, folder.old_size, folder.new_size) == ("data/images", "added", None, 16)
     assert params_diff(repo.path, c["codeV2"], c["params"]) == {"scale": (1, 2)}
     assert params_diff(repo.path, c["init"], c["codeV2"]) == {}
     assert params_diff(repo.path, c["pre"], c["init"]) == {"scale": (None, 1)}

@@ -255,3 +255,20 @@ def test_hardlinks_across_filesystems(ml) -> None:
     finally:
         ws.close()
         shutil.rmtree(session_dir.parent, ignore_errors=True)
+
+
+def test_folder_input_with_an_entry_never_pushed(ml, session_dir) -> None:
+    repo, c = ml
+    entry = hashlib.md5(b"image c\n").hexdigest()
+    repo.cache_object(entry).unlink()
+    (repo.remote / "files" / "md5" / entry[:2] / entry[2:]).unlink()
+    ws = DvcWorkspace(repo.path, session_dir)
+    ws.open(c["images"])
+    try:
+        with pytest.raises(DataUnavailable) as exc:
+            ws.checkout(c["images"])
+        assert (exc.value.path, exc.value.rev, exc.value.cause) == ("data/images", c["images"], NOT_PUSHED)
+        ws.checkout(c["both"])  # the folder is not an input there: fine
+        assert not (ws.path / "data" / "images").exists()
+    finally:
+        ws.close()
