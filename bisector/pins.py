@@ -345,9 +345,8 @@ def create_pin(repo_path: Path, name: str, rev: str = "HEAD", *, data_rev: str |
     repo = repo_root(repo_path)
     verification = None
     if verify:
-        if data_rev:
-            raise UsageError("--verify with --data-rev needs the DVC workspace: pin without --verify for now")
-        verification = verify_rev(repo, _resolve_plain(repo, rev, "revision to pin"))
+        dsha = _resolve_plain(repo, data_rev, "data revision") if data_rev else None
+        verification = verify_rev(repo, _resolve_plain(repo, rev, "revision to pin"), data_rev=dsha)
         if verification["verdict"] != "good" and not force:
             raise UsageError(f"{rev} is {verification['verdict']} for the probe ({verification['summary']}): "
                              "pin a good revision, or pass --force to record it anyway", exit_code=1)
@@ -437,20 +436,23 @@ def pin_from_session(repo_path: Path, summary: Any, name: str, *, rev: str | Non
     return pin
 
 
-def verify_rev(repo: Path, rev: str, *, workspace_factory: Any = None) -> dict[str, Any]:
-    """Build and probe `rev` in a throwaway detached worktree with the probes of bisector.toml.
+def verify_rev(repo: Path, rev: str, *, data_rev: str | None = None, workspace_factory: Any = None) -> dict[str, Any]:
+    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, probes of bisector.toml.
 
     Returns {"verdict", "summary", "build", "observations"} (observations as journal JSON).
+    The workspace is the session's (`session.make_workspace`: DVC-aware where the session is).
     """
+    import inspect
     import secrets
     import shutil
 
-    from bisector.build import BuildConfig, run_build
+    from bisector import session
+    from bisector.build import BuildConfig
     from bisector.config import load_file_config, probe_specs, table
     from bisector.journal import JOURNAL_DIR
-    from bisector.probes.base import ProbeContext
     from bisector.probes.registry import make_suite
-    from bisector.workspace import Workspace, state_dir
+    from bisector.step import execute_step
+    from bisector.workspace import state_dir
 
     config = load_file_config(repo)
     b = table(config, "build")
@@ -458,21 +460,19 @@ def verify_rev(repo: Path, rev: str, *, workspace_factory: Any = None) -> dict[s
     suite = make_suite(probe_specs(config, None, None), user_cwd=Path(os.getcwd()),
                        frozen_dir=repo / JOURNAL_DIR / "frozen")
     session_dir = state_dir(repo) / "pin-verify" / f"{os.getpid()}-{secrets.token_hex(3)}"
-    ws = (workspace_factory or Workspace)(repo, session_dir)
+    ws = (workspace_factory or getattr(session, "make_workspace", session.Workspace))(repo, session_dir)
+    if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
+        raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
     try:
         ws.open(rev)
-        (session_dir / "logs").mkdir(parents=True, exist_ok=True)
-        built = run_build(build, ws.path, session_dir / "logs" / "build.log")
-        if not built.ok:
-            return {"verdict": "skip", "summary": f"build {built.status}", "build": built.to_json(), "observations": []}
-        ctx = ProbeContext(workspace=ws.path, commit=rev, step=0, log_dir=session_dir / "logs")
-        res = suite.run(ctx)
-        obs = [o.to_json() for o in res.observations]
-        summary = "; ".join(f"{o['probe']}: {o['summary']}" for o in obs)
-        return {"verdict": res.verdict.value, "summary": summary, "build": built.to_json(), "observations": obs}
+        out = execute_step(ws, suite, build, rev, 0, session_dir / "logs", data_rev=data_rev)
     finally:
         ws.close()
         shutil.rmtree(session_dir, ignore_errors=True)
+    summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in out.observations)
+    if not out.observations:
+        summary = f"build {out.build.get('status')}"
+    return {"verdict": out.verdict.value, "summary": summary, "build": out.build, "observations": out.observations}
 
 
 # --------------------------------------------------------------------- restore

@@ -11,6 +11,7 @@ the session must not record it as a skip, but drop the previous step's answer an
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Any, Mapping, Sequence
 
@@ -25,6 +26,8 @@ UNDO_KEY = "undo"
 ANSWERS = {"g": "good", "good": "good", "b": "bad", "bad": "bad", "s": "skip", "skip": "skip",
            "u": "undo", "undo": "undo"}
 _KEYS = ("type", "name", "log_lines")
+# One question at a time, whatever the number of local workers (-j): they share one terminal.
+_ASKING = threading.Lock()
 
 
 def is_undo(observation: Observation | Mapping[str, Any]) -> bool:
@@ -103,8 +106,9 @@ class ManualProbe:
                 self._say(f"     | {line}")
 
     def run(self, ctx: ProbeContext) -> Observation:
-        self._show(ctx)
-        answer = self._read()
+        with _ASKING:
+            self._show(ctx)
+            answer = self._read()
         self._previous = []
         if answer is None:
             return Observation(self.name, Verdict.ABORT, "no answer (end of input): the search stops",
