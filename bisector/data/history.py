@@ -99,10 +99,15 @@ def data_revisions(repo: Path, good: str, bad: str, paths: Sequence[str] = ()) -
         inputs = _select(inputs, paths)
         fp = fingerprint(inputs)
         if prev is not None and fp != prev_fp:
-            changed = sorted(p for p in set(prev) | set(inputs) if (prev.get(p) and prev[p].hash) != (inputs.get(p) and inputs[p].hash))
+            changed = sorted(p for p in set(prev) | set(inputs) if _hash(prev, p) != _hash(inputs, p))
             result.append(DataRevision(sha, tuple(changed), fp, {p: i.hash for p, i in inputs.items()}))
         prev, prev_fp = inputs, fp
     return result
+
+
+def _hash(inputs: Mapping[str, DataInput], path: str) -> str | None:
+    i = inputs.get(path)
+    return i.hash if i is not None else None
 
 
 def data_diff(repo: Path, rev_a: str, rev_b: str, paths: Sequence[str] = ()) -> list[DataChange]:

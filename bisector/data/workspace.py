@@ -280,37 +280,44 @@ class DvcWorkspace(Workspace):
         assert self.user is not None
         rev = self._sources.get(i.source, self.current or "?")
         where = f"{i.hash.partition(':')[2][:8]} from {i.source}"
+        links = ",".join(self.link_types)
+        push = f"run `dvc push` in a checkout of {rev[:10]}, or let the step be skipped"
+
+        def fail(cause: str, detail: str, fix: str) -> DataUnavailable:
+            return DataUnavailable(i.path, rev, cause, detail, fix)
+
         if self._in_cache(i):
-            if "copy" not in self.link_types:
-                if "hardlink" in self.link_types and _dev(self.user.cache_dir) != _dev(self.path):
-                    return DataUnavailable(
-                        i.path, rev, CROSS_DEVICE, f"cache {self.user.cache_dir} and workspace {self.path} are on different filesystems, link type {','.join(self.link_types)}",
-                        "put them on one filesystem or use the default link type reflink,copy",
-                    )
-                return DataUnavailable(
-                    i.path, rev, LINK_UNSUPPORTED, f"{where}: this filesystem does not support link type {','.join(self.link_types)}",
-                    "use the default link type reflink,copy",
-                )
-            return DataUnavailable(i.path, rev, CHECKOUT_FAILED, f"{where} is in the cache but `dvc checkout` failed", "run `dvc checkout` in a checkout of it to see why")
+            if "copy" in self.link_types:
+                return fail(CHECKOUT_FAILED, f"{where} is in the cache but `dvc checkout` failed",
+                            "run `dvc checkout` in a checkout of it to see why")
+            if "hardlink" in self.link_types and _dev(self.user.cache_dir) != _dev(self.path):
+                return fail(CROSS_DEVICE, f"cache {self.user.cache_dir} and workspace {self.path} are on different "
+                            f"filesystems, link type {links}",
+                            "put them on one filesystem or use the default link type reflink,copy")
+            return fail(LINK_UNSUPPORTED, f"{where}: this filesystem does not support link type {links}",
+                        "use the default link type reflink,copy")
         name = self.user.default_remote
         url = self.user.remote_url(name) if name else None
         if url is None:
-            conf = self._worktree_remote()
-            name, url = conf if conf else (None, None)
+            name, url = self._worktree_remote() or (None, None)
         if url is None:
-            return DataUnavailable(i.path, rev, NOT_PUSHED, f"{where} is not in the cache {self.user.cache_dir} and no default remote is configured", "push it from a checkout of that revision (`dvc push`), or configure the remote")
+            return fail(NOT_PUSHED, f"{where} is not in the cache {self.user.cache_dir} and no default remote is set",
+                        "push it from a checkout of that revision (`dvc push`), or configure the remote")
         scheme = url_scheme(url)
         if scheme == "local":
             root = local_path(url)
             if not root.is_dir():
-                return DataUnavailable(i.path, rev, REMOTE_UNREACHABLE, f"remote '{name}' folder {root} does not exist", f"mount or restore {root}, or point remote '{name}' elsewhere")
-            return DataUnavailable(i.path, rev, NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({root})", f"run `dvc push` in a checkout of {rev[:10]}, or let the step be skipped")
+                return fail(REMOTE_UNREACHABLE, f"remote '{name}' folder {root} does not exist",
+                            f"mount or restore {root}, or point remote '{name}' elsewhere")
+            return fail(NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({root})", push)
         if not plugin_installed(scheme, self.env(), self.path):
-            return DataUnavailable(i.path, rev, PLUGIN_MISSING, f"remote '{name}' is {scheme}:// and DVC has no {scheme} support here", f"pip install 'dvc[{pip_extra(scheme)}]'")
+            return fail(PLUGIN_MISSING, f"remote '{name}' is {scheme}:// and this DVC has no {scheme} support",
+                        f"pip install 'dvc[{pip_extra(scheme)}]'")
+        # A cloud remote: trust `dvc fetch`. It exits 0 and warns when objects are missing.
         if fetch_rc == 0 or "neither locally nor on remote" in fetch_output or "Missing cache files" in fetch_output:
-            return DataUnavailable(i.path, rev, NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({url})", f"run `dvc push` in a checkout of {rev[:10]}, or let the step be skipped")
+            return fail(NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({url})", push)
         last = (fetch_output.strip().splitlines() or ["fetch failed"])[-1]
-        return DataUnavailable(i.path, rev, REMOTE_UNREACHABLE, f"remote '{name}' ({url}): {last}", "check the network and the remote's credentials")
+        return fail(REMOTE_UNREACHABLE, f"remote '{name}' ({url}): {last}", "check the network and the remote's credentials")
 
     def _worktree_remote(self) -> tuple[str, str] | None:
         """The default remote of the committed `.dvc/config` at this revision, resolved from the worktree."""
