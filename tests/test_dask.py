@@ -250,6 +250,70 @@ def test_ctrl_c_stops_remote_steps(cluster: Cluster, repo: GitRepo, tmp_path: Pa
     cluster.wait_for_workers(2)  # our close() left the user's cluster running
 
 
+def _spec_base(repo: GitRepo, tmp_path: Path, probe: str) -> dict:
+    from bisector.build import BuildConfig
+
+    return {
+        "repo": str(repo.path),
+        "workspace_dir": str(repo.path / ".git" / "bisector" / "sessions" / "direct" / "remote"),
+        "build": BuildConfig().to_json(),
+        "probe_specs": [{"type": "command", "run": probe}],
+        "stop_early": True,
+        "user_cwd": str(tmp_path),
+        "frozen_dir": str(tmp_path / "frozen"),
+        "env": {},
+    }
+
+
+def test_executor_repeats_a_probe_and_cleans_up(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    """The executor contract directly: outcomes per request, impure tasks, close removes worktrees only."""
+    from bisector.executors import StepRequest
+    from bisector.executors_dask import DaskExecutor
+    from bisector.step import StepOutcome
+    from bisector.verdict import Verdict
+
+    shas = linear_history(repo, 4, culprit=3)
+    probe = f'echo "$BISECTOR_COMMIT $$" >> {tmp_path}/runs.log; grep -q broken state.txt && exit 1; exit 0'
+    ex = DaskExecutor(cluster.address, _spec_base(repo, tmp_path, probe), jobs=2)
+    ex.open(shas[-1])
+    try:
+        # The same revision twice (a flaky probe asked again): both really run.
+        reqs = [StepRequest(shas[1], 1, tmp_path / "logs" / "1"), StepRequest(shas[1], 2, tmp_path / "logs" / "2"),
+                StepRequest(shas[2], 3, tmp_path / "logs" / "3")]
+        got = {req.step: out for req, out in ex.run_round(reqs)}
+        assert sorted(got) == [1, 2, 3]
+        assert all(isinstance(o, StepOutcome) for o in got.values()), got
+        assert [got[1].verdict, got[2].verdict, got[3].verdict] == [Verdict.GOOD, Verdict.GOOD, Verdict.BAD]
+        runs = (tmp_path / "runs.log").read_text().splitlines()
+        assert sorted(r.split()[0] for r in runs) == sorted([shas[1], shas[1], shas[2]])
+        # A step that raises on the worker comes back as an exception, not a crash of the round.
+        bad = [StepRequest("0" * 40, 4, tmp_path / "logs" / "4")]
+        [(req, out)] = list(ex.run_round(bad))
+        assert isinstance(out, BaseException)
+        assert any((repo.path / ".git" / "bisector" / "sessions" / "direct" / "remote").glob("w*/wt"))
+    finally:
+        ex.close()
+    _no_worktrees_left(repo)
+    cluster.wait_for_workers(2)
+
+
+def test_refuses_multithreaded_workers(repo: GitRepo, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    from bisector.errors import UsageError
+    from bisector.executors_dask import DaskExecutor
+
+    shas = linear_history(repo, 2, culprit=2)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
+                      protocol="tcp", host="127.0.0.1") as lc:
+        ex = DaskExecutor(lc.scheduler_address, _spec_base(repo, tmp_path, "true"), jobs=1)
+        try:
+            with pytest.raises(UsageError, match="runs 2 threads.*--nthreads 1"):
+                ex.open(shas[-1])
+        finally:
+            ex.close()
+
+
 def test_unreachable_scheduler_is_a_usage_error(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 4, culprit=3)
     probe = probe_script(tmp_path)
