@@ -220,38 +220,15 @@ def _yaml(text: str, where: str) -> Any:
         raise UsageError(f"{where}: invalid YAML: {str(exc).splitlines()[0]}") from None
 
 
-def _out_hash(out: Mapping[str, Any]) -> str | None:
-    for k in ("md5", "etag", "checksum"):
-        if isinstance(out.get(k), str):
-            return out[k]
-    return None
-
-
 def data_hashes(repo: Path, rev: str) -> dict[str, str]:
-    """DVC-tracked inputs at `rev`: outs of every `.dvc` file and deps of `dvc.lock` -> md5.
+    """The DVC data inputs of `rev` -> hash ("md5:..."), as the data axis sees them; {} without DVC.
 
-    Read with plain git from the commit (no DVC import); {} when the revision has no DVC files.
+    Data inputs (bisector.data.files): the outs of data-source `.dvc` files and the `dvc.lock`
+    dependencies that are neither stage outputs nor tracked by git; read from git objects.
     """
-    files = git(repo, "ls-tree", "-r", "--name-only", "-z", rev).split("\0")
-    out: dict[str, str] = {}
-    for path in files:
-        is_dvc = path.endswith(".dvc") and not path.startswith(".dvc/")
-        if not (is_dvc or path == "dvc.lock" or path.endswith("/dvc.lock")):
-            continue
-        doc = _yaml(_show(repo, rev, path) or "", f"{path} at {rev[:10]}") or {}
-        base = path.rpartition("/")[0]
-        entries: list[Mapping[str, Any]] = []
-        if is_dvc:
-            entries = [o for o in doc.get("outs", []) if isinstance(o, Mapping)]
-        elif isinstance(doc.get("stages"), Mapping):
-            for stage in doc["stages"].values():
-                if isinstance(stage, Mapping):
-                    entries += [d for d in stage.get("deps", []) if isinstance(d, Mapping)]
-        for e in entries:
-            h = _out_hash(e)
-            if h and isinstance(e.get("path"), str):
-                out[f"{base}/{e['path']}" if base else e["path"]] = h
-    return dict(sorted(out.items()))
+    from bisector.data.files import inputs_at
+
+    return {p: d.hash for p, d in sorted(inputs_at(repo, rev).items())}
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -484,56 +461,8 @@ class Restored:
     data_files: int = 0
 
 
-def _dvc_exe() -> str:
-    import shutil
-    import sys
-
-    here = Path(sys.executable).parent / "dvc"
-    found = str(here) if here.is_file() and os.access(here, os.X_OK) else shutil.which("dvc")
-    if not found:
-        raise UsageError("the pinned revision uses DVC but no `dvc` executable was found: pip install dvc")
-    return found
-
-
-def _user_dvc_config(repo: Path) -> tuple[str, list[tuple[str, dict[str, str]]]]:
-    """The user's resolved, absolute cache dir and the remote sections of their config.local."""
-    cache_dir = str((repo / ".dvc" / "cache").resolve())
-    try:
-        from dvc.repo import Repo  # read-only query, imported only when restoring a DVC repo
-
-        with Repo(str(repo)) as r:
-            cache_dir = str(Path(r.cache.local_cache_dir).resolve())
-    except Exception:  # no DVC at the user's HEAD, or an unreadable config: the default cache
-        pass
-    remotes: list[tuple[str, dict[str, str]]] = []
-    local = repo / ".dvc" / "config.local"
-    if local.is_file():
-        from configobj import ConfigObj  # DVC's own config format, installed with dvc
-
-        for section, values in ConfigObj(str(local)).items():
-            if section.startswith("remote ") and isinstance(values, dict):
-                vals = {k: str(v) for k, v in values.items()}
-                url = vals.get("url", "")
-                if url and "://" not in url and not Path(url).is_absolute():
-                    vals["url"] = str((repo / ".dvc" / url).resolve())
-                remotes.append((section, vals))
-    return cache_dir, remotes
-
-
-def _write_config_local(dest: Path, cache_dir: str, remotes: list[tuple[str, dict[str, str]]]) -> None:
-    lines = ["[cache]", f"    dir = {cache_dir}", '    type = "reflink,copy"']
-    for section, vals in remotes:
-        lines.append(f"['{section}']")
-        lines += [f"    {k} = {v}" for k, v in vals.items()]
-    path = dest / ".dvc" / "config.local"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-
-
 def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     """Materialize pin `name` (code, then DVC data from the user's cache) into the new folder `dest`."""
-    from bisector.process import capture
-
     repo = repo_root(repo_path)
     pin = get_pin(repo, name)
     check_commit(repo, pin)
@@ -553,35 +482,25 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
                 (dest / path).write_text(git(repo, "show", f"{pin.data_rev}:{path}"))
     if not (dest / ".dvc").is_dir():
         return Restored(dest, pin.commit, dvc=False)
-    cache_dir, remotes = _user_dvc_config(repo)
-    _write_config_local(dest, cache_dir, remotes)
-    exe = _dvc_exe()
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    res = capture([exe, "checkout", "--force"], cwd=dest, env=env)
-    if res.returncode != 0 and (remotes or git_ok(dest, "config", "-f", ".dvc/config", "--get-regexp", "^remote")):
-        capture([exe, "fetch"], cwd=dest, env=env)
-        res = capture([exe, "checkout", "--force"], cwd=dest, env=env)
-    sources = _dvc_sources(dest)
-    missing = [p for p in sources if not (dest / p).exists()]
+    from bisector.data.dvccli import dvc_env, read_user_config, run_dvc, strip_ansi, write_config_local
+    from bisector.data.files import inputs_at
+
+    user = read_user_config(repo)
+    # The user's cache and remotes, absolute; copies, never links (a build must not write into the cache).
+    write_config_local(dest / ".dvc" / "config.local", user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
+    env = dvc_env()
+    res = run_dvc(dest, "checkout", "--force", env=env)
+    if res.returncode != 0 and user.remotes:
+        run_dvc(dest, "fetch", env=env)
+        res = run_dvc(dest, "checkout", "--force", env=env)
+    inputs = inputs_at(repo, pin.data_rev or pin.commit)
+    missing = [p for p, d in inputs.items() if d.source.endswith(".dvc") and not (dest / p).exists()]
     if res.returncode != 0 or missing:
         if missing:
             what = f"{len(missing)} data object(s) are gone from the DVC cache ({', '.join(missing[:3])})"
         else:
-            what = "`dvc checkout` failed: " + ((res.stderr or res.stdout).strip().splitlines() or ["?"])[-1][:200]
+            last = (strip_ansi(res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
+            what = f"`dvc checkout` failed: {last[:200]}"
         raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
                          f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
-    return Restored(dest, pin.commit, dvc=True, data_files=len(sources))
-
-
-def _dvc_sources(root: Path) -> dict[str, str]:
-    """Outs of the data-source .dvc files in a checked-out tree (what `dvc checkout` must restore)."""
-    out = {}
-    for f in sorted(root.rglob("*.dvc")):
-        rel = f.relative_to(root)
-        if rel.parts[0] in (".dvc", ".git") or not f.is_file():
-            continue
-        doc = _yaml(f.read_text(), str(rel)) or {}
-        for o in doc.get("outs", []) if isinstance(doc, Mapping) else []:
-            if isinstance(o, Mapping) and isinstance(o.get("path"), str) and _out_hash(o):
-                out[str(rel.parent / o["path"]) if rel.parent != Path(".") else o["path"]] = _out_hash(o)
-    return out
+    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs))

@@ -158,13 +158,31 @@ def _code(text: str, lang: str = "") -> str:
     return f"```{lang}\n{text.rstrip()}\n```"
 
 
-def _diff_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    if not keys:
+def _computed_diff(repo: Path, key: str, parent: str, culprit: str) -> Any:
+    if not parent:
+        return None
+    from bisector.data.history import data_diff, params_diff
+
+    if key == "data_diff":
+        return [{"path": c.path, "change": c.status, "before": c.old_hash, "after": c.new_hash}
+                for c in data_diff(repo, parent, culprit)]
+    return {k: list(v) for k, v in params_diff(repo, parent, culprit).items()}
+
+
+def _table(value: Any) -> list[str]:
+    """A Markdown table of a diff: a list of rows (dicts), {key: [before, after]}, or {"before", "after"}."""
+    if isinstance(value, Mapping) and set(value) == {"before", "after"}:
+        b, a = value["before"] or {}, value["after"] or {}
+        value = {k: [b.get(k), a.get(k)] for k in sorted(set(b) | set(a)) if b.get(k) != a.get(k)}
+    if isinstance(value, Mapping):
+        value = [{"key": k, "before": v[0], "after": v[1]} if isinstance(v, (list, tuple)) and len(v) == 2
+                 else {"key": k, "value": v} for k, v in value.items()]
+    if not isinstance(value, list) or not value or not all(isinstance(r, Mapping) for r in value):
         return []
-    rows = ["| key | before | after |", "|---|---|---|"]
-    rows += [f"| `{k}` | {before.get(k, '(none)')} | {after.get(k, '(none)')} |" for k in keys]
-    return rows
+    cols = list(dict.fromkeys(k for r in value for k in r))
+    cell = lambda v: "(none)" if v is None else str(v).replace("|", "/")  # noqa: E731
+    return (["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in value])
 
 
 def _numbers(evidence: Mapping[str, Any], limit: int = 10) -> str:
@@ -208,7 +226,6 @@ def reproduce_command(s: SessionSummary) -> str:
 def build_report(repo: Path, s: SessionSummary, plot: str | None) -> str:
     """The Markdown text. `plot`: the PNG's file name next to the report, or None (install hint)."""
     from bisector.history import commit_info, show_stat
-    from bisector.pins import data_hashes, params_at
 
     start, end = s.start, s.end or {}
     shas = [start["bad"], *start.get("goods", []), *start.get("merge_bases", []), *(e["commit"] for e in s.steps)]
@@ -255,19 +272,15 @@ def build_report(repo: Path, s: SessionSummary, plot: str | None) -> str:
         out += ["", f"**Attribution:** {json.dumps(end['attribution']) if not isinstance(end['attribution'], str) else end['attribution']}"]
     if culprit and culprit in info:
         out += ["", "`git show --stat`:", "", _code(show_stat(repo, culprit) or "(no file changes)")]
-        parent = (s.end.get("parent") or "").strip() or _first_parent(repo, culprit)
-        for title, key, fn in (("Data diff (DVC hashes)", "data_diff", data_hashes), ("Params diff", "params_diff", params_at)):
-            rows: list[str] = []
-            if isinstance(end.get(key), Mapping):
-                d = end[key]
-                rows = _diff_table(d.get("before", {}), d.get("after", {}))
-            elif parent:
-                try:
-                    rows = _diff_table(fn(repo, parent), fn(repo, culprit))
-                except Exception as exc:  # an unreadable YAML at that commit must not stop the report
-                    rows = [f"(could not read: {exc})"]
+        parent = str(end.get("parent") or "") or _first_parent(repo, culprit)
+        for title, key in (("Data diff (DVC data inputs)", "data_diff"), ("Params diff", "params_diff")):
+            try:
+                value = end[key] if key in end else _computed_diff(repo, key, parent, culprit)
+                rows = _table(value)
+            except Exception as exc:  # an unreadable file at that commit must not stop the report
+                rows = [f"(could not compute: {str(exc)[:200]})"]
             if rows:
-                out += ["", f"{title} against the parent `{parent[:10]}`:", "", *rows]
+                out += ["", f"{title}, parent `{parent[:10]}` to culprit:", "", *rows]
     out += ["", "## The evidence", ""]
     if plot:
         out += [f"![each probe's main number along the candidates]({plot})", ""]
