@@ -319,6 +319,11 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
 
 
 # ------------------------------------------------------------------------- reuse
+def reuse_key(commit: str, data_rev: str | None = None) -> str:
+    """The key of `reusable_observations`: the commit, or "COMMIT+DATA_REV" for a data overlay."""
+    return commit if data_rev in (None, commit) else f"{commit}+{data_rev}"
+
+
 def reusable_observations(
     old: Any,
     probe_config: Mapping[str, Any],
@@ -326,13 +331,14 @@ def reusable_observations(
     build_config: Mapping[str, Any] | None = None,
     repo: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Steps of the old session (a `journal.SessionSummary`) a new session may reuse: commit -> step event.
+    """Steps of the old session (a `journal.SessionSummary`) a new session may reuse, by `reuse_key`.
 
     Reusable when the frozen probe config (`start.config.probes`, with the frozen scripts'
-    digests) equals `probe_config`, the build config equals `build_config` (when given), the
-    step tested the commit with its own data (no data overlay: the tree then fixes code and DVC
-    hashes), and its verdict is good, bad or skip. With `repo`, steps of commits that no longer
-    exist are dropped. Use `find_reusable` to match a new commit by its tree.
+    digests) equals `probe_config`, the build config equals `build_config` (when given), and
+    the verdict is good, bad or skip. The step's commit fixes the code tree and its DVC
+    pointers; a data overlay is part of the key. A revision probed several times (noisy
+    search) maps to its last step, with every verdict in `runs`. With `repo`, steps whose
+    commits no longer exist are dropped. `find_reusable` also matches a copy with the same tree.
     """
     from bisector.git import git_ok
 
@@ -351,29 +357,41 @@ def reusable_observations(
     for e in steps:
         if e.get("verdict") not in ("good", "bad", "skip"):
             continue
-        if e.get("data_rev") not in (None, e["commit"]):
+        if repo is not None and not all(git_ok(repo, "cat-file", "-e", f"{r}^{{commit}}")
+                                        for r in {e["commit"], e.get("data_rev") or e["commit"]}):
             continue
-        if repo is not None and not git_ok(repo, "cat-file", "-e", f"{e['commit']}^{{commit}}"):
-            continue
-        out[e["commit"]] = {**e, "reused_from": old.id}
+        key = reuse_key(e["commit"], e.get("data_rev"))
+        runs = out.get(key, {}).get("runs", []) + [e["verdict"]]
+        out[key] = {**e, "reused_from": old.id, "runs": runs}
     return out
 
 
-def find_reusable(repo: Path, reusable: Mapping[str, Mapping[str, Any]], commit: str) -> dict[str, Any] | None:
-    """The reusable step for `commit`: the same commit, or one with the same tree (a rebased copy).
+def find_reusable(repo: Path, reusable: Mapping[str, Mapping[str, Any]], commit: str,
+                  data_rev: str | None = None) -> dict[str, Any] | None:
+    """The reusable step for (`commit`, `data_rev`): the same revisions, or a copy of them.
 
-    The tree holds the code and the DVC pointers (`.dvc` files, `dvc.lock`), so an equal tree
-    means equal code and data hashes.
+    A copy is a commit with the same tree (a rebased commit: the tree holds the code and the
+    DVC pointers) and, with a data overlay on either side, the same DVC data inputs.
     """
     from bisector.git import git
 
-    if commit in reusable:
-        return dict(reusable[commit])
+    key = reuse_key(commit, data_rev)
+    if key in reusable:
+        return dict(reusable[key])
     if not reusable:
         return None
-    shas = list(reusable)
-    trees = git(repo, "rev-parse", *(f"{s}^{{tree}}" for s in [commit, *shas])).split()
-    for sha, tree in zip(shas, trees[1:]):
-        if tree == trees[0]:
-            return {**reusable[sha], "commit": commit, "reused_commit": sha}
+    olds = list(reusable.values())
+    trees = git(repo, "rev-parse", *(f"{s}^{{tree}}" for s in [commit, *(e["commit"] for e in olds)])).split()
+    overlay = data_rev not in (None, commit)
+    wanted: dict[str, str] | None = None
+    for e, tree in zip(olds, trees[1:]):
+        if tree != trees[0]:
+            continue
+        if overlay or e.get("data_rev") not in (None, e["commit"]):
+            from bisector.pins import data_hashes
+
+            wanted = wanted if wanted is not None else data_hashes(repo, data_rev or commit)
+            if data_hashes(repo, e.get("data_rev") or e["commit"]) != wanted:
+                continue
+        return {**e, "commit": commit, "data_rev": data_rev, "reused_commit": e["commit"]}
     return None
