@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MISSING_EXTRA = "the dask executor needs the dask extra: pip install 'bisector[dask]'"
 WORKERS_TIMEOUT = 60.0  # seconds to wait for a first worker
 STOP_GRACE = 10.0  # seconds to let killed steps' tasks return before the worktrees go
+WARMUP_TIMEOUT = 60.0  # seconds to wait for the workers' preparation at the start
 
 
 def _import_distributed() -> Any:
@@ -55,6 +56,9 @@ class DaskExecutor:
         self.address = address
         self.spec_base = dict(spec_base)
         self.jobs = jobs
+        if self.spec_base.get("repo_url"):
+            # Workers without our filesystem get the frozen probe (scripts, inputs) inside the spec.
+            self.spec_base["frozen_files"] = read_frozen(Path(self.spec_base["frozen_dir"]))
         self.workspace_dir = Path(spec_base["workspace_dir"])
         self._client: Any = None
         self._inflight: dict[Any, "StepRequest"] = {}
@@ -84,10 +88,29 @@ class DaskExecutor:
                 f"Dask worker {threaded[0]} runs {workers[threaded[0]]['nthreads']} threads; bisector needs "
                 "one step per worker process (each owns one worktree): start workers with `--nthreads 1`"
             )
-        # Warm up every worker at once (imports, its worktree) instead of on each one's first step.
+        self._warm_up(first_rev, list(workers))
+
+    def _warm_up(self, first_rev: str, workers: list[str]) -> None:
+        """Prepare every worker at once (imports, a clone with `repo_url`, its worktree) as tasks.
+
+        Tasks, not `client.run`: a clone may take minutes and must not block a worker's event loop.
+        A worker that cannot prepare fails its first step instead, visibly, with the reason.
+        """
+        d = self._distributed
+        spec = {**self.spec_base, "rev": first_rev}
+        tag = os.urandom(4).hex()
+        futs = [
+            self._client.submit(warm_up_worker, spec, workers=[w], allow_other_workers=False, pure=False,
+                                retries=0, key=f"bisector-prepare-{i}-{tag}")
+            for i, w in enumerate(workers)
+        ]
         try:
-            self._client.run(prepare_worker, {**self.spec_base, "rev": first_rev}, on_error="ignore")
-        except Exception:  # noqa: BLE001 - a worker that cannot prepare fails its first step, visibly
+            d.wait(futs, timeout=WARMUP_TIMEOUT)
+        except Exception:  # noqa: BLE001 - timeout (a busy or slow worker): its first step prepares it
+            pass
+        try:
+            self._client.cancel([f for f in futs if not f.done()])
+        except Exception:  # noqa: BLE001
             pass
 
     def close(self) -> None:
@@ -96,6 +119,11 @@ class DaskExecutor:
         try:
             if client is not None:
                 self._stop(client)
+                if self.spec_base.get("repo_url"):
+                    try:
+                        client.run(clean_worker, self._paths_spec(), on_error="ignore")
+                    except Exception:  # noqa: BLE001 - the cluster is gone
+                        pass
                 try:
                     client.close(timeout=5)
                 except Exception:  # noqa: BLE001 - the cluster may be gone; nothing left to release
@@ -151,7 +179,7 @@ class DaskExecutor:
         while True:
             # Also when nothing is pending: orphans of a killed worker's step are still about.
             try:
-                client.run(kill_steps_under, str(self.workspace_dir), on_error="ignore")
+                client.run(stop_worker_steps, self._paths_spec(), on_error="ignore")
             except Exception:  # noqa: BLE001 - the cluster is gone: its steps died with it (PDEATHSIG)
                 break
             pending = [f for f in pending if not f.done()]
@@ -171,6 +199,11 @@ class DaskExecutor:
             if f.done() or f in pending:
                 self._inflight.pop(f, None)
 
+    def _paths_spec(self) -> dict[str, Any]:
+        """What a worker needs to find our worktrees (no frozen files: this goes to every worker)."""
+        keys = ("repo", "workspace_dir", "frozen_dir", "repo_url", "worker_cache")
+        return {k: self.spec_base[k] for k in keys if k in self.spec_base}
+
     def _remove_worktrees(self) -> None:
         """Remove `workspace_dir/w<pid>/wt` worktrees of the user's repo (same-filesystem workers)."""
         repo = Path(self.spec_base["repo"])
@@ -184,9 +217,120 @@ class DaskExecutor:
 
 
 def run_step_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs on a worker: `bisector.step.run_step`, its worktree first created under a lock."""
-    prepare_worker(spec)
-    return run_step(spec)
+    """Runs on a worker: `bisector.step.run_step` on the worker's view of the spec.
+
+    Its worktree is created first, under a lock; with `repo_url` the revision is fetched into
+    the worker's cache clone first (see `worker_spec`).
+    """
+    return run_step(warm_up_worker(spec))
+
+
+def warm_up_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs on a worker: make it ready to run `spec` (revision present, worktree made); the local spec."""
+    local = worker_spec(spec)
+    if spec.get("repo_url"):
+        sync_from_remote(local, spec["repo_url"], spec["rev"], spec.get("frozen_files", {}))
+    prepare_worker(local)
+    return local
+
+
+def worker_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as this worker sees it.
+
+    On the client's filesystem (no `repo_url`): unchanged. With `repo_url` (workers that do not
+    share our filesystem): the repository is the worker's clone of that URL in its cache
+    (`worker_cache`, else $BISECTOR_WORKER_CACHE, else ~/.cache/bisector), and the worktrees,
+    logs and frozen probe files live in `<cache>/sessions/<session>/`.
+    """
+    url = spec.get("repo_url")
+    if not url:
+        return spec
+    import hashlib
+
+    cache = Path(spec.get("worker_cache") or os.environ.get("BISECTOR_WORKER_CACHE") or Path.home() / ".cache" / "bisector")
+    clone = cache / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    local = cache / "sessions" / Path(spec["workspace_dir"]).parent.name  # .../sessions/<id>/remote
+    frozen = local / "frozen"
+    out = {
+        **spec,
+        "repo": str(clone),
+        "workspace_dir": str(local / "remote"),
+        "frozen_dir": str(frozen),
+        "user_cwd": str(local),
+    }
+    if "probe_specs" in spec:
+        out["probe_specs"] = _swap_paths(spec["probe_specs"], str(spec["frozen_dir"]), str(frozen))
+    if "step" in spec:
+        out["log_dir"] = str(local / "logs" / f"step-{spec['step']}")
+    out.pop("frozen_files", None)
+    return out
+
+
+def _swap_paths(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_swap_paths(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _swap_paths(v, old, new) for k, v in value.items()}
+    return value
+
+
+def read_frozen(frozen_dir: Path) -> dict[str, tuple[int, str]]:
+    """{relative path: (mode, base64 content)} of the frozen probe files, to ship in the spec."""
+    import base64
+
+    out: dict[str, tuple[int, str]] = {}
+    if frozen_dir.is_dir():
+        for p in sorted(frozen_dir.rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(frozen_dir))] = (p.stat().st_mode & 0o777, base64.b64encode(p.read_bytes()).decode())
+    return out
+
+
+def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: dict[str, Any]) -> None:
+    """Runs on a worker: its cache clone of `url` has `rev`; the frozen probe files are written.
+
+    One clone per URL and worker host (`git clone --no-checkout`), shared by the worker
+    processes there under an flock; a missing revision is fetched. A revision the remote does
+    not have is the user's to fix (push it), so that is a UsageError, which stops the session.
+    """
+    import base64
+    import fcntl
+
+    from bisector.process import capture
+
+    clone = Path(local["repo"])
+    clone.parent.mkdir(parents=True, exist_ok=True)
+
+    def has(r: str) -> bool:
+        return capture(["git", "-C", str(clone), "cat-file", "-e", f"{r}^{{commit}}"], cwd=clone).returncode == 0
+
+    with open(f"{clone}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (clone / ".git").is_dir():
+            tmp = clone.with_name(clone.name + f".tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            res = capture(["git", "clone", "--quiet", "--no-checkout", url, str(tmp)], cwd=clone.parent)
+            if res.returncode != 0:
+                raise UsageError(f"worker cannot clone {url}: {res.stderr.strip()[:300]}: check repo_url and the worker's git access")
+            os.replace(tmp, clone)
+        for fetch in (["fetch", "--quiet", "origin"], ["fetch", "--quiet", "origin", rev]):
+            if has(rev):
+                break
+            capture(["git", "-C", str(clone), *fetch], cwd=clone)
+        if not has(rev):
+            raise UsageError(f"revision {rev[:10]} is not in {url}: push it (and the bounds) to that remote")
+    frozen = Path(local["frozen_dir"])
+    for rel, (mode, data) in frozen_files.items():
+        path = frozen / rel
+        content = base64.b64decode(data)
+        if not path.exists() or path.read_bytes() != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp_file = path.with_name(path.name + f".tmp{os.getpid()}")
+            tmp_file.write_bytes(content)
+            os.chmod(tmp_file, mode)
+            os.replace(tmp_file, path)
 
 
 def prepare_worker(spec: dict[str, Any]) -> None:
@@ -209,6 +353,28 @@ def prepare_worker(spec: dict[str, Any]) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not ws.path.exists():
                 ws.open(spec["rev"])
+
+
+def stop_worker_steps(spec: dict[str, Any]) -> list[int]:
+    """Runs on each worker (client.run): kill our step processes there (see kill_steps_under)."""
+    return kill_steps_under(worker_spec(spec)["workspace_dir"])
+
+
+def clean_worker(spec: dict[str, Any]) -> None:
+    """Runs on each worker (client.run) with `repo_url`: remove the session's worktrees and files there."""
+    import fcntl
+
+    local = worker_spec(spec)
+    workspace_dir = Path(local["workspace_dir"])
+    kill_steps_under(str(workspace_dir))
+    clone = Path(local["repo"])
+    if workspace_dir.is_dir() and clone.is_dir():
+        with open(workspace_dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for wt in sorted(workspace_dir.glob("*/wt")):
+                git(clone, "worktree", "remove", "--force", str(wt), check=False)
+            git(clone, "worktree", "prune", check=False)
+    shutil.rmtree(workspace_dir.parent, ignore_errors=True)  # <cache>/sessions/<id>
 
 
 def kill_steps_under(workspace_dir: str) -> list[int]:

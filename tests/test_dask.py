@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,6 +296,45 @@ def test_executor_repeats_a_probe_and_cleans_up(cluster: Cluster, repo: GitRepo,
         ex.close()
     _no_worktrees_left(repo)
     cluster.wait_for_workers(2)
+
+
+def test_workers_without_our_filesystem_use_repo_url(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    """With `repo_url`, workers clone the remote into their cache, get the frozen probe in the spec,
+    and never touch the user's repository; close() removes their session files, keeps the clone."""
+    from bisector.executors import StepRequest
+    from bisector.executors_dask import DaskExecutor
+    from bisector.verdict import Verdict
+
+    shas = linear_history(repo, 6, culprit=4)
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(remote)], check=True)
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    script = frozen / "0123abcd-probe.sh"
+    script.write_text("#!/bin/sh\ngrep -q broken state.txt && exit 1\nexit 0\n")
+    script.chmod(0o755)
+    spec = _spec_base(repo, tmp_path, str(script))
+    cache = tmp_path / "worker-cache"
+    spec.update(repo_url=f"file://{remote}", worker_cache=str(cache), repo=str(tmp_path / "not-on-this-worker"))
+    ex = DaskExecutor(cluster.address, spec, jobs=2)
+    shutil.rmtree(frozen)  # the workers must use the copy shipped in the spec
+    ex.open(shas[-1])
+    try:
+        reqs = [StepRequest(shas[1], 1, tmp_path / "logs" / "1"), StepRequest(shas[4], 2, tmp_path / "logs" / "2")]
+        got = {req.step: out for req, out in ex.run_round(reqs)}
+        assert got[1].verdict is Verdict.GOOD and got[2].verdict is Verdict.BAD, got
+        # A commit pushed after the workers cloned is fetched on demand.
+        new = repo.commit({"state.txt": "broken\n", "n.txt": "7\n"}, "commit 7")
+        repo.git("push", "-q", str(remote), "main")
+        [(_, out)] = list(ex.run_round([StepRequest(new, 3, tmp_path / "logs" / "3")]))
+        assert not isinstance(out, BaseException), out
+        assert out.verdict is Verdict.BAD
+        assert repo.git("worktree", "list", "--porcelain").count("worktree ") == 1
+        assert list((cache / "sessions" / "direct" / "remote").glob("w*/wt"))
+    finally:
+        ex.close()
+    assert not (cache / "sessions" / "direct").exists()
+    assert list((cache / "repos").glob("*/.git"))
 
 
 def test_refuses_multithreaded_workers(repo: GitRepo, tmp_path: Path) -> None:
