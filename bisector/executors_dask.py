@@ -1,11 +1,13 @@
 """Steps on a Dask cluster: the same rounds as LocalExecutor, each step a `run_step` task.
 
 The cluster is the user's: we connect a client, submit `bisector.step.run_step(spec)` (a
-plain-dict trampoline; wrapped to create the worker's worktree under a lock) as impure tasks with engine retries off, and close only our client.
-Retries are the session's job (see executors.py): a lost worker (`KilledWorker`), a dropped
-connection or any other task error is yielded as an exception; the session retries it once,
-then journals a skip with the note. Workers on the client's filesystem materialize their
-steps in `spec_base["workspace_dir"]/w<worker pid>/wt` worktrees, which `close()` removes.
+plain-dict trampoline, wrapped to make the worker's worktree under a lock) as impure tasks with
+engine retries off, and close only our client. Retries are the session's job (see executors.py):
+a lost worker (`KilledWorker`), a dropped connection or any other task error is yielded as an
+exception; the session retries it once, then journals a skip with the note. Workers on the
+client's filesystem materialize their steps in `spec_base["workspace_dir"]/w<worker pid>/wt`
+worktrees, which `close()` removes; workers elsewhere work from a clone of `repo_url` (see
+`worker_spec`).
 
 Invariant: at most one `run_step` runs at a time in one worker process, because the worktree
 is keyed by the worker's pid. `open()` refuses workers that run several threads.
@@ -143,7 +145,9 @@ class DaskExecutor:
             "data_rev": req.data_rev,
         }
 
-    def run_round(self, requests: Sequence["StepRequest"]) -> Iterator[tuple["StepRequest", StepOutcome | BaseException]]:
+    def run_round(
+        self, requests: Sequence["StepRequest"]
+    ) -> Iterator[tuple["StepRequest", StepOutcome | BaseException]]:
         if self._client is None:
             raise RuntimeError("DaskExecutor.run_round before open()")
         d = self._distributed
@@ -247,7 +251,8 @@ def worker_spec(spec: dict[str, Any]) -> dict[str, Any]:
         return spec
     import hashlib
 
-    cache = Path(spec.get("worker_cache") or os.environ.get("BISECTOR_WORKER_CACHE") or Path.home() / ".cache" / "bisector")
+    default_cache = Path.home() / ".cache" / "bisector"
+    cache = Path(spec.get("worker_cache") or os.environ.get("BISECTOR_WORKER_CACHE") or default_cache)
     clone = cache / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
     local = cache / "sessions" / Path(spec["workspace_dir"]).parent.name  # .../sessions/<id>/remote
     frozen = local / "frozen"
@@ -284,7 +289,8 @@ def read_frozen(frozen_dir: Path) -> dict[str, tuple[int, str]]:
     if frozen_dir.is_dir():
         for p in sorted(frozen_dir.rglob("*")):
             if p.is_file():
-                out[str(p.relative_to(frozen_dir))] = (p.stat().st_mode & 0o777, base64.b64encode(p.read_bytes()).decode())
+                content = base64.b64encode(p.read_bytes()).decode()
+                out[str(p.relative_to(frozen_dir))] = (p.stat().st_mode & 0o777, content)
     return out
 
 
@@ -313,7 +319,9 @@ def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: di
             shutil.rmtree(tmp, ignore_errors=True)
             res = capture(["git", "clone", "--quiet", "--no-checkout", url, str(tmp)], cwd=clone.parent)
             if res.returncode != 0:
-                raise UsageError(f"worker cannot clone {url}: {res.stderr.strip()[:300]}: check repo_url and the worker's git access")
+                raise UsageError(
+                    f"worker cannot clone {url}: {res.stderr.strip()[:300]}: check repo_url and the worker's git access"
+                )
             os.replace(tmp, clone)
         for fetch in (["fetch", "--quiet", "origin"], ["fetch", "--quiet", "origin", rev]):
             if has(rev):
