@@ -18,6 +18,8 @@ class BuildConfig:
     command: str | None = None
     timeout: float | None = None
     on_failure: str = "skip"  # what a failed or timed-out build means for the step
+    outputs: tuple[str, ...] = ()  # files the build makes, for the build cache (DVC: dvc.lock outs)
+    cache: bool = True  # restore outputs of an identical earlier build instead of rebuilding
 
     def __post_init__(self) -> None:
         if self.on_failure not in ON_FAILURE:
@@ -28,7 +30,15 @@ class BuildConfig:
             raise UsageError("the build command is empty: give one with --build 'CMD' or drop the option")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["outputs"] = list(self.outputs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "BuildConfig":
+        d = dict(d)
+        d["outputs"] = tuple(d.get("outputs", ()))
+        return cls(**d)
 
 
 @dataclass
@@ -38,6 +48,8 @@ class BuildResult:
     returncode: int | None = None
     log: str | None = None
     tail: str = ""
+    key: str | None = None  # build-cache key (stored or restored)
+    outputs: list[str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -47,6 +59,9 @@ class BuildResult:
         d = asdict(self)
         if self.ok:
             d.pop("tail")
+        for k in ("key", "outputs"):
+            if d[k] is None:
+                d.pop(k)
         return d
 
 

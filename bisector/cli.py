@@ -84,12 +84,19 @@ def main(verbose: bool) -> None:
 @click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), metavar="C",
               help="Stop when one commit (or 'no culprit') reaches this probability (default 0.99).")
 @click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Stop after N steps.")
+@click.option("--axis", type=click.Choice(["code", "data"]), default="code", show_default=True,
+              help="code: each commit with its own data; data: code fixed, DVC-tracked inputs move.")
+@click.option("--code-rev", metavar="REV", help="With --axis data: the code to build (default: the bad bound).")
+@click.option("--data-rev", metavar="REV", help="Keep the DVC data of REV fixed while the code moves.")
+@click.option("--attribute", is_flag=True, help="Always test code-vs-data crossings at the culprit.")
+@click.option("--no-cache", is_flag=True, help="Rebuild every step, even when an identical build is cached.")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
 def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
         build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
         jobs: int, executor: str | None, noise: float | None, flaky: float | None, learn_noise: bool | None,
-        confidence: float | None, max_steps: int | None, paths: tuple[str, ...]) -> None:
+        confidence: float | None, max_steps: int | None, axis: str, code_rev: str | None, data_rev: str | None,
+        attribute: bool, no_cache: bool, paths: tuple[str, ...]) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
@@ -122,6 +129,11 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         learn_noise=learn_noise,
         confidence=confidence,
         max_steps=max_steps,
+        axis=axis,
+        code_rev=code_rev,
+        data_rev=data_rev,
+        attribute=attribute,
+        no_cache=no_cache,
     )
     session = Session(opts, CliHandler())
     result = session.run()

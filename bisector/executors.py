@@ -41,6 +41,7 @@ class LocalExecutor:
         suite: Any,
         build_config: BuildConfig,
         slot_env: Sequence[dict[str, str]] = (),
+        cache: Any = None,
     ):
         if jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {jobs}")
@@ -49,6 +50,7 @@ class LocalExecutor:
         self.suite = suite
         self.build_config = build_config
         self.slot_env = list(slot_env)
+        self.cache = cache
         self._pool: ThreadPoolExecutor | None = None
         self._free: "queue.Queue[int]" = queue.Queue()
 
@@ -72,7 +74,8 @@ class LocalExecutor:
         try:
             env = self.slot_env[slot % len(self.slot_env)] if self.slot_env else None
             outcome = execute_step(
-                self.workspaces[slot], self.suite, self.build_config, req.rev, req.step, req.log_dir, req.data_rev, env
+                self.workspaces[slot], self.suite, self.build_config, req.rev, req.step, req.log_dir, req.data_rev, env,
+                cache=self.cache,
             )
             outcome.worker = f"local-{slot}"
             return outcome

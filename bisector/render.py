@@ -83,8 +83,11 @@ def print_result(repo: Path, result: SessionResult) -> None:
         click.echo(f"Date:   {info.date}")
         click.echo(f"\n    {info.subject}\n")
         stat = show_stat(repo, result.culprit)
-        if stat:
+        if result.axis == "data":
+            click.echo("(the first bad DATA revision: its DVC-tracked inputs, built with the fixed code)")
+        elif stat:
             click.echo(stat)
+        _print_data_side(repo, result)
     elif result.status == "ambiguous":
         click.echo("No single culprit: these commits could not be told apart (steps were skipped):")
         infos = commit_info(repo, result.candidates)
@@ -105,6 +108,45 @@ def print_result(repo: Path, result: SessionResult) -> None:
         f"{steps.get('confirm', 0)} confirmation) in {_duration(result.elapsed)}. "
         f"Journal: {result.journal}"
     )
+
+
+def _print_data_side(repo: Path, result: SessionResult) -> None:
+    """Attribution, data diff and params diff of the culprit (DVC repositories)."""
+    if not (repo / ".dvc").is_dir() or not result.culprit:
+        return
+    from bisector.dvcdata import data_diff, params_diff
+    from bisector.git import git
+
+    att = result.attribution
+    if att:
+        how = "tested crossings: " + ", ".join(
+            f"{k.replace('_', ' ')} -> {att[k]}" for k in ("parent_code_culprit_data", "culprit_code_parent_data") if k in att
+        ) if att.get("tested") else "only the " + att["culprit_is"] + " changed in this commit"
+        click.echo(f"\nCulprit is the {att['culprit_is'].upper()} ({how})")
+    parents = git(repo, "rev-list", "--parents", "-n", "1", result.culprit).split()[1:]
+    if not parents:
+        return
+    changes = data_diff(repo, parents[0], result.culprit)
+    if changes:
+        click.echo("\nData changes:")
+        for ch in changes:
+            sizes = f"{_size(ch.old_size)} -> {_size(ch.new_size)}"
+            click.echo(f"  {ch.status:<9} {ch.path}  {sizes}")
+    params = params_diff(repo, parents[0], result.culprit)
+    if params:
+        click.echo("\nParams changes:")
+        for k, (a, b) in params.items():
+            click.echo(f"  {k}: {a!r} -> {b!r}")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def find_session(repo_path: Path, session: str | None) -> SessionSummary:

@@ -50,6 +50,13 @@ class RunOptions:
     learn_noise: bool | None = None
     confidence: float | None = None
     max_steps: int | None = None
+    no_cache: bool = False  # rebuild every step even when an identical build is cached
+    # What moves: "code" (each commit with its own data, or with --data-rev's data pinned) or
+    # "data" (code fixed at code_rev, default the bad bound; DVC-tracked inputs move).
+    axis: str = "code"
+    code_rev: str | None = None
+    data_rev: str | None = None
+    attribute: bool = False  # test the crossings even when the culprit changed only code or data
 
 
 @dataclass
@@ -107,6 +114,8 @@ class SessionResult:
     steps: dict[str, int] = field(default_factory=dict)  # probes per role
     elapsed: float = 0.0
     resumed: bool = False
+    attribution: dict[str, Any] | None = None  # {"culprit_is": code|data|both|unknown, ...}
+    axis: str = "code"
 
     @property
     def exit_code(self) -> int:
@@ -134,8 +143,19 @@ def default_suite_factory(specs: list[dict[str, Any]], user_cwd: Path, frozen_di
     return make_suite(specs, user_cwd=user_cwd, frozen_dir=frozen_dir, stop_early=stop_early)
 
 
-def make_workspace(repo: Path, session_dir: Path) -> Workspace:
-    """The workspace for a repository (a plain git worktree)."""
+def make_workspace(repo: Path, session_dir: Path, dvc: dict[str, Any] | None = None) -> Workspace:
+    """A plain git worktree, or one that also materializes DVC data when the repo uses DVC."""
+    if (repo / ".dvc").is_dir():
+        from bisector.dvcdata import DvcWorkspace
+
+        dvc = dvc or {}
+        return DvcWorkspace(
+            repo,
+            session_dir,
+            link_type=dvc.get("link_type", "reflink,copy"),
+            timeout=dvc.get("timeout"),
+            data_paths=dvc.get("data_paths", ()),
+        )
     return Workspace(repo, session_dir)
 
 
@@ -174,7 +194,7 @@ class Session:
         self.options = options
         self.handler = handler or Handler()
         self.suite_factory = suite_factory or default_suite_factory
-        self.workspace_factory = workspace_factory or make_workspace
+        self.workspace_factory = workspace_factory
         self.repo = repo_root(options.repo)
         self.state = state_dir(self.repo)
         self.records: list[StepRecord] = []
@@ -213,12 +233,30 @@ class Session:
             command=opts.build if opts.build is not None else build_table.get("command"),
             timeout=opts.build_timeout or build_table.get("timeout"),
             on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
+            outputs=tuple(build_table.get("outputs", ())),
+            cache=bool(build_table.get("cache", True)) and not opts.no_cache,
         )
         specs = probe_specs(config, opts.probe, opts.probe_timeout)
         stop_early = bool(search_table.get("stop_early", True))
         first_parent = opts.first_parent or bool(search_table.get("first_parent", False))
         paths = list(opts.paths) or list(search_table.get("paths", []))
+        from bisector.git import resolve
+
+        if opts.axis not in ("code", "data"):
+            raise UsageError(f"--axis must be code or data, not {opts.axis!r}")
+        axis_info = {"axis": opts.axis, "code_rev": None, "data_rev": None, "attribute": opts.attribute}
         candidates = load_candidates(self.repo, opts.bad, opts.goods, first_parent=first_parent, paths=paths)
+        if opts.axis == "data":
+            if opts.data_rev:
+                raise UsageError("--data-rev pins the data while code moves: it does not go with --axis data")
+            axis_info["code_rev"] = resolve(self.repo, opts.code_rev, "code revision") if opts.code_rev else candidates.bad
+        elif opts.code_rev:
+            raise UsageError("--code-rev fixes the code on the data axis: add --axis data")
+        elif opts.data_rev:
+            axis_info["data_rev"] = resolve(self.repo, opts.data_rev, "data revision")
+        start_partial = {"bad": candidates.bad, "goods": candidates.goods, "first_parent": first_parent,
+                         "paths": paths, **axis_info}
+        candidates = self._load_candidates(start_partial)
         search_settings = _search_settings(opts, search_table)
         session_id = self._new_session_id()
         frozen_dir = self.repo / JOURNAL_DIR / "frozen"
@@ -230,6 +268,7 @@ class Session:
             "merge_bases": candidates.merge_bases,
             "first_parent": first_parent,
             "paths": paths,
+            **axis_info,
             "candidates": len(candidates),
             "search": search_settings,
             "config": {
@@ -243,6 +282,28 @@ class Session:
             "argv": sys.argv,
         }
         return start, False
+
+    def _load_candidates(self, start: dict[str, Any]) -> Candidates:
+        """The search's candidates: commits (code axis) or data revisions (data axis)."""
+        if start.get("axis", "code") != "data":
+            return load_candidates(
+                self.repo, start["bad"], start["goods"], first_parent=start["first_parent"], paths=start["paths"]
+            )
+        if not (self.repo / ".dvc").is_dir():
+            raise UsageError("--axis data needs a DVC repository (no .dvc/ folder here): search the code axis")
+        from bisector.dvcdata import data_revisions
+
+        good = start["goods"][0]
+        revs = data_revisions(self.repo, good, start["bad"], start["paths"])
+        if not revs:
+            raise UsageError(
+                f"the DVC-tracked inputs did not change between good {good[:10]} and bad {start['bad'][:10]}: "
+                "the cause is in the code, search with --axis code"
+            )
+        shas = [r.sha for r in revs]  # oldest first
+        parents = {sha: ((shas[i - 1],) if i else ()) for i, sha in enumerate(shas)}
+        parents = dict(reversed(list(parents.items())))  # newest first, as rev-list
+        return Candidates(bad=shas[-1], goods=[good], parents=parents, paths=list(start["paths"]))
 
     def _same_bounds(self, start: dict[str, Any]) -> bool:
         from bisector.git import resolve
@@ -269,10 +330,11 @@ class Session:
         start, resumed = self._prepare()
         self.start = start
         self.frozen_file_config = start["config"].get("file", {})
+        self.dvc_settings = dict(table(self.frozen_file_config, "dvc"))
         self.session_id = start["session"]
         self.journal_path = journal_dir(self.repo) / f"{self.session_id}.jsonl"
         cfg = start["config"]
-        self.build_config = BuildConfig(**cfg["build"])
+        self.build_config = BuildConfig.from_json(cfg["build"])
         frozen_dir = self.repo / JOURNAL_DIR / "frozen"
         self.suite = self.suite_factory(cfg["probe_specs"], Path(os.getcwd()), frozen_dir, cfg["stop_early"])
         if resumed and self.suite.config() != cfg["probes"]:
@@ -280,9 +342,10 @@ class Session:
                 f"the probe inputs of session {self.session_id} changed since it started: "
                 "restore them, or drop the session with `bisector reset`"
             )
-        self.candidates = load_candidates(
-            self.repo, start["bad"], start["goods"], first_parent=start["first_parent"], paths=start["paths"]
-        )
+        self.axis = start.get("axis", "code")
+        self.code_rev = start.get("code_rev")
+        self.pinned_data_rev = start.get("data_rev")
+        self.candidates = self._load_candidates(start)
         self.session_dir = self.state / "sessions" / self.session_id
         prune_stale(self.repo, self.state / "sessions")
         writer = JournalWriter(self.journal_path)
@@ -303,6 +366,8 @@ class Session:
         try:
             self.executor.open(self.candidates.bad)
             result = self._search_loop()
+            if result.status == "found" and result.culprit:
+                result.attribution = self._attribute(result.culprit)
         except (BoundsError, ContradictionError, ProbeAbort) as exc:
             status = {BoundsError: "bounds", ContradictionError: "contradiction", ProbeAbort: "abort"}[type(exc)]
             result = SessionResult(self.session_id, self.journal_path, status, message=str(exc))
@@ -312,6 +377,7 @@ class Session:
 
             shutil.rmtree(self.session_dir, ignore_errors=True)
         result.resumed = resumed
+        result.axis = self.axis
         result.elapsed = time.monotonic() - started
         result.steps = self._counts()
         writer.append(
@@ -323,6 +389,8 @@ class Session:
             message=result.message,
             steps=result.steps,
             elapsed=round(result.elapsed, 3),
+            attribution=result.attribution,
+            rounds=self.rounds,
         )
         writer.close()
         self.handler.on_result(result)
@@ -340,11 +408,17 @@ class Session:
         workers = table(self.frozen_file_config, "workers")
         gpus = [str(g) for g in workers.get("gpus", [])]
         slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpus]
+        factory = self.workspace_factory or (lambda repo, d: make_workspace(repo, d, self.dvc_settings))
         if jobs == 1:
-            make = lambda i: self.workspace_factory(self.repo, self.session_dir)  # noqa: E731
+            make = lambda i: factory(self.repo, self.session_dir)  # noqa: E731
         else:
-            make = lambda i: self.workspace_factory(self.repo, self.session_dir / f"slot-{i}")  # noqa: E731
-        return LocalExecutor(jobs, make, self.suite, self.build_config, slot_env)
+            make = lambda i: factory(self.repo, self.session_dir / f"slot-{i}")  # noqa: E731
+        cache = None
+        if self.build_config.cache:
+            from bisector.buildcache import BuildCache
+
+            cache = BuildCache.for_repo(self.repo)
+        return LocalExecutor(jobs, make, self.suite, self.build_config, slot_env, cache=cache)
 
     def _remote_spec_base(self) -> dict[str, Any]:
         """What a remote worker needs to rebuild a step from plain data (see step.run_step)."""
@@ -357,6 +431,7 @@ class Session:
             "user_cwd": os.getcwd(),
             "frozen_dir": str(self.repo / JOURNAL_DIR / "frozen"),
             "env": {},
+            "dvc": self.dvc_settings,
         }
 
     def _counts(self) -> dict[str, int]:
@@ -370,7 +445,7 @@ class Session:
         self._replayed_steps.add(rec.step)
         self._next_step = max(self._next_step, rec.step + 1)
         self.records.append(rec)
-        self.observed[rec.commit] = rec.verdict
+        self.observed[self._key(rec)] = rec.verdict
         self._step_times.append(rec.duration)
         self._tell(rec)
 
@@ -378,8 +453,15 @@ class Session:
         """Give one observation to the search (goods count too under noise: they calibrate it)."""
         if rec.verdict is Verdict.ABORT:
             return
-        if rec.commit in self.candidates.parents or (self.noisy and rec.commit in self.candidates.goods):
-            self.search.record(rec.commit, rec.verdict)
+        key = self._key(rec)
+        if rec.role == "crossing":
+            return
+        if key in self.candidates.parents or (self.noisy and key in self.candidates.goods):
+            self.search.record(key, rec.verdict)
+
+    def _key(self, rec: StepRecord) -> str:
+        """What the search calls this step: the commit, or on the data axis the data revision."""
+        return (rec.data_rev or rec.commit) if self.axis == "data" else rec.commit
 
     def _search_loop(self) -> SessionResult:
         c = self.candidates
@@ -435,7 +517,9 @@ class Session:
 
     def _confirm(self, culprit: str, probability: float) -> SessionResult:
         """The culprit's parents must have been observed good (its own verdict is bad)."""
-        if self.candidates.paths:
+        if self.axis == "data":
+            parents = list(self.candidates.parents.get(culprit, ())) or self.candidates.goods[:1]
+        elif self.candidates.paths:
             # History simplified by the pathspec: the rewritten parents are the ones that count.
             parents = list(self.candidates.parents.get(culprit, ()))
         else:
@@ -464,6 +548,31 @@ class Session:
         return SessionResult(
             self.session_id, self.journal_path, "found", culprit=culprit, probability=probability, candidates=[culprit]
         )
+
+    def _attribute(self, culprit: str) -> dict[str, Any] | None:
+        """Code, data or both? When the culprit commit changed both (or when asked), test the
+        crossings: parent code + culprit data, and culprit code + parent data."""
+        if self.axis != "code" or self.pinned_data_rev or not (self.repo / ".dvc").is_dir():
+            return None
+        from bisector.dvcdata import attribution, classify_culprit
+
+        changed = classify_culprit(self.repo, culprit)
+        if not (changed["code"] and changed["data"]) and not self.start.get("attribute"):
+            which = "data" if changed["data"] and not changed["code"] else "code"
+            return {"culprit_is": which, "changed": changed, "tested": False}
+        parents = git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+        if not parents:
+            return {"culprit_is": "unknown", "changed": changed, "tested": False, "why": "root commit"}
+        parent = parents[0]
+        pairs = {"parent_code_culprit_data": (parent, culprit), "culprit_code_parent_data": (culprit, parent)}
+        done = {(r.commit, r.data_rev): r for r in self.records if r.role == "crossing"}
+        todo = [(culprit, "crossing", c, d) for c, d in pairs.values() if (c, d) not in done]
+        for rec in self._round(todo):
+            done[(rec.commit, rec.data_rev)] = rec
+        verdicts = {name: done[pair].verdict for name, pair in pairs.items()}
+        which = attribution(verdicts["parent_code_culprit_data"], verdicts["culprit_code_parent_data"])
+        return {"culprit_is": which, "changed": changed, "tested": True,
+                **{name: v.value for name, v in verdicts.items()}}
 
     def _set_baselines(self) -> None:
         from bisector.probes.base import Observation
@@ -507,14 +616,14 @@ class Session:
             message=f"no single culprit above the target {self.search.confidence:g}; top candidates: {top}",
         )
 
-    def _record_of(self, rev: str) -> StepRecord:
-        return next(r for r in reversed(self.records) if r.commit == rev)
+    def _record_of(self, key: str) -> StepRecord:
+        return next(r for r in reversed(self.records) if self._key(r) == key and r.role != "crossing")
 
     def _check_bound(self, rev: str, role: str, expected: Verdict) -> None:
         rec = self._record_of(rev)
         if rec.verdict is expected:
-            if rec.commit in self.candidates.parents and not self._replayed(rec):
-                self.search.record(rec.commit, rec.verdict)
+            if rev in self.candidates.parents and not self._replayed(rec):
+                self.search.record(rev, rec.verdict)
             return
         summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in rec.observations)
         if not rec.observations:
@@ -560,7 +669,7 @@ class Session:
         seconds = statistics.median(times) * rounds if times else None
         return left, est, seconds
 
-    def _round(self, todo: Sequence[tuple[str, str]]) -> list[StepRecord]:
+    def _round(self, todo: Sequence[tuple[str, ...]]) -> list[StepRecord]:
         """Run steps (up to `jobs` at once); journal each as it finishes; retry lost steps once."""
         from bisector.executors import StepRequest
 
@@ -569,12 +678,19 @@ class Session:
         roles: dict[int, str] = {}
         requests = []
         left, est, secs = self._estimate()
-        for rev, role in todo:
+        for item in todo:
+            key, role = item[0], item[1]
+            if len(item) == 4:
+                rev, data_rev = item[2], item[3]  # an explicit (code, data) pair: a crossing
+            elif self.axis == "data":
+                rev, data_rev = self.code_rev, key
+            else:
+                rev, data_rev = key, self.pinned_data_rev
             n = self._next_step
             self._next_step += 1
             roles[n] = role
-            self.handler.on_step_start(n, rev, role, left, est, secs)
-            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}"))
+            self.handler.on_step_start(n, key, role, left, est, secs)
+            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev))
         records = []
         attempts: dict[int, int] = {}
         while requests:
@@ -605,7 +721,8 @@ class Session:
                 )
                 self.writer.append("step", **rec.to_json())
                 self.records.append(rec)
-                self.observed[rec.commit] = rec.verdict
+                if rec.role != "crossing":
+                    self.observed[self._key(rec)] = rec.verdict
                 self._step_times.append(rec.duration)
                 self.handler.on_step_end(rec)
                 records.append(rec)

@@ -7,6 +7,7 @@ JSON-able dicts (no pickled objects cross the wire but this module's function).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bisector.build import BuildConfig, run_build
+from bisector.build import BuildConfig, BuildResult, run_build
 from bisector.probes.base import ProbeContext
 from bisector.verdict import Verdict
 
@@ -69,38 +70,99 @@ def execute_step(
     log_dir: Path,
     data_rev: str | None = None,
     env: dict[str, str] | None = None,
+    cache: Any = None,
 ) -> StepOutcome:
-    """Checkout, build, probe. A failed build maps to `build_config.on_failure`.
+    """Checkout (code + data), build (or restore from the build cache), probe.
 
-    `workspace` offers `path` and `checkout(rev[, data_rev])`; `suite` offers
-    `run(ctx) -> SuiteResult`. An `on_failure = "abort"` build gives Verdict.ABORT.
+    `workspace` offers `path`, `checkout(rev[, data_rev])`, `env()`, `inputs()` and
+    `step_info`; `suite` offers `run(ctx) -> SuiteResult`; `cache` is a BuildCache or None.
+    Data that cannot be had makes the step a skip whose note says which file, which
+    revision and why. A failed build maps to `build_config.on_failure` (abort: ABORT).
     """
+    from bisector.errors import BisectorError
+
     t0 = time.monotonic()
     log_dir.mkdir(parents=True, exist_ok=True)
-    if data_rev is not None:
-        workspace.checkout(rev, data_rev)
-    else:
-        workspace.checkout(rev)
-    build = run_build(build_config, workspace.path, log_dir / "build.log", env=env)
+    notes: list[str] = []
+    try:
+        if data_rev is not None:
+            workspace.checkout(rev, data_rev)
+        else:
+            workspace.checkout(rev)
+    except BisectorError as exc:
+        if type(exc).__name__ != "DataUnavailable":
+            raise
+        return StepOutcome(
+            commit=rev, verdict=Verdict.SKIP, build={"status": "no-data", "cause": getattr(exc, "cause", "")},
+            observations=[], duration=time.monotonic() - t0, data_rev=data_rev, worker=worker_name(),
+            notes=[str(exc)],
+        )
+    step_env = {**workspace.env(), **(env or {})}
+    command = build_config.command
+    if command is None and getattr(workspace, "is_dvc", False):
+        from bisector.data.workspace import default_build_command
+
+        command = default_build_command(workspace.path)
+    config = dataclasses.replace(build_config, command=command)
+    build = _build(workspace, config, rev, log_dir, step_env, cache)
+    build_json = build.to_json()
+    if getattr(workspace, "step_info", None):
+        build_json["data"] = workspace.step_info
+    if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached":
+        from bisector.data.workspace import after_build_check
+
+        modified = after_build_check(workspace)
+        if modified:
+            notes.append("the build modified DVC-tracked inputs: " + ", ".join(modified) + " (result suspect)")
     observations: list[dict[str, Any]] = []
     if build.ok:
         ctx = ProbeContext(
-            workspace=workspace.path, commit=rev, step=step, log_dir=log_dir, data_rev=data_rev, env=env or {}
+            workspace=workspace.path, commit=rev, step=step, log_dir=log_dir, data_rev=data_rev, env=step_env
         )
         res = suite.run(ctx)
         verdict = res.verdict
         observations = [o.to_json() for o in res.observations]
     else:
-        verdict = Verdict(build_config.on_failure)
+        verdict = Verdict.ABORT if config.on_failure == "abort" else Verdict(config.on_failure)
     return StepOutcome(
         commit=rev,
         verdict=verdict,
-        build=build.to_json(),
+        build=build_json,
         observations=observations,
         duration=time.monotonic() - t0,
         data_rev=data_rev,
         worker=worker_name(),
+        notes=notes,
     )
+
+
+def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: dict[str, str], cache: Any) -> BuildResult:
+    """Run the build, or restore an identical earlier build's outputs from the cache."""
+    if not config.command:
+        return BuildResult("none")
+    key = None
+    if cache is not None and config.cache:
+        from bisector.buildcache import step_key
+
+        data = {p: getattr(i, "hash", str(i)) for p, i in workspace.inputs().items()}
+        key = step_key(workspace.repo, rev, data, config.command, {"outputs": list(config.outputs)})
+        if cache.lookup(key):
+            t0 = time.monotonic()
+            restored = cache.restore(key, workspace.path)
+            return BuildResult("cached", duration=time.monotonic() - t0, log=None, tail="", key=key, outputs=restored)
+    result = run_build(config, workspace.path, log_dir / "build.log", env=env)
+    if result.ok and key is not None:
+        outputs = list(config.outputs)
+        if not outputs and getattr(workspace, "is_dvc", False):
+            from bisector.buildcache import dvc_outputs
+
+            outputs = dvc_outputs(workspace.path)
+        outputs = [o for o in outputs if (workspace.path / o).exists()]
+        if outputs:
+            cache.store(key, workspace.path, outputs)
+            result.key = key
+            result.outputs = outputs
+    return result
 
 
 def run_step(spec: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +176,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     from bisector.session import make_workspace, default_suite_factory
 
     root = Path(spec["workspace_dir"]) / f"w{os.getpid()}"
-    ws = make_workspace(Path(spec["repo"]), root)
+    ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {})
     if not ws.path.exists():
         ws.open(spec["rev"])
     suite = default_suite_factory(
@@ -123,11 +185,18 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     outcome = execute_step(
         ws,
         suite,
-        BuildConfig(**spec["build"]),
+        BuildConfig.from_json(spec["build"]),
         spec["rev"],
         spec["step"],
         Path(spec["log_dir"]),
         data_rev=spec.get("data_rev"),
         env=spec.get("env") or None,
+        cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) else None,
     )
     return outcome.to_json()
+
+
+def _cache_for(repo: Path) -> Any:
+    from bisector.buildcache import BuildCache
+
+    return BuildCache.for_repo(repo)

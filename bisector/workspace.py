@@ -82,6 +82,7 @@ def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> li
                 continue
             git(repo, "worktree", "remove", "--force", str(wt), check=False)
             shutil.rmtree(wt, ignore_errors=True)
+            shutil.rmtree(wt.parent / "dvc-site", ignore_errors=True)
             removed.append(wt)
     git(repo, "worktree", "prune", check=False)
     return removed
@@ -98,6 +99,15 @@ class Workspace:
         self.session_dir = session_dir
         self.path = session_dir / "wt"
         self.current: str | None = None
+        self.step_info: dict[str, object] = {}  # what the last checkout did (for the journal)
+
+    def env(self) -> dict[str, str]:
+        """Extra environment for the build and probes in this workspace."""
+        return {}
+
+    def inputs(self) -> dict[str, object]:
+        """Data inputs materialized beside the code (none for a plain git workspace)."""
+        return {}
 
     def open(self, first_rev: str) -> None:
         self.session_dir.mkdir(parents=True, exist_ok=True)
