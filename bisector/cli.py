@@ -90,18 +90,25 @@ def main(verbose: bool) -> None:
 @click.option("--data-rev", metavar="REV", help="Keep the DVC data of REV fixed while the code moves.")
 @click.option("--attribute", is_flag=True, help="Always test code-vs-data crossings at the culprit.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every step, even when an identical build is cached.")
+@click.option("--from", "reuse_from", metavar="SESSION",
+              help="Reuse the observations of a past session that still hold (same code, data and probe).")
+@click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
 def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
         build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
         jobs: int, executor: str | None, noise: float | None, flaky: float | None, learn_noise: bool | None,
         confidence: float | None, max_steps: int | None, axis: str, code_rev: str | None, data_rev: str | None,
-        attribute: bool, no_cache: bool, paths: tuple[str, ...]) -> None:
+        attribute: bool, no_cache: bool, reuse_from: str | None, pin_good: str | None,
+        paths: tuple[str, ...]) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
-    Example:
+    Examples:
       bisector run --good v1.0 --bad main --probe './check.sh' -- src/
+      bisector run --good @tuesday --bad main          (a pin as the good end)
+      bisector run --good v1.0 --bad main --axis data  (DVC data moves, code fixed)
+      bisector run --good v1.0 --bad main --noise 0.1 -j 4
 
     The probe and bisector.toml are read from your current checkout once, at the
     start, and frozen: every commit is judged by the same script. With no --good
@@ -134,10 +141,17 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         data_rev=data_rev,
         attribute=attribute,
         no_cache=no_cache,
+        reuse_from=reuse_from,
     )
     session = Session(opts, CliHandler())
     result = session.run()
     print_result(session.repo, result)
+    if pin_good and result.status == "found":
+        from bisector.journal import summarize
+        from bisector.pins import pin_from_session
+
+        pin = pin_from_session(session.repo, summarize(result.journal), pin_good)
+        click.echo(f"Pinned @{pin.name}: {pin.commit[:10]} (known good)")
     sys.exit(result.exit_code)
 
 

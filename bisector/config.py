@@ -55,6 +55,8 @@ def table(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: float | None) -> list[dict[str, Any]]:
     """The probe suite's specs: --probe wins; else [[probes]]; else [probe] (a command)."""
+    if cli_probe == "manual":
+        return [{"type": "manual"}]
     if cli_probe:
         spec: dict[str, Any] = {"type": "command", "run": cli_probe}
         if cli_timeout:

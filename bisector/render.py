@@ -56,6 +56,9 @@ class CliHandler(Handler):
         else:
             click.echo(f"step {step}: {label} {commit[:10]}", err=True)
 
+    def on_message(self, text: str) -> None:
+        click.echo(text, err=True)
+
     def on_posterior(self, event: dict[str, Any]) -> None:
         top = ", ".join(f"{r[:10]} {p:.2f}" for r, p in event["top"][:3])
         click.echo(f"  top suspects: {top}; no culprit {event['no_culprit']:.2f}", err=True)

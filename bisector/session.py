@@ -57,6 +57,7 @@ class RunOptions:
     code_rev: str | None = None
     data_rev: str | None = None
     attribute: bool = False  # test the crossings even when the culprit changed only code or data
+    reuse_from: str | None = None  # a past session whose still-valid observations are reused
 
 
 @dataclass
@@ -132,6 +133,8 @@ class Handler:
     def on_step_end(self, record: StepRecord) -> None: ...
 
     def on_posterior(self, event: dict[str, Any]) -> None: ...
+
+    def on_message(self, text: str) -> None: ...
 
     def on_result(self, result: SessionResult) -> None: ...
 
@@ -226,6 +229,18 @@ class Session:
             )
         if opts.bad is None:
             raise UsageError("no bad revision: pass --bad REV (a commit where the probe fails)")
+        if not opts.goods:
+            from bisector.git import resolve as _resolve
+            from bisector.pins import latest_ancestor_pin
+
+            pin = latest_ancestor_pin(self.repo, _resolve(self.repo, opts.bad, "bad revision"))
+            if pin is None:
+                raise UsageError(
+                    "no good revision: pass --good REV (a commit where the probe passes), or pin one "
+                    "with `bisector pin NAME --rev REV`"
+                )
+            opts.goods = [pin.commit]
+            self.handler.on_message(f"No --good given: using pin @{pin.name} ({pin.commit[:10]}), the most recent pin before the bad revision")
         config = load_file_config(self.repo)
         build_table = table(config, "build")
         search_table = table(config, "search")
@@ -254,6 +269,8 @@ class Session:
             raise UsageError("--code-rev fixes the code on the data axis: add --axis data")
         elif opts.data_rev:
             axis_info["data_rev"] = resolve(self.repo, opts.data_rev, "data revision")
+        if opts.reuse_from:
+            axis_info["reuse_from"] = opts.reuse_from
         start_partial = {"bad": candidates.bad, "goods": candidates.goods, "first_parent": first_parent,
                          "paths": paths, **axis_info}
         candidates = self._load_candidates(start_partial)
@@ -342,6 +359,17 @@ class Session:
                 f"the probe inputs of session {self.session_id} changed since it started: "
                 "restore them, or drop the session with `bisector reset`"
             )
+        self.reusable: dict[str, dict[str, Any]] = {}
+        if start.get("reuse_from"):
+            from bisector.render import find_session
+            from bisector.replay import reusable_observations
+
+            old = find_session(self.repo, start["reuse_from"])
+            self.reusable = reusable_observations(
+                old, self.suite.config(), build_config=self.build_config.to_json(), repo=self.repo
+            )
+            if not resumed:
+                self.handler.on_message(f"Reusing up to {len(self.reusable)} observations of session {old.id}")
         self.axis = start.get("axis", "code")
         self.code_rev = start.get("code_rev")
         self.pinned_data_rev = start.get("data_rev")
@@ -352,7 +380,9 @@ class Session:
         self.writer = writer
         previous: list[StepRecord] = []
         if resumed:
-            previous = [StepRecord.from_json(e) for e in read_events(self.journal_path) if e["event"] == "step"]
+            from bisector.replay import apply_undo
+
+            previous = [StepRecord.from_json(e) for e in apply_undo(read_events(self.journal_path))]
             writer.append("resume", pid=os.getpid())
         else:
             writer.append("start", **start)
@@ -692,6 +722,8 @@ class Session:
             self.handler.on_step_start(n, key, role, left, est, secs)
             requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev))
         records = []
+        if self.reusable:
+            requests = self._reuse(requests, roles, records)
         attempts: dict[int, int] = {}
         while requests:
             retry = []
@@ -719,6 +751,9 @@ class Session:
                     worker=outcome.worker,
                     notes=self.infra_notes.get(req.step, []) + outcome.notes,
                 )
+                if self._is_undo(rec):
+                    self._undo_previous()
+                    continue
                 self.writer.append("step", **rec.to_json())
                 self.records.append(rec)
                 if rec.role != "crossing":
@@ -728,6 +763,55 @@ class Session:
                 records.append(rec)
             requests = retry
         return records
+
+    def _reuse(self, requests: list[Any], roles: dict[int, str], records: list[StepRecord]) -> list[Any]:
+        """Steps an earlier session already ran with the same code, data and probe: journal
+        its observations (marked `reused_from`) instead of building and probing again."""
+        from bisector.replay import find_reusable
+
+        todo = []
+        for req in requests:
+            old = find_reusable(self.repo, self.reusable, req.rev, req.data_rev)
+            key = (req.data_rev or req.rev) if self.axis == "data" else req.rev
+            if old is None or key in self.observed:
+                todo.append(req)
+                continue
+            rec = StepRecord(
+                step=req.step, commit=req.rev, role=roles[req.step], verdict=Verdict(old["verdict"]),
+                build=old.get("build", {}), observations=old.get("observations", []), duration=0.0,
+                data_rev=req.data_rev, worker="reused", notes=[f"reused from session {self.start['reuse_from']} step {old['step']}"],
+            )
+            self.writer.append("step", **rec.to_json(), reused_from=old["step"])
+            self.records.append(rec)
+            if rec.role != "crossing":
+                self.observed[self._key(rec)] = rec.verdict
+            self.handler.on_step_end(rec)
+            records.append(rec)
+        return todo
+
+    @staticmethod
+    def _is_undo(rec: StepRecord) -> bool:
+        return any(o.get("evidence", {}).get("undo") for o in rec.observations)
+
+    def _undo_previous(self) -> None:
+        """A person answered `undo`: retract the previous answer and rebuild the search."""
+        prev = next((r for r in reversed(self.records) if r.role in ("search", "confirm", "calibrate")), None)
+        if prev is None:
+            self.handler.on_message("Nothing to undo: the bounds are not undone.")
+            return
+        self.writer.append("undo", step=prev.step)
+        self.records.remove(prev)
+        self.handler.on_message(f"Undid step {prev.step} ({prev.commit[:10]} {prev.verdict.value})")
+        self.search = _make_search(self.candidates, self.start.get("search", {}))
+        self.observed = {}
+        for r in self.records:
+            if r.role != "crossing":
+                self.observed[self._key(r)] = r.verdict
+            if r.role in ("bad-bound", "good-bound", "merge-base") and not self.noisy:
+                if self._key(r) in self.candidates.parents and r.verdict is not Verdict.ABORT:
+                    self.search.record(self._key(r), r.verdict)
+                continue
+            self._tell(r)
 
 
 def _search_settings(opts: RunOptions, table_: dict[str, Any]) -> dict[str, Any]:
