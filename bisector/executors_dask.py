@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from bisector.errors import UsageError
+from bisector.errors import BisectorError, UsageError
 from bisector.git import git
 from bisector.step import StepOutcome, run_step
 
@@ -150,6 +150,12 @@ class DaskExecutor:
     ) -> Iterator[tuple["StepRequest", StepOutcome | BaseException]]:
         if self._client is None:
             raise RuntimeError("DaskExecutor.run_round before open()")
+        if self._client.status == "closed":
+            # The client gave up reconnecting: every further step would be lost, not skipped.
+            raise BisectorError(
+                f"lost the connection to the Dask scheduler at {self.address}: the journal is saved; "
+                "restart the scheduler and run `bisector run` again to resume"
+            )
         d = self._distributed
         futures = {}
         for req in requests:
