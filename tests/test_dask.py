@@ -101,12 +101,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         yield c
     finally:
+        tree = _our_descendants()  # scheduler, nannies, workers (restarted ones too)
         c.stop()
-    # No process of the cluster (nor a worker it spawned) outlives it.
+    # No process of the cluster (nor a worker it spawned), nor any other child of ours, outlives it.
     deadline = time.monotonic() + 10
-    while (left := _our_descendants()) and time.monotonic() < deadline:
+    while (left := _alive(tree) + _our_descendants()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"leftover processes: {[(p.pid, p.cmdline()) for p in left]}"
+
+
+def _alive(procs: list["psutil.Process"]) -> list["psutil.Process"]:
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 def _our_descendants() -> list["psutil.Process"]:
@@ -192,6 +204,7 @@ def test_dask_run_finds_culprit(cluster: Cluster, repo: GitRepo, tmp_path: Path)
     assert len(journaled) == len(set(journaled))
     assert snapshot(repo.path) == before
     _no_worktrees_left(repo)
+    assert not _processes_in(repo.path)
 
 
 def test_dask_worker_killed_mid_step_is_retried(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
