@@ -70,6 +70,36 @@ class RepoLock:
         self.release()
 
 
+def kill_processes_in(path: Path) -> list[int]:
+    """SIGKILL every process whose working directory is inside `path` (Linux /proc).
+
+    A killed bisector cannot kill its steps' process groups, and PR_SET_PDEATHSIG reaches
+    only each group's leader; the rest still run in the stale worktree. Only processes
+    working inside bisector's own disposable worktree are touched.
+    """
+    import signal
+
+    root = str(path.resolve())
+    killed = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return killed
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + "/"):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except OSError:
+                pass
+    return killed
+
+
 def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> list[Path]:
     """Remove worktrees left behind by crashed sessions. Call with the repo lock held."""
     removed = []
@@ -80,6 +110,7 @@ def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> li
         for wt in sorted(worktrees):
             if wt.parent.resolve() in keep_set or not wt.is_dir():
                 continue
+            kill_processes_in(wt)  # steps a SIGKILLed bisector left running (their own sessions)
             git(repo, "worktree", "remove", "--force", str(wt), check=False)
             shutil.rmtree(wt, ignore_errors=True)
             shutil.rmtree(wt.parent / "dvc-site", ignore_errors=True)

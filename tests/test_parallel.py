@@ -195,11 +195,6 @@ def test_sigkill_mid_round_then_resume(repo: GitRepo, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "a SIGKILLed bisector leaves its probe script running: dash's `sh -c SCRIPT` forks, PDEATHSIG "
-    "kills only the step's group leader (sh), and the resumed run prunes the stale worktree without "
-    "killing the processes still in it"
-))
 @pytest.mark.parametrize("exec_", [True, False], ids=["exec-sleep", "child-sleep"])
 def test_sigkill_mid_round_then_resume_leaves_no_process(repo: GitRepo, tmp_path: Path, exec_: bool) -> None:
     shas = linear_history(repo, 12, culprit=6)
