@@ -356,9 +356,14 @@ def prepare_worker(spec: dict[str, Any]) -> None:
     """
     import fcntl
 
+    from bisector import step
     from bisector.probes.registry import make_suite  # noqa: F401 - warm the import run_step needs
     from bisector.session import make_workspace
 
+    opener = getattr(step, "open_workspace", None)
+    if opener is not None:
+        opener(spec)  # opened once per process and kept for run_step (a DvcWorkspace needs that)
+        return
     workspace_dir = Path(spec["workspace_dir"])
     ws = make_workspace(Path(spec["repo"]), workspace_dir / f"w{os.getpid()}")  # run_step's layout
     if not ws.path.exists():

@@ -37,6 +37,7 @@ class Cluster:
             **os.environ,
             # Engine retries off: a lost worker surfaces as KilledWorker, and bisector decides.
             "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+            "DVC_NO_ANALYTICS": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
         self.env = env
@@ -205,6 +206,38 @@ def test_dask_run_finds_culprit(cluster: Cluster, repo: GitRepo, tmp_path: Path)
     assert snapshot(repo.path) == before
     _no_worktrees_left(repo)
     assert not _processes_in(repo.path)
+
+
+@pytest.mark.slow
+def test_dask_run_on_a_dvc_repository(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
+                                      tmp_path: Path) -> None:
+    """Each step on a worker checks out its revision's DVC data (the second step on a worker too)."""
+    from bisector import step
+    from dvcrepos import template
+
+    if not hasattr(step, "open_workspace"):
+        pytest.xfail("run_step must keep each worker's opened DvcWorkspace (step.open_workspace)")
+
+    tpl, c = template(tmp_path_factory)
+    r = tpl.copy_to(tmp_path / "copy")
+    before = snapshot(r.path)
+    p = tmp_path / "probe.sh"
+    p.write_text("#!/bin/sh\n! grep -q charlie model.txt\n")
+    p.chmod(0o755)
+    res = subprocess.run([*BISECTOR, "run", "--good", c["init"], "--bad", c["images"], "--probe", str(p),
+                          "--executor", cluster.url, "-j", "2"],
+                         cwd=r.path, capture_output=True, text=True, env=r.env, timeout=300)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    assert "Culprit is the DATA" in res.stdout
+    steps = [e for e in journal_events(r.path) if e["event"] == "step"]
+    assert all(e["build"]["status"] in ("ok", "cached") for e in steps), steps
+    by_worker: dict[str, int] = {}
+    for e in steps:
+        by_worker[e["worker"]] = by_worker.get(e["worker"], 0) + 1
+    assert max(by_worker.values()) >= 2  # some worker ran several steps on one worktree
+    assert snapshot(r.path) == before
+    assert not _processes_in(r.path)
 
 
 def test_dask_worker_killed_mid_step_is_retried(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
