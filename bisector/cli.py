@@ -203,12 +203,18 @@ def probes() -> None:
 
 @main.command()
 @click.option("--keep", is_flag=True, help="Keep the demo repository and print its path.")
+@click.option("--plain", is_flag=True, help="The git-only demo (no DVC, no torch): a few seconds.")
 @_handle_errors
-def demo(keep: bool) -> None:
-    """Build a small project with a planted regression and bisect it."""
+def demo(keep: bool, plain: bool) -> None:
+    """Build a small ML project with a planted regression and bisect it.
+
+    The project has DVC-tracked data and a torch model trained by `dvc repro`; the probe
+    is an accuracy threshold. One commit added badly annotated data next to a loader
+    refactor: bisector finds it and tests whether the code or the data is to blame.
+    """
     from bisector.demo import run_demo
 
-    sys.exit(run_demo(keep=keep))
+    sys.exit(run_demo(keep=keep, plain=plain))
 
 
 # Commands that live in their own modules (each has `register(main)`; click only at import).

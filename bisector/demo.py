@@ -1,6 +1,6 @@
 """`bisector demo`: a small model project with a planted regression, bisected end to end.
 
-The project is a nearest-centroid colour classifier: `train.py` (the build) fits
+The default demo is the ML project of `demo_ml.py`. The plain demo (`--plain`), below, is a nearest-centroid colour classifier: `train.py` (the build) fits
 centroids from `data/train.csv` through `loader.py`; `check.py` (the probe) measures
 accuracy on held-out data and exits 1 below 0.9. One of 40 commits, a "harmless
 refactor" of the loader, swaps the RGB channels to BGR.
@@ -136,15 +136,33 @@ def make_demo_repo(root: Path, n_commits: int = N_COMMITS, culprit: int = CULPRI
     return repo, shas
 
 
-def run_demo(keep: bool = False) -> int:
+def run_demo(keep: bool = False, plain: bool = False) -> int:
+    """Build the demo project in a temporary folder, bisect it, print the result and the journal.
+
+    The default is the ML project (DVC data, torch model, metric probe, code-vs-data
+    attribution); `plain` is the git-only project (a build command and a command probe).
+    """
     from bisector.render import CliHandler, print_result, render_journal
     from bisector.session import RunOptions, Session
 
     root = Path(tempfile.mkdtemp(prefix="bisector-demo-"))
     try:
-        repo, shas = make_demo_repo(root)
-        click.echo(f"Demo project: {repo} ({len(shas)} commits; one of them breaks the model)")
-        click.echo(f"$ bisector run --good {shas[0][:10]} --bad main   (build and probe from bisector.toml)\n")
+        if plain:
+            repo, shas = make_demo_repo(root)
+            culprit = shas[CULPRIT - 1]
+            click.echo(f"Demo project: {repo} ({len(shas)} commits; one of them breaks the model)")
+            click.echo(f"$ bisector run --good {shas[0][:10]} --bad main   (build and probe from bisector.toml)\n")
+        else:
+            from bisector.demo_ml import CULPRIT as ML_CULPRIT, make_ml_demo_repo
+
+            click.echo("Creating the demo project (git + DVC data + a torch model)...", err=True)
+            repo, shas = make_ml_demo_repo(root)
+            culprit = shas[ML_CULPRIT - 1]
+            click.echo(
+                f"Demo project: {repo}\n  {len(shas)} commits; `dvc repro` trains a torch colour classifier;\n"
+                "  the probe is `accuracy >= 0.9` on the metrics DVC records. Somewhere the accuracy dropped."
+            )
+            click.echo(f"$ bisector run --good {shas[0][:10]} --bad main\n")
         cwd = os.getcwd()
         os.chdir(repo)  # the probe is frozen from the current checkout, as for a user
         try:
@@ -155,12 +173,11 @@ def run_demo(keep: bool = False) -> int:
         print_result(repo, result)
         click.echo("\n$ bisector journal\n")
         click.echo(render_journal(repo, None, "table"))
-        if result.culprit == shas[CULPRIT - 1]:
-            click.echo("\nThe planted regression (commit %d of %d) was found." % (CULPRIT, len(shas)))
-        else:
-            click.echo("\nUnexpected: the planted regression was not found.")
-            return 1
-        return 0
+        if result.culprit == culprit:
+            click.echo(f"\nThe planted regression (commit {shas.index(culprit) + 1} of {len(shas)}) was found.")
+            return 0
+        click.echo("\nUnexpected: the planted regression was not found.")
+        return 1
     finally:
         if keep:
             click.echo(f"\nKept: {root}")

@@ -54,7 +54,7 @@ class CliHandler(Handler):
                 err=True,
             )
         else:
-            click.echo(f"step {step}: {label} {commit[:10]}", err=True)
+            click.echo(f"step {step}: {label} {commit if ' ' in commit else commit[:10]}", err=True)
 
     def on_message(self, text: str) -> None:
         click.echo(text, err=True)
@@ -64,7 +64,13 @@ class CliHandler(Handler):
         click.echo(f"  top suspects: {top}; no culprit {event['no_culprit']:.2f}", err=True)
 
     def on_step_end(self, record: StepRecord) -> None:
-        click.echo(f"  {record.commit[:10]} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
+        click.echo(f"  {_rev_label(record.commit, record.data_rev)} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
+
+
+def _rev_label(commit: str, data_rev: str | None) -> str:
+    if data_rev and data_rev != commit:
+        return f"{commit[:10]} (data {data_rev[:10]})"
+    return commit[:10]
 
 
 def _summary(step: dict[str, Any]) -> str:
@@ -105,12 +111,11 @@ def print_result(repo: Path, result: SessionResult) -> None:
         click.echo(f"No culprit: {result.message}")
     steps = result.steps
     total = sum(steps.values())
-    checks = sum(v for k, v in steps.items() if k not in ("search", "confirm"))
-    click.echo(
-        f"\n{total} steps ({checks} bound checks, {steps.get('search', 0)} search, "
-        f"{steps.get('confirm', 0)} confirmation) in {_duration(result.elapsed)}. "
-        f"Journal: {result.journal}"
-    )
+    checks = sum(v for k, v in steps.items() if k not in ("search", "confirm", "crossing"))
+    parts = [f"{checks} bound checks", f"{steps.get('search', 0)} search", f"{steps.get('confirm', 0)} confirmation"]
+    if steps.get("crossing"):
+        parts.append(f"{steps['crossing']} code/data crossings")
+    click.echo(f"\n{total} steps ({', '.join(parts)}) in {_duration(result.elapsed)}. Journal: {result.journal}")
 
 
 def _print_data_side(repo: Path, result: SessionResult) -> None:
@@ -176,7 +181,7 @@ def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
             {
                 "step": e["step"],
                 "role": ROLE_LABEL.get(e["role"], e["role"]) or "search",
-                "commit": e["commit"][:10],
+                "commit": _rev_label(e["commit"], e.get("data_rev")),
                 "subject": (c.subject if c else "")[:50],
                 "build": _build_cell(build),
                 "verdict": e["verdict"],

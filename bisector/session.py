@@ -719,7 +719,8 @@ class Session:
             n = self._next_step
             self._next_step += 1
             roles[n] = role
-            self.handler.on_step_start(n, key, role, left, est, secs)
+            label = f"{rev[:10]} code + {data_rev[:10]} data" if role == "crossing" and data_rev else key
+            self.handler.on_step_start(n, label, role, left, est, secs)
             requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev))
         records = []
         if self.reusable:

@@ -169,16 +169,13 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     """Trampoline for remote engines: build everything from a JSON-able spec, run, return JSON.
 
     spec keys: repo, workspace_dir, rev, data_rev, step, log_dir, build (BuildConfig
-    fields), probe_specs, stop_early, user_cwd, frozen_dir, env. The workspace is a
-    detached worktree at `workspace_dir/<worker pid>` created on first use, so steps
-    on one worker process reuse one worktree.
+    fields), probe_specs, stop_early, user_cwd, frozen_dir, env, dvc. The workspace is a
+    detached worktree at `workspace_dir/w<worker pid>/wt` opened on first use (see
+    `open_workspace`), so steps on one worker process reuse one worktree.
     """
-    from bisector.session import make_workspace, default_suite_factory
+    from bisector.session import default_suite_factory
 
-    root = Path(spec["workspace_dir"]) / f"w{os.getpid()}"
-    ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {})
-    if not ws.path.exists():
-        ws.open(spec["rev"])
+    ws = open_workspace(spec)
     suite = default_suite_factory(
         spec["probe_specs"], Path(spec["user_cwd"]), Path(spec["frozen_dir"]), spec["stop_early"]
     )
@@ -194,6 +191,35 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
         cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) else None,
     )
     return outcome.to_json()
+
+
+# The workspaces this (worker) process opened, reused by its later steps: a DvcWorkspace keeps
+# state from `open` (the user's DVC config) that a fresh object on an existing worktree lacks.
+_workspaces: dict[str, Any] = {}
+
+
+def open_workspace(spec: dict[str, Any]) -> Any:
+    """This process's workspace for `spec` (`workspace_dir/w<pid>/wt`), opened on first use.
+
+    Opening holds an flock on `workspace_dir/.lock`: worker processes starting together would
+    otherwise run `git worktree add`/`prune` on one repository at once, which races in git.
+    """
+    import fcntl
+
+    from bisector.session import make_workspace
+
+    root = Path(spec["workspace_dir"]) / f"w{os.getpid()}"
+    ws = _workspaces.get(str(root))
+    if ws is None or not ws.path.exists():
+        for key in [k for k, w in _workspaces.items() if not w.path.exists()]:
+            del _workspaces[key]  # sessions that ended
+        ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {})
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with open(root.parent / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ws.open(spec["rev"])
+        _workspaces[str(root)] = ws
+    return ws
 
 
 def _cache_for(repo: Path) -> Any:

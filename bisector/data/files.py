@@ -79,6 +79,18 @@ def uncached_outputs(pipeline: str, doc: Any) -> set[str]:
     return found
 
 
+def declared_outputs(pipeline: str, doc: Any) -> set[str]:
+    """Every output a `dvc.yaml` declares (outs, metrics, plots), cached or not."""
+    stages = doc.get("stages") if isinstance(doc, Mapping) else None
+    found: set[str] = set()
+    for stage in stages.values() if isinstance(stages, Mapping) else []:
+        for key in ("outs", "metrics", "plots"):
+            for item in (stage.get(key) or []) if isinstance(stage, Mapping) else []:
+                names = item.keys() if isinstance(item, Mapping) else [item]
+                found.update(_join(pipeline, str(n)) for n in names)
+    return found
+
+
 def _join(base_file: str, path: str) -> str:
     if path.startswith("/") or "://" in path:
         return path  # external path: kept as written

@@ -37,6 +37,7 @@ from bisector.data.files import (
     DataInput,
     InputReader,
     data_source_files,
+    declared_outputs,
     dvc_tree_files,
     dvcfile_inputs,
     is_lockfile,
@@ -123,6 +124,7 @@ class DvcWorkspace(Workspace):
         # Data-source .dvc files now in the worktree -> the revision they come from.
         self._sources: dict[str, str] = {}
         self._outputs: dict[str, DataInput] = {}  # stage outputs of the worktree's dvc.lock files
+        self._declared: set[str] = set()  # every output its dvc.yaml files declare
         self._unfetchable: set[str] = set()  # hashes a `dvc fetch` of this session could not bring
         self._last_fetch: tuple[str, int] = ("", 0)  # output and exit code of the last `dvc fetch`
 
@@ -166,6 +168,8 @@ class DvcWorkspace(Workspace):
         files = dvc_tree_files(self.repo, rev)
         self._sources = {p: rev for p in data_source_files(files, reader)}
         uncached = {o for p, oid in files.items() if is_pipeline(p) for o in uncached_outputs(p, reader.doc(oid))}
+        # Outputs of stages that were never run (no dvc.lock entry): `dvc repro` makes them.
+        self._declared = {o for p, oid in files.items() if is_pipeline(p) for o in declared_outputs(p, reader.doc(oid))}
         self._outputs = {
             o.path: o for p, oid in files.items() if is_lockfile(p)
             for o in lock_output_inputs(p, reader.doc(oid)) if o.path not in uncached
@@ -230,7 +234,7 @@ class DvcWorkspace(Workspace):
         if unlinked:
             raise self._diagnose(unlinked[0], fetch_out, fetch_rc)
         # Stage outputs that are nowhere are fine: the build (dvc repro) makes them again.
-        if failed and all(_under(f, list(self._outputs)) for f in failed):
+        if failed and all(_under(f, [*self._outputs, *self._declared]) for f in failed):
             info["missing_outputs"] = sorted(failed)
             return info
         last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]

@@ -1,0 +1,28 @@
+"""The README's first command: `bisector demo` (the ML project) and the plain git demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+BISECTOR = [sys.executable, "-m", "bisector.cli"]
+
+
+def test_plain_demo_finds_the_planted_regression() -> None:
+    res = subprocess.run([*BISECTOR, "demo", "--plain"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Refactor loader: unpack channels in one go" in res.stdout
+    assert "The planted regression (commit 27 of 40) was found." in res.stdout
+
+
+@pytest.mark.slow
+def test_ml_demo_finds_the_bad_annotation_batch() -> None:
+    res = subprocess.run([*BISECTOR, "demo"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Add annotation batch 2; tidy the loader" in res.stdout
+    assert "Culprit is the DATA" in res.stdout
+    assert "modified  data/train.csv" in res.stdout
+    assert "metric: accuracy" in res.stdout
+    assert "The planted regression (commit 15 of 24) was found." in res.stdout
