@@ -185,7 +185,7 @@ def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
                 "subject": (c.subject if c else "")[:50],
                 "build": _build_cell(build),
                 "verdict": e["verdict"],
-                "probe": _summary(e),
+                "probe": _summary(e) + "".join(f" [{n[:80]}]" for n in e.get("notes", [])),
             }
         )
     return rows

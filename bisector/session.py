@@ -376,6 +376,9 @@ class Session:
         self.candidates = self._load_candidates(start)
         self.session_dir = self.state / "sessions" / self.session_id
         prune_stale(self.repo, self.state / "sessions")
+        # Made before anything is journaled: an executor that cannot start (a missing extra,
+        # an unreachable scheduler) must not leave an empty unfinished session behind.
+        self.executor = self._make_executor()
         writer = JournalWriter(self.journal_path)
         self.writer = writer
         previous: list[StepRecord] = []
@@ -392,7 +395,6 @@ class Session:
         self.max_steps = start.get("search", {}).get("max_steps")
         for rec in previous:
             self._remember(rec)
-        self.executor = self._make_executor()
         try:
             self.executor.open(self.candidates.bad)
             result = self._search_loop()
@@ -755,7 +757,7 @@ class Session:
                 if self._is_undo(rec):
                     self._undo_previous()
                     continue
-                self.writer.append("step", **rec.to_json())
+                self.writer.append("step", **rec.to_json(), round=self.rounds)
                 self.records.append(rec)
                 if rec.role != "crossing":
                     self.observed[self._key(rec)] = rec.verdict
