@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from bisector.errors import JournalError
 
@@ -27,8 +27,12 @@ def journal_dir(repo: Path) -> Path:
     return repo / JOURNAL_DIR / "sessions"
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """All complete events of a journal, in order."""
+def read_events(path: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """All complete events of a journal, in order.
+
+    With `warn` (viewing: `bisector journal`, `sessions`), an unreadable line is skipped
+    and reported through `warn` in one line instead of stopping everything.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -42,7 +46,12 @@ def read_events(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             event = json.loads(raw)
+            if not isinstance(event, dict) or "event" not in event:
+                raise ValueError("not an event")
         except ValueError:
+            if warn is not None:
+                warn(f"{path}:{lineno}: unreadable journal line skipped (edited or corrupted)")
+                continue
             raise JournalError(
                 f"{path}:{lineno}: not a journal line (the file was edited or corrupted): "
                 "fix or remove that line, or drop the session with `bisector reset`"
@@ -129,11 +138,14 @@ class SessionSummary:
         return self.end is not None
 
 
-def summarize(path: Path) -> SessionSummary:
-    events = read_events(path)
+def summarize(path: Path, warn: Callable[[str], None] | None = None) -> SessionSummary:
+    events = read_events(path, warn)
     start = next((e for e in events if e["event"] == "start"), None)
     if start is None:
-        raise JournalError(f"{path} has no start event: drop it with `bisector reset`")
+        if warn is None:
+            raise JournalError(f"{path} has no start event: drop it with `bisector reset`")
+        warn(f"{path}: no readable start event; showing the steps that can be read")
+        start = {"session": path.stem, "bad": "?", "goods": [], "candidates": "?"}
     steps = [e for e in events if e["event"] == "step"]
     end = next((e for e in reversed(events) if e["event"] == "end"), None)
     return SessionSummary(start["session"], path, start, steps, end)

@@ -78,6 +78,8 @@ def _summary(step: dict[str, Any]) -> str:
     if build.get("status") not in (None, "ok", "none", "cached"):
         return f"build {build['status']}"
     obs = step.get("observations", [])
+    if len(obs) > 1:  # a suite: each probe's own verdict, then its numbers
+        return "; ".join(f"{o['probe']} {o['verdict']}: {o.get('summary', '')}" for o in obs)
     return "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in obs) or "-"
 
 
@@ -157,22 +159,28 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def find_session(repo_path: Path, session: str | None) -> SessionSummary:
+def warn(message: str) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+def find_session(repo_path: Path, session: str | None, tolerant: bool = False) -> SessionSummary:
+    """A session's summary; `tolerant` (viewing) skips unreadable journal lines with a warning."""
     repo = repo_root(repo_path)
     paths = list_journals(repo)
+    w = warn if tolerant else None
     if not paths:
         raise UsageError(f"no sessions in {journal_dir(repo)}: run `bisector run` first")
     if session is None:
-        return summarize(paths[-1])
+        return summarize(paths[-1], w)
     matches = [p for p in paths if p.stem == session or p.stem.startswith(session)]
     if len(matches) != 1:
         known = ", ".join(p.stem for p in paths[-5:])
         raise UsageError(f"unknown session {session!r} (recent: {known})")
-    return summarize(matches[0])
+    return summarize(matches[0], w)
 
 
 def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
-    infos = commit_info(repo, [e["commit"] for e in s.steps])
+    infos = commit_info(repo, [e["commit"] for e in s.steps if isinstance(e.get("commit"), str)])
     rows = []
     for e in sorted(s.steps, key=lambda e: e["step"]):
         c = infos.get(e["commit"])
@@ -204,7 +212,7 @@ def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
     from tabulate import tabulate
 
     repo = repo_root(repo_path)
-    s = find_session(repo, session)
+    s = find_session(repo, session, tolerant=True)
     rows = step_rows(repo, s)
     if fmt == "json":
         return json.dumps({"session": s.id, "start": s.start, "steps": s.steps, "end": s.end}, indent=2)
@@ -216,7 +224,7 @@ def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
         outcome = f"first bad commit {end['culprit']}"
     else:
         outcome = f"{end['status']}: {end.get('message', '')}"
-    head = f"Session {s.id}: bad {s.start['bad'][:10]}, good {', '.join(g[:10] for g in s.start['goods'])}, {s.start['candidates']} candidates"
+    head = f"Session {s.id}: bad {str(s.start.get('bad', '?'))[:10]}, good {', '.join(g[:10] for g in s.start['goods'])}, {s.start['candidates']} candidates"
     if fmt == "md":
         return f"## {head}\n\n{table}\n\n**Outcome:** {outcome}\n"
     return f"{head}\n\n{table}\n\nOutcome: {outcome}"
@@ -224,7 +232,7 @@ def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
 
 def render_bisect_log(repo_path: Path, session: str | None) -> str:
     repo = repo_root(repo_path)
-    s = find_session(repo, session)
+    s = find_session(repo, session, tolerant=True)
     shas = [s.start["bad"], *s.start["goods"], *(e["commit"] for e in s.steps)]
     if s.end and s.end.get("culprit"):
         shas.append(s.end["culprit"])

@@ -64,11 +64,12 @@ def status_of(s: SessionSummary) -> str:
 def session_rows(repo: Path) -> list[dict[str, Any]]:
     from bisector.journal import list_journals, summarize
     from bisector.errors import JournalError
+    from bisector.render import warn
 
     rows = []
     for path in list_journals(repo):
         try:
-            s = summarize(path)
+            s = summarize(path, warn)
         except JournalError as exc:
             rows.append({"session": path.stem, "started": "?", "bounds": "", "probe": "", "steps": "",
                          "status": "unreadable", "culprit": str(exc)[:60]})
