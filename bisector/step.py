@@ -104,6 +104,7 @@ def execute_step(
 
         command = default_build_command(workspace.path)
     config = dataclasses.replace(build_config, command=command)
+    inputs_before = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
     build = _build(workspace, config, rev, log_dir, step_env, cache)
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
@@ -112,6 +113,10 @@ def execute_step(
         from bisector.data.workspace import after_build_check
 
         modified = after_build_check(workspace)
+        # A build can also re-record its inputs (`dvc repro` rewrites a changed `.dvc` file,
+        # after which `dvc status` is clean): compare the declared hashes too.
+        inputs_after = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
+        modified = sorted(set(modified) | {p for p in inputs_before if inputs_after.get(p) != inputs_before[p]})
         if modified:
             notes.append("the build modified DVC-tracked inputs: " + ", ".join(modified) + " (result suspect)")
     observations: list[dict[str, Any]] = []

@@ -100,3 +100,79 @@ def test_missing_data_makes_the_bound_unusable_with_a_reason(ml, tmp_path: Path)
     assert res.returncode == 1
     assert "Cannot bisect: the bad bound" in res.stdout
     assert "data/raw.txt" in res.stdout and "not pushed to the remote" in res.stdout
+
+
+def test_only_the_combination_fails_is_both(ml, tmp_path: Path) -> None:
+    r, c = ml
+    p = probe(tmp_path, "! grep -q '^v3:charlie' model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    assert "Culprit is the BOTH" in res.stdout
+    assert events(r)[-1]["attribution"]["culprit_is"] == "both"
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_build_writing_its_inputs_in_place_leaves_user_cache_and_config_alone(ml, tmp_path: Path) -> None:
+    r, c = ml
+    before_ws = snapshot(r.path)
+    before_cache = _tree_hashes(r.cache)
+    site = r.base / "dvc-site"
+    before_site = _tree_hashes(site) if site.exists() else {}
+    dvc_config = {p.name: p.read_bytes() for p in (r.path / ".dvc").glob("config*")}
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    # The build appends to its own input before training: with the default link type the
+    # worktree holds copies, so the user's cache objects cannot change.
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p,
+              "--build", "echo tampered >> data/raw.txt && dvc repro")
+    assert res.returncode == 0, res.stderr + res.stdout
+    after_cache = _tree_hashes(r.cache)
+    changed = {k for k in before_cache if after_cache.get(k) != before_cache[k]}
+    assert not changed, changed  # every existing object's bytes (new build outputs may be added)
+    assert snapshot(r.path) == before_ws
+    assert {p.name: p.read_bytes() for p in (r.path / ".dvc").glob("config*")} == dvc_config
+    assert (_tree_hashes(site) if site.exists() else {}) == before_site
+    notes = [n for e in events(r) if e["event"] == "step" for n in e.get("notes", [])]
+    assert any("modified DVC-tracked inputs: data/raw.txt" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--axis", "data", "--data-rev", "HEAD"], "--data-rev pins the data while code moves"),
+        (["--code-rev", "HEAD"], "--code-rev fixes the code on the data axis: add --axis data"),
+        (["--data-rev", "nosuchrev"], "unknown data revision: nosuchrev"),
+        (["--axis", "data", "--code-rev", "nosuchrev"], "unknown code revision: nosuchrev"),
+    ],
+)
+def test_data_option_errors(ml, tmp_path: Path, args: list[str], message: str) -> None:
+    r, c = ml
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", "true", *args)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert message in res.stderr
+
+
+def test_data_axis_without_data_changes_is_an_error(ml, tmp_path: Path) -> None:
+    r, c = ml
+    res = run(r, "run", "--axis", "data", "--good", c["dataB"], "--bad", c["codeV2"], "--probe", "true")
+    assert res.returncode == 2
+    assert "the DVC-tracked inputs did not change between good" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_data_axis_outside_a_dvc_repo(tmp_path: Path) -> None:
+    from repos import GitRepo, linear_history
+
+    repo = GitRepo.init(tmp_path / "plain")
+    shas = linear_history(repo, 4, culprit=3)
+    res = subprocess.run([*BISECTOR, "run", "--axis", "data", "--good", shas[0], "--bad", "main", "--probe", "true"],
+                         cwd=repo.path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "--axis data needs a DVC repository" in res.stderr
