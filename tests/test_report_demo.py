@@ -190,8 +190,7 @@ def test_reproduce_command_reruns_the_search_to_the_same_culprit(demo: tuple[Pat
     assert res.returncode == 0 and res.stdout.startswith("OK: ") and culprit in res.stdout, res.stdout + res.stderr
 
 
-def test_reproduce_command_keeps_quoted_options_and_the_pathspec(demo: tuple[Path, list[str], Path, Path],
-                                                                 tmp_path: Path) -> None:
+def test_reproduce_command_keeps_quoted_options_and_the_pathspec(demo: tuple[Path, list[str], Path, Path]) -> None:
     """Options with spaces and a pathspec survive the round trip through the report."""
     repo, shas, _, _ = demo
     before = set(journals(repo))
@@ -200,10 +199,7 @@ def test_reproduce_command_keeps_quoted_options_and_the_pathspec(demo: tuple[Pat
     assert res.returncode == 0, res.stdout + res.stderr
     culprit = shas[CULPRIT - 1]
     assert f"{culprit} is the first bad commit" in res.stdout
-    session = sorted(set(journals(repo)) - before)[-1].stem
-    out = tmp_path / "opts.md"
-    assert bisector(repo, "report", session, "-o", str(out)).returncode == 0
-    command = code_block(sections(out.read_text())["Reproduce"], "sh")
+    command = reproduce_of(repo, sorted(set(journals(repo)) - before)[-1].stem)
     words = shlex.split(command)
     assert words[:2] == ["bisector", "run"]
     assert words[words.index("--probe") + 1] == "python check.py"
