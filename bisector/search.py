@@ -650,12 +650,7 @@ class Search:
     def _pick(self, elig: list[int]) -> int:
         st = self._state()
         A, Z, gp = st["A"], st["Z"], self._dag.gitpos
-        if self._costly:
-            score = {i: self._score(i, A, Z) for i in elig}
-        else:
-            score = {i: abs(2.0 * A[i] - Z) for i in elig}
-        if not self._streak and not (self.noise is None and not self._costly):
-            return min(elig, key=lambda i: (score[i], gp[i]))
+        score = {i: self._score(i, A, Z) for i in elig}
         if self._streak:
             # Skips since the last real answer mark an untestable stretch: keep clear of it, at a
             # radius (share of the mass) that doubles with each skip in a row, so a broken build
@@ -667,10 +662,9 @@ class Search:
                     elig = away
                     break
                 radius /= 2
-            return min(elig, key=lambda i: (score[i], gp[i]))
-        best = min(score.values())
-        if self.noise is None and not self._costly and best <= 1.0:
-            # git's shortcut (approx_halfway): merges first, then the other non-roots, in list order.
+        elif self.noise is None and not self._costly and min(score.values()) <= 1.0:
+            # git's shortcut (approx_halfway): an exact half-split is taken from the merges first,
+            # then from the other non-roots, each in git's list order (oldest first).
             alive = self._alive
 
             def group(i: int) -> int:
@@ -678,6 +672,7 @@ class Search:
                 return 0 if ps >= 2 else 1 if ps == 1 else 2
 
             return min((i for i in elig if score[i] <= 1.0), key=lambda i: (group(i), gp[i]))
+        # Otherwise git's best_bisection(): the best split, the first in list order among equals.
         return min(elig, key=lambda i: (score[i], gp[i]))
 
     # ---------------------------------------------------------------- result

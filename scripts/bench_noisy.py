@@ -160,9 +160,12 @@ def run_chunk(task: tuple) -> list[tuple[bool, int]]:
     return out
 
 
+SEED_OFFSET = 0
+
+
 def measure(pool: Pool, method: str, n: int, kind: str, rate: float, trials: int, k: int = 1,
             no_culprit: bool = False, procs: int = 2) -> tuple[float, float, int]:
-    seeds = list(range(trials))
+    seeds = list(range(SEED_OFFSET, SEED_OFFSET + trials))
     chunks = [seeds[i::procs * 4] for i in range(procs * 4)]
     results = [r for part in pool.map(run_chunk, [(method, n, kind, rate, k, c, no_culprit, SHAPE) for c in chunks])
                for r in part]
@@ -190,15 +193,18 @@ def main() -> None:
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--parallel", type=int, default=500, help="trials of the 4-worker run (0: skip)")
     ap.add_argument("--only-parallel", action="store_true")
+    ap.add_argument("--skip-no-culprit", action="store_true")
+    ap.add_argument("--seed-offset", type=int, default=0, help="use seeds offset.. offset+trials-1")
     ap.add_argument("--shape", default="linear", help="linear, or a DAG shape of tests/gitgen.py (no baselines)")
     args = ap.parse_args()
-    global SHAPE
-    SHAPE = args.shape
+    global SHAPE, SEED_OFFSET
+    SHAPE, SEED_OFFSET = args.shape, args.seed_offset
     if SHAPE != "linear":
         args.no_baselines = True  # the baselines here bisect a line
     cells = [(c.split(":")[0], float(c.split(":")[1])) for c in args.cells.split(",") if c]
     t0 = time.time()
-    print(f"shape: {SHAPE}; trials per cell: {args.trials}; accuracy / mean runs / p95 runs")
+    print(f"shape: {SHAPE}; trials per cell: {args.trials} (seeds from {SEED_OFFSET}); "
+          "accuracy / mean runs / p95 runs")
     hdr = f"{'N':>5} {'noise':<22} | {'ours, known':^19} | {'ours, learned':^19}"
     if not args.no_baselines:
         hdr += f" | {'plain bisection':^19} | {'repeat-k (k)':^24}"
@@ -218,7 +224,7 @@ def main() -> None:
                     k, (a, m, p95) = tune_repeat(pool, n, kind, rate, args.trials, args.procs)
                     row += f" | {a:6.1%} {m:6.1f} {p95:5d} ({k:2d})"
                 print(row, flush=True)
-            for kind, rate in (("sym", 0.1), ("sym", 0.3), ("flaky", 0.1)):
+            for kind, rate in () if args.skip_no_culprit else (("sym", 0.1), ("sym", 0.3), ("flaky", 0.1)):
                 name = f"{'p' if kind == 'sym' else 'flaky f'}={rate}"
                 row = f"{n:>5} {'no culprit, ' + name:<22}"
                 for method in ("known", "learned"):
