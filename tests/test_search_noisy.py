@@ -221,3 +221,34 @@ def test_accuracy_and_cost_at_p02_on_200_commits() -> None:
         total += runs
     assert wins >= trials - 2
     assert total / trials <= 45  # repeat-k voting needs about 90 at this size
+
+
+@pytest.mark.parametrize("model", [NoiseModel.symmetric(0.3), NoiseModel.flaky(0.2), NoiseModel(0.1, 0.8)])
+def test_posterior_equals_brute_force_enumeration_on_a_dag(model: NoiseModel) -> None:
+    #  r1 - a1 - a2 - m - t        m merges a2 and b2; b1 forks from r1
+    #    \- b1 - b2 -/
+    parents = {"t": ("m",), "m": ("a2", "b2"), "b2": ("b1",), "a2": ("a1",), "b1": ("r1",), "a1": ("r1",), "r1": ()}
+    anc = {"r1": {"r1"}, "a1": {"r1", "a1"}, "b1": {"r1", "b1"}}
+    anc["a2"] = anc["a1"] | {"a2"}
+    anc["b2"] = anc["b1"] | {"b2"}
+    anc["m"] = anc["a2"] | anc["b2"] | {"m"}
+    anc["t"] = anc["m"] | {"t"}
+    rng = random.Random(7)
+    s = Search(parents, "t", noise=model, no_culprit_prior=0.1)
+    obs = []
+    for _ in range(12):
+        rev, k = rng.choice(list(parents)), rng.randint(0, 3)
+        n = k + rng.randint(1 if model.fail_if_bad < 1 else 0, 2) or 1
+        s.record(rev, Counts(k, n))
+        obs.append((rev, k, n))
+    brute = {}
+    for c in [*parents, None]:
+        weight = 0.1 if c is None else 0.9 / len(parents)
+        for rev, k, n in obs:
+            q = model.fail_if_bad if c is not None and c in anc[rev] else model.fail_if_good
+            weight *= q**k * (1 - q) ** (n - k)
+        brute[c] = weight
+    total = sum(brute.values())
+    post = s.posterior()
+    for c, weight in brute.items():
+        assert post.get(c, 0.0) == pytest.approx(weight / total, abs=1e-12)
