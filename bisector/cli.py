@@ -118,6 +118,15 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
     from bisector.session import RunOptions, Session
 
     _sigterm_as_interrupt()
+    if repo != ".":
+        # As `git -C DIR`: run as if started in DIR (the probe script is frozen from there).
+        try:
+            os.chdir(repo)
+        except OSError as exc:
+            from bisector.errors import UsageError
+
+            raise UsageError(f"cannot change to {repo}: {exc.strerror}") from None
+        repo = "."
     opts = RunOptions(
         repo=Path(repo),
         bad=bad,
@@ -204,17 +213,20 @@ def probes() -> None:
 @main.command()
 @click.option("--keep", is_flag=True, help="Keep the demo repository and print its path.")
 @click.option("--plain", is_flag=True, help="The git-only demo (no DVC, no torch): a few seconds.")
+@click.option("--scenario", type=click.Choice(["data", "code"]), default="data", show_default=True,
+              help="What the planted regression is: a bad annotation batch, or a BGR/RGB swap in the loader.")
 @_handle_errors
-def demo(keep: bool, plain: bool) -> None:
+def demo(keep: bool, plain: bool, scenario: str) -> None:
     """Build a small ML project with a planted regression and bisect it.
 
     The project has DVC-tracked data and a torch model trained by `dvc repro`; the probe
-    is an accuracy threshold. One commit added badly annotated data next to a loader
-    refactor: bisector finds it and tests whether the code or the data is to blame.
+    is an accuracy threshold. In the data scenario one commit added badly annotated data
+    next to a loader refactor: bisector finds it and tests whether the code or the data is
+    to blame. In the code scenario a loader refactor swaps RGB to BGR. About a minute.
     """
     from bisector.demo import run_demo
 
-    sys.exit(run_demo(keep=keep, plain=plain))
+    sys.exit(run_demo(keep=keep, plain=plain, scenario=scenario))
 
 
 # Commands that live in their own modules (each has `register(main)`; click only at import).

@@ -136,7 +136,7 @@ def make_demo_repo(root: Path, n_commits: int = N_COMMITS, culprit: int = CULPRI
     return repo, shas
 
 
-def run_demo(keep: bool = False, plain: bool = False) -> int:
+def run_demo(keep: bool = False, plain: bool = False, scenario: str = "data") -> int:
     """Build the demo project in a temporary folder, bisect it, print the result and the journal.
 
     The default is the ML project (DVC data, torch model, metric probe, code-vs-data
@@ -156,11 +156,12 @@ def run_demo(keep: bool = False, plain: bool = False) -> int:
             from bisector.demo_ml import CULPRIT as ML_CULPRIT, make_ml_demo_repo
 
             click.echo("Creating the demo project (git + DVC data + a torch model)...", err=True)
-            repo, shas = make_ml_demo_repo(root)
+            repo, shas = make_ml_demo_repo(root, scenario=scenario)
             culprit = shas[ML_CULPRIT - 1]
             click.echo(
                 f"Demo project: {repo}\n  {len(shas)} commits; `dvc repro` trains a torch colour classifier;\n"
-                "  the probe is `accuracy >= 0.9` on the metrics DVC records. Somewhere the accuracy dropped."
+                "  the probe is `accuracy >= 0.9` on the metrics DVC records. Somewhere the accuracy dropped\n"
+                f"  (scenario: {scenario})."
             )
             click.echo(f"$ bisector run --good {shas[0][:10]} --bad main\n")
         cwd = os.getcwd()

@@ -1,9 +1,10 @@
 """The ML demo project: DVC-tracked data, a torch model trained by `dvc repro`, a metric probe.
 
 A colour classifier (a torch linear model over r, g, b) trained on `data/train.csv`, both
-data files tracked by DVC with a local remote. One commit adds an annotation batch whose
-labels are wrong, together with a harmless-looking refactor of the loader: the search
-finds the commit, and testing the crossings shows that the data, not the code, broke it.
+data files tracked by DVC with a local remote. Two scenarios:
+- "data": one commit adds an annotation batch whose labels are wrong, together with a
+  harmless-looking refactor of the loader; testing the crossings shows the data broke it.
+- "code": one commit refactors the loader and reads the channels as BGR (a code culprit).
 """
 
 from __future__ import annotations
@@ -31,6 +32,23 @@ def load(path):
         xs.append([float(r) / 255, float(g) / 255, float(b) / 255])
         ys.append(LABELS.index(label))
     return torch.tensor(xs), torch.tensor(ys)
+'''
+
+LOADER_BGR = '''\
+"""Reads colour samples (r,g,b,label) as tensors (refactored: channels as in the camera SDK)."""
+import torch
+
+LABELS = ["blue", "green", "red"]
+
+
+def _row(line):
+    *channels, label = line.strip().split(",")
+    return [float(v) / 255 for v in reversed(channels)], LABELS.index(label)
+
+
+def load(path):
+    rows = [_row(line) for line in open(path) if line.strip()]
+    return torch.tensor([x for x, _ in rows]), torch.tensor([y for _, y in rows])
 '''
 
 LOADER_V2 = '''\
@@ -71,7 +89,10 @@ for _ in range(epochs):
         for p in model.parameters():
             p -= lr * p.grad
 torch.save(model.state_dict(), "model.pt")
-xt, yt = load("data/test.csv")
+# Evaluation reads the raw RGB rows itself, as the production service sends them.
+rows = [line.strip().split(",") for line in open("data/test.csv") if line.strip()]
+xt = torch.tensor([[float(v) / 255 for v in r[:3]] for r in rows])
+yt = torch.tensor([["blue", "green", "red"].index(r[3]) for r in rows])
 accuracy = (model(xt).argmax(1) == yt).float().mean().item()
 json.dump({"accuracy": round(accuracy, 4), "train_loss": round(loss.item(), 4)}, open("metrics.json", "w"))
 print(f"accuracy {accuracy:.3f}")
@@ -109,8 +130,14 @@ def _samples(rng: random.Random, n: int, wrong_labels: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_ml_demo_repo(root: Path, n_commits: int = N_COMMITS, culprit: int = CULPRIT) -> tuple[Path, list[str]]:
-    """Create the project under `root` (repo, DVC cache and remote); return it and its commits."""
+def make_ml_demo_repo(
+    root: Path, n_commits: int = N_COMMITS, culprit: int = CULPRIT, scenario: str = "data"
+) -> tuple[Path, list[str]]:
+    """Create the project under `root` (repo, DVC cache and remote); return it and its commits.
+
+    scenario "data": the culprit adds a badly annotated batch (and tidies the loader);
+    scenario "code": the culprit's loader refactor reads the channels as BGR.
+    """
     repo = root / "colour-model"
     remote = root / "dvc-remote"
     repo.mkdir(parents=True)
@@ -157,6 +184,9 @@ def make_ml_demo_repo(root: Path, n_commits: int = N_COMMITS, culprit: int = CUL
             (repo / "data" / "train.csv").write_text(train)
             sh(dvc, "add", "-q", "data/train.csv")
             message = "Add annotation batch 1"
+        elif i == culprit and scenario == "code":
+            (repo / "loader.py").write_text(LOADER_BGR)
+            message = "Refactor loader: channel order as in the camera SDK"
         elif i == culprit:
             train += _samples(rng, 300, wrong_labels=True)
             (repo / "data" / "train.csv").write_text(train)

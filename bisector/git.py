@@ -33,7 +33,7 @@ def git_ok(repo: Path | str, *args: str) -> bool:
 
 def repo_root(path: Path | str) -> Path:
     """The top of the working tree containing `path`, or a UsageError."""
-    p = Path(path)
+    p = Path(path).resolve()
     if not p.is_dir():
         raise UsageError(f"not a directory: {p}")
     res = capture(["git", "-C", str(p), "rev-parse", "--show-toplevel"], cwd=p, env=git_env())

@@ -206,10 +206,12 @@ def reproduce_command(s: SessionSummary) -> str:
             if skip:
                 skip = False
                 continue
-            if a in ("--good", "--bad"):
+            # Bounds are given as shas below; a pin name or a reused session would not re-run
+            # the same search, and the command runs in the repository itself.
+            if a in ("--good", "--bad", "--pin-good", "--from", "-C"):
                 skip = True
                 continue
-            if a.startswith(("--good=", "--bad=")) or a == "--":
+            if a.startswith(("--good=", "--bad=", "--pin-good=", "--from=")) or a == "--":
                 continue
             opts.append(a)
         opts = [a for a in opts if a not in s.start.get("paths", [])]

@@ -26,3 +26,12 @@ def test_ml_demo_finds_the_bad_annotation_batch() -> None:
     assert "modified  data/train.csv" in res.stdout
     assert "metric: accuracy" in res.stdout
     assert "The planted regression (commit 15 of 24) was found." in res.stdout
+
+
+@pytest.mark.slow
+def test_ml_demo_code_scenario_finds_the_channel_swap() -> None:
+    res = subprocess.run([*BISECTOR, "demo", "--scenario", "code"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Refactor loader: channel order as in the camera SDK" in res.stdout
+    assert "Culprit is the CODE" in res.stdout
+    assert "The planted regression (commit 15 of 24) was found." in res.stdout
