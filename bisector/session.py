@@ -61,46 +61,19 @@ class RunOptions:
 
 
 @dataclass
-class StepRecord:
-    step: int
-    commit: str
-    role: str  # "bad-bound" | "good-bound" | "merge-base" | "search" | "confirm"
-    verdict: Verdict
-    build: dict[str, Any]
-    observations: list[dict[str, Any]]
-    duration: float
-    data_rev: str | None = None
-    worker: str = ""
-    notes: list[str] = field(default_factory=list)
+class StepRecord(StepOutcome):
+    """A step as journaled: what it observed (StepOutcome), its number and why it was run."""
+
+    step: int = 0
+    role: str = "search"  # "bad-bound" | "good-bound" | "merge-base" | "search" | "confirm" | "crossing" | "calibrate"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "commit": self.commit,
-            "data_rev": self.data_rev,
-            "role": self.role,
-            "verdict": self.verdict.value,
-            "build": self.build,
-            "observations": self.observations,
-            "duration": round(self.duration, 3),
-            "worker": self.worker,
-            "notes": self.notes,
-        }
+        return {"step": self.step, "role": self.role, **super().to_json()}
 
     @classmethod
     def from_json(cls, e: dict[str, Any]) -> "StepRecord":
-        return cls(
-            step=e["step"],
-            commit=e["commit"],
-            role=e["role"],
-            verdict=Verdict(e["verdict"]),
-            build=e.get("build", {}),
-            observations=e.get("observations", []),
-            duration=e.get("duration", 0.0),
-            data_rev=e.get("data_rev"),
-            worker=e.get("worker", ""),
-            notes=e.get("notes", []),
-        )
+        outcome = StepOutcome.from_json(e)
+        return cls(**vars(outcome), step=e["step"], role=e["role"])
 
 
 @dataclass
@@ -757,15 +730,18 @@ class Session:
                 if self._is_undo(rec):
                     self._undo_previous()
                     continue
-                self.writer.append("step", **rec.to_json(), round=self.rounds)
-                self.records.append(rec)
-                if rec.role != "crossing":
-                    self.observed[self._key(rec)] = rec.verdict
+                self._journal_step(rec, round=self.rounds)
                 self._step_times.append(rec.duration)
-                self.handler.on_step_end(rec)
                 records.append(rec)
             requests = retry
         return records
+
+    def _journal_step(self, rec: StepRecord, **extra: Any) -> None:
+        self.writer.append("step", **rec.to_json(), **extra)
+        self.records.append(rec)
+        if rec.role != "crossing":
+            self.observed[self._key(rec)] = rec.verdict
+        self.handler.on_step_end(rec)
 
     def _reuse(self, requests: list[Any], roles: dict[int, str], records: list[StepRecord]) -> list[Any]:
         """Steps an earlier session already ran with the same code, data and probe: journal
@@ -784,11 +760,7 @@ class Session:
                 build=old.get("build", {}), observations=old.get("observations", []), duration=0.0,
                 data_rev=req.data_rev, worker="reused", notes=[f"reused from session {self.start['reuse_from']} step {old['step']}"],
             )
-            self.writer.append("step", **rec.to_json(), reused_from=old["step"])
-            self.records.append(rec)
-            if rec.role != "crossing":
-                self.observed[self._key(rec)] = rec.verdict
-            self.handler.on_step_end(rec)
+            self._journal_step(rec, reused_from=old["step"])
             records.append(rec)
         return todo
 

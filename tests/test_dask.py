@@ -17,6 +17,8 @@ import pytest
 pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
+from cli_helpers import bisector, journal_events, probe_script  # noqa: E402
+from cli_helpers import wait_for as _wait_for  # noqa: E402
 from repos import GitRepo, linear_history, snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,36 +149,12 @@ def _processes_in(path: Path) -> list["psutil.Process"]:
     return out
 
 
-def bisector(repo: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BISECTOR, *args], cwd=repo, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
 
 
-def journal_events(repo: Path) -> list[dict]:
-    files = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
-    assert files
-    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
 
 
-def probe_script(tmp_path: Path, body: str = "") -> Path:
-    p = tmp_path / "probe.sh"
-    p.write_text(
-        "#!/bin/sh\n"
-        f"{body}\n"
-        "grep -q broken state.txt && v=1 || v=0\n"
-        f'echo "$BISECTOR_COMMIT $v" >> {tmp_path}/runs.log\n'
-        "exit $v\n"
-    )
-    p.chmod(0o755)
-    return p
 
 
-def _wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} never appeared")
-        time.sleep(0.05)
 
 
 def _no_worktrees_left(repo: GitRepo) -> None:

@@ -12,48 +12,29 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import bisector, completed_runs, dirty_user_state, journal_events, probe_script
 from repos import GitRepo, linear_history, snapshot
 
 BISECTOR = [sys.executable, "-m", "bisector.cli"]
 
 
-def bisector(repo: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BISECTOR, *args], cwd=repo, capture_output=True, text=True, timeout=timeout)
 
 
-def probe_script(tmp_path: Path, body: str = "") -> Path:
-    """Bad when state.txt says broken; each completed run appends `<commit> <exit>` to runs.log."""
-    p = tmp_path / "probe.sh"
-    p.write_text(
-        "#!/bin/sh\n"
-        f"{body}\n"
-        "grep -q broken state.txt && v=1 || v=0\n"
-        f'echo "$BISECTOR_COMMIT $v" >> {tmp_path}/runs.log\n'
-        "exit $v\n"
-    )
-    p.chmod(0o755)
-    return p
 
 
-def completed_runs(tmp_path: Path) -> list[str]:
-    log = tmp_path / "runs.log"
-    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def journal_events(repo: Path) -> list[dict]:
-    files = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
-    assert files
-    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
 
 
-def dirty_user_state(repo: GitRepo) -> None:
-    """Uncommitted, staged, untracked and stashed changes that must survive untouched."""
-    repo.write({"notes.txt": "stash me\n"})
-    repo.git("add", "notes.txt")
-    repo.git("stash")
-    repo.write({"n.txt": "uncommitted edit\n", "untracked.txt": "mine\n", "staged.txt": "staged\n"})
-    repo.git("add", "staged.txt")
 
+
+
+def _wait_for(cond, what: str, timeout: float = 60) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} never happened")
+        time.sleep(0.05)
 
 def processes_in(path: Path) -> list[tuple[int, str]]:
     """Live processes whose working directory is under `path` (steps run in worktrees under .git/)."""
@@ -88,12 +69,6 @@ def assert_no_worktrees(repo: GitRepo) -> None:
     assert not sessions.exists() or not any(sessions.glob("**/wt"))
 
 
-def _wait_for(cond, what: str, timeout: float = 60) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} never happened")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("jobs", [2, 3])

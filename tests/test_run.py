@@ -12,50 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import BISECTOR, bisector, completed_runs, dirty_user_state, journal_events, probe_script, wait_for
 from repos import GitRepo, linear_history, snapshot
-
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
-
-
-def bisector(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BISECTOR, *args], cwd=repo, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
-    )
-
-
-def probe_script(tmp_path: Path, body: str = "") -> Path:
-    """A probe outside the repo: bad when state.txt says broken; logs each completed run."""
-    p = tmp_path / "probe.sh"
-    p.write_text(
-        "#!/bin/sh\n"
-        f"{body}\n"
-        'grep -q broken state.txt && v=1 || v=0\n'
-        f'echo "$BISECTOR_COMMIT $v" >> {tmp_path}/runs.log\n'
-        "exit $v\n"
-    )
-    p.chmod(0o755)
-    return p
-
-
-def completed_runs(tmp_path: Path) -> list[str]:
-    log = tmp_path / "runs.log"
-    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def journal_events(repo: Path) -> list[dict]:
-    files = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
-    assert files
-    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
-
-
-def dirty_user_state(repo: GitRepo) -> None:
-    """Uncommitted, staged, untracked and stashed changes that must survive untouched."""
-    repo.write({"notes.txt": "stash me\n"})
-    repo.git("add", "notes.txt")
-    repo.git("stash")
-    repo.write({"n.txt": "uncommitted edit\n", "untracked.txt": "mine\n", "staged.txt": "staged\n"})
-    repo.git("add", "staged.txt")
-
 
 def test_finds_culprit_and_leaves_checkout_untouched(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 20, culprit=13)
@@ -156,14 +114,6 @@ def test_timeout_is_a_skip(repo: GitRepo, tmp_path: Path) -> None:
     assert "could not be told apart" in res.stdout
 
 
-def _wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} never appeared")
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_sigkill_mid_step_and_mid_journal_write_then_resume(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 40, culprit=29)
@@ -178,7 +128,7 @@ def test_sigkill_mid_step_and_mid_journal_write_then_resume(repo: GitRepo, tmp_p
     )
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
     proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    _wait_for(marker)
+    wait_for(marker)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     runs_after_kill = completed_runs(tmp_path)
@@ -218,7 +168,7 @@ def test_ctrl_c_keeps_checkout_and_resumes(repo: GitRepo, tmp_path: Path) -> Non
     )
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
     proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(marker)
+    wait_for(marker)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
