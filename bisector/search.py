@@ -211,8 +211,10 @@ class _Dag:
             elif kind == 1:
                 s = out[ref] + v[i]
             else:
-                s = out[ref[0]] + sum([v[j] for j in ref[1]])
-            if forward:
+                s = out[ref[0]] + sum(map(v.__getitem__, ref[1]))
+            if ln == 1:
+                out[i] = s
+            elif forward:
                 out[i : i + ln] = accumulate(v[i + 1 : i + ln], initial=s)
             else:
                 out[i - ln + 1 : i + 1] = list(accumulate(v[i - ln + 1 : i][::-1], initial=s))[::-1]
