@@ -155,9 +155,14 @@ class Workspace:
     def checkout(self, rev: str) -> None:
         """Make the worktree exactly `rev`: forced checkout, then remove everything untracked."""
         git(self.path, "checkout", "--quiet", "--force", "--detach", rev)
-        excludes = [arg for k in self.keep for arg in ("-e", k)]
+        keep = [*self.keep, *("/" + p.strip("/") for p in self.keep_paths(rev))]
+        excludes = [arg for k in keep for arg in ("-e", k)]
         git(self.path, "clean", "-ffdxq", *excludes)
         self.current = rev
+
+    def keep_paths(self, rev: str) -> list[str]:
+        """Ignored paths `git clean` must leave for the next step to update in place (none here)."""
+        return []
 
     def close(self) -> None:
         if self.path.exists():

@@ -40,6 +40,7 @@ from bisector.data.files import (
     declared_outputs,
     dvc_tree_files,
     dvcfile_inputs,
+    inputs_at,
     is_lockfile,
     is_pipeline,
     load_yaml,
@@ -155,6 +156,7 @@ class DvcWorkspace(Workspace):
         predates `dvc init` while the other does not (NOT_COMBINABLE). A commit before
         `dvc init` alone is code-only: no dvc call at all.
         """
+        self._keep_revs = [r for r in (rev, data_rev) if r]
         super().checkout(rev)
         self.data_rev = None
         self._sources, self._outputs = {}, {}
@@ -181,6 +183,18 @@ class DvcWorkspace(Workspace):
             info["data_rev"] = data_rev
         info.update(self._materialize(rev))
         self.step_info = info
+
+    def keep_paths(self, rev: str) -> list[str]:
+        """The data inputs of the step's revisions survive `git clean -x`: `dvc checkout --force`
+        then rewrites only what changed, instead of copying the whole dataset every step.
+        Stage outputs (models, metrics) are still removed, so a build never sees stale ones."""
+        if self.user is None:
+            return []
+        keep: set[str] = set()
+        for r in getattr(self, "_keep_revs", [rev]):
+            if has_dvc(self.repo, r):
+                keep.update(inputs_at(self.repo, r))
+        return sorted(keep)
 
     def _overlay(self, data_rev: str, reader: InputReader) -> dict[str, Any]:
         """Replace the data-source `.dvc` files by `data_rev`'s: exactly its set, nothing else
