@@ -26,6 +26,12 @@ class StepRequest:
     step: int
     log_dir: Path
     data_rev: str | None = None
+    run: int = 1  # the how-manieth run at this revision (noisy searches repeat)
+    fresh_build: bool = False  # rebuild even if cached: a repeat whose sample is the build itself
+
+    def env(self) -> dict[str, str]:
+        """Context for the probe of a repeated run (a seeded probe can draw a new sample)."""
+        return {"BISECTOR_RUN": str(self.run)}
 
 
 class LocalExecutor:
@@ -72,10 +78,10 @@ class LocalExecutor:
     def _run(self, req: StepRequest) -> StepOutcome:
         slot = self._free.get()
         try:
-            env = self.slot_env[slot % len(self.slot_env)] if self.slot_env else None
+            env = {**(self.slot_env[slot % len(self.slot_env)] if self.slot_env else {}), **req.env()}
             outcome = execute_step(
                 self.workspaces[slot], self.suite, self.build_config, req.rev, req.step, req.log_dir, req.data_rev, env,
-                cache=self.cache,
+                cache=None if req.fresh_build else self.cache,
             )
             outcome.worker = f"local-{slot}"
             return outcome

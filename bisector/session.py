@@ -696,7 +696,11 @@ class Session:
             roles[n] = role
             label = f"{rev[:10]} code + {data_rev[:10]} data" if role == "crossing" and data_rev else key
             self.handler.on_step_start(n, label, role, left, est, secs)
-            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev))
+            runs = 1 + sum(1 for r in self.records if r.role != "crossing" and self._key(r) == key)
+            # A repeat (noisy search) of a suite that answers the same on the same build must
+            # rebuild: the new build (a new training run) is the new sample.
+            fresh = runs > 1 and not getattr(self.suite, "repeatable", True)
+            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev, runs, fresh))
         records = []
         if self.reusable:
             requests = self._reuse(requests, roles, records)

@@ -193,7 +193,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
         Path(spec["log_dir"]),
         data_rev=spec.get("data_rev"),
         env=spec.get("env") or None,
-        cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) else None,
+        cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) and not spec.get("fresh_build") else None,
     )
     return outcome.to_json()
 

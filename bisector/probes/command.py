@@ -82,6 +82,7 @@ class CommandProbe:
         on_timeout: str = "skip",
         name: str = "command",
         frozen: Mapping[str, str] | None = None,
+        repeatable: bool = True,
     ):
         if on_timeout not in _ON_TIMEOUT:
             raise UsageError(f"probe on_timeout must be one of {', '.join(_ON_TIMEOUT)}, not {on_timeout!r}")
@@ -90,6 +91,9 @@ class CommandProbe:
         self.on_timeout = on_timeout
         self.name = name
         self.frozen = dict(frozen or {})
+        # A command may be flaky (a test, a sampled evaluation): by default a re-run is a new
+        # sample; `repeatable = false` declares it deterministic given the build.
+        self.repeatable = repeatable
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> "CommandProbe":
@@ -105,6 +109,7 @@ class CommandProbe:
             on_timeout=spec.get("on_timeout", "skip"),
             name=spec.get("name", "command"),
             frozen=frozen,
+            repeatable=bool(spec.get("repeatable", True)),
         )
 
     def config(self) -> dict[str, Any]:
@@ -114,6 +119,7 @@ class CommandProbe:
             "timeout": self.timeout,
             "on_timeout": self.on_timeout,
             "frozen": self.frozen,
+            "repeatable": self.repeatable,
         }
 
     def run(self, ctx: ProbeContext) -> Observation:

@@ -61,6 +61,16 @@ class ProbeSuite:
         }
 
     @property
+    def repeatable(self) -> bool:
+        """Does running the suite again on the same build give a new, independent sample?
+
+        Each probe may declare `repeatable` (default False: a deterministic probe on the same
+        build answers the same). When no probe is repeatable, a noisy search's repeat must
+        rebuild (a new training run is the new sample).
+        """
+        return any(getattr(p, "repeatable", False) for p in self.probes)
+
+    @property
     def needs_baseline(self) -> bool:
         """True while a probe with a rule relative to the good bound has no baseline yet."""
         return any(getattr(p, "needs_baseline", False) for p in self.probes)
