@@ -131,6 +131,7 @@ def make_workspace(repo: Path, session_dir: Path, dvc: dict[str, Any] | None = N
             link_type=dvc.get("link_type", "reflink,copy"),
             timeout=dvc.get("timeout"),
             data_paths=dvc.get("data_paths", ()),
+            verify=bool(dvc.get("verify", False)),
         )
     return Workspace(repo, session_dir)
 

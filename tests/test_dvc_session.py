@@ -176,3 +176,23 @@ def test_data_axis_outside_a_dvc_repo(tmp_path: Path) -> None:
                          cwd=repo.path, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "--axis data needs a DVC repository" in res.stderr
+
+
+def test_corrupted_cache_object(ml, tmp_path: Path) -> None:
+    """DVC never re-hashes cache objects: by default a corrupted one goes unnoticed (documented:
+    DVC records the expected hash for the copy, so `dvc repro` even skips the stage and checks
+    out the old model); with `[dvc] verify = true` the step is a skip that names the object."""
+    r, c = ml
+    md5 = r.md5_of("data/raw.txt.dvc", c["both"])  # "charlie"
+    obj = r.cache_object(md5)
+    obj.chmod(0o644)
+    obj.write_text("rotten\n")
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    # Default: nothing notices (the search runs on what DVC materializes).
+    assert "corrupted cache object" not in res.stdout + res.stderr
+    r.write({"bisector.toml": "[dvc]\nverify = true\n"})
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 1
+    assert "data/raw.txt" in res.stdout and "corrupted cache object" in res.stdout
+    assert "delete that object and run `dvc fetch`" in res.stdout

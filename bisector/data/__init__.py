@@ -16,6 +16,7 @@ from bisector.data.history import (
 )
 from bisector.data.workspace import (
     CHECKOUT_FAILED,
+    CORRUPTED,
     CROSS_DEVICE,
     LINK_UNSUPPORTED,
     NOT_COMBINABLE,
@@ -30,7 +31,7 @@ from bisector.data.workspace import (
 )
 
 __all__ = [
-    "CHECKOUT_FAILED", "CROSS_DEVICE", "LINK_UNSUPPORTED", "NOT_COMBINABLE", "NOT_PUSHED", "PLUGIN_MISSING", "REMOTE_UNREACHABLE",
+    "CHECKOUT_FAILED", "CORRUPTED", "CROSS_DEVICE", "LINK_UNSUPPORTED", "NOT_COMBINABLE", "NOT_PUSHED", "PLUGIN_MISSING", "REMOTE_UNREACHABLE",
     "DataChange", "DataInput", "DataRevision", "DataUnavailable", "DvcWorkspace",
     "after_build_check", "attribution", "classify_culprit", "data_diff", "data_revisions",
     "default_build_command", "has_dvc", "params_diff",

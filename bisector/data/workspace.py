@@ -60,6 +60,7 @@ PLUGIN_MISSING = "plugin missing"
 LINK_UNSUPPORTED = "link type unsupported"
 CROSS_DEVICE = "different filesystem"
 CHECKOUT_FAILED = "dvc checkout failed"
+CORRUPTED = "corrupted cache object"  # found only with verify = true (DVC never re-hashes)
 NOT_COMBINABLE = "not combinable"  # code or data revision before `dvc init` on a crossing
 
 
@@ -68,7 +69,7 @@ class DataUnavailable(BisectorError):
 
     `path` is the data file, `rev` the revision whose `.dvc` file asked for it, `cause` one of
     NOT_PUSHED, REMOTE_UNREACHABLE, PLUGIN_MISSING, LINK_UNSUPPORTED, CROSS_DEVICE,
-    CHECKOUT_FAILED, NOT_COMBINABLE. `str()` is one line naming all three and the fix.
+    CHECKOUT_FAILED, NOT_COMBINABLE, CORRUPTED. `str()` is one line naming all three and the fix.
     """
 
     def __init__(self, path: str, rev: str, cause: str, detail: str = "", fix: str = ""):
@@ -112,8 +113,13 @@ class DvcWorkspace(Workspace):
         link_type: str | Sequence[str] = DEFAULT_LINK_TYPE,
         timeout: float | None = None,
         data_paths: Sequence[str] = (),
+        verify: bool = False,
     ):
         super().__init__(repo, session_dir)
+        # verify: hash every cache object a step's inputs use (once per session) before the
+        # checkout. DVC never re-verifies objects, so a corrupted one is otherwise used as is.
+        self.verify = verify
+        self._verified: set[Path] = set()
         self.link_types = parse_link_type(link_type)
         self.timeout = timeout  # per dvc command (checkout, fetch)
         self.data_paths = tuple(data_paths)  # the data axis' inputs: overlay only these (all when empty)
@@ -231,6 +237,8 @@ class DvcWorkspace(Workspace):
         absent = [i for i in wanted.values() if not self._in_cache(i)]
         if any(i.hash not in self._unfetchable for i in absent):
             self._fetch(env, wanted, info)
+        if self.verify:
+            self._verify_objects(self.inputs().values(), rev)
         res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
         if res.returncode != 0 and not info["fetched"] and any(self._objects(i) is None for i in wanted.values()):
             # Hashes we cannot look up in the cache (cloud-versioned outputs): fetch and retry.
@@ -253,6 +261,29 @@ class DvcWorkspace(Workspace):
             return info
         last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
+
+    def _verify_objects(self, inputs: Any, rev: str) -> None:
+        """Each cache object's md5 must be its name (DVC 3 layout); raise CORRUPTED if not."""
+        import hashlib
+
+        for i in inputs:
+            if i.legacy:
+                continue  # DVC 2 objects of text files were hashed after dos2unix: not comparable
+            for obj in self._objects(i) or []:
+                if obj in self._verified or not obj.is_file():
+                    continue
+                h = hashlib.md5()
+                with open(obj, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                expected = obj.parent.name + obj.name.removesuffix(".dir")
+                if h.hexdigest() != expected:
+                    raise DataUnavailable(
+                        i.path, self._sources.get(i.source, rev), CORRUPTED,
+                        f"cache object {obj} hashes to {h.hexdigest()[:8]}, not {expected[:8]}",
+                        "delete that object and run `dvc fetch` (or `dvc push` it again from a good copy)",
+                    )
+                self._verified.add(obj)
 
     def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any]) -> None:
         res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)
