@@ -105,6 +105,11 @@ def execute_step(
         command = default_build_command(workspace.path)
     config = dataclasses.replace(build_config, command=command)
     inputs_before = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
+    stats_before = None
+    if getattr(workspace, "is_dvc", False):
+        from bisector.data.workspace import input_stats
+
+        stats_before = input_stats(workspace)
     build = _build(workspace, config, rev, log_dir, step_env, cache)
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
@@ -112,7 +117,7 @@ def execute_step(
     if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached":
         from bisector.data.workspace import after_build_check
 
-        modified = after_build_check(workspace)
+        modified = after_build_check(workspace, stats_before)
         # A build can also re-record its inputs (`dvc repro` rewrites a changed `.dvc` file,
         # after which `dvc status` is clean): compare the declared hashes too.
         inputs_after = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
