@@ -40,3 +40,19 @@ def test_journal_without_start_event(repo: GitRepo, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "no readable start event" in res.stderr
     assert "check good" in res.stdout
+
+
+def test_journal_view_does_not_import_torch_or_dvc(repo: GitRepo, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    shas = linear_history(repo, 6, culprit=4)
+    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path))).returncode == 0
+    code = (
+        "import sys\nfrom bisector.cli import main\n"
+        "try:\n    main(['journal'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'dvc', 'numpy') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout
