@@ -438,6 +438,8 @@ class Session:
             "frozen_dir": str(self.repo / JOURNAL_DIR / "frozen"),
             "env": {},
             "dvc": self.dvc_settings,
+            # Workers that do not share this filesystem clone the code from here instead.
+            **{k: v for k, v in table(self.frozen_file_config, "executor").items() if k in ("repo_url", "worker_cache")},
         }
 
     def _counts(self) -> dict[str, int]:

@@ -361,6 +361,22 @@ def test_workers_without_our_filesystem_use_repo_url(cluster: Cluster, repo: Git
     assert list((cache / "repos").glob("*/.git"))
 
 
+def test_run_with_repo_url_from_bisector_toml(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    """`[executor] repo_url` in bisector.toml: the workers clone the remote instead of using our worktrees."""
+    shas = linear_history(repo, 12, culprit=8)
+    remote = tmp_path / "remote.git"
+    cache = tmp_path / "worker-cache"
+    repo.commit({"bisector.toml": f'[executor]\nrepo_url = "file://{remote}"\nworker_cache = "{cache}"\n'}, "config")
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(remote)], check=True)
+    probe = probe_script(tmp_path)
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe),
+                   "--executor", cluster.url, "-j", "2")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{shas[7]} is the first bad commit" in res.stdout
+    assert list((cache / "repos").glob("*/.git"))  # the workers' clone of the remote
+    _no_worktrees_left(repo)
+
+
 def test_refuses_multithreaded_workers(repo: GitRepo, tmp_path: Path) -> None:
     from distributed import LocalCluster
 
