@@ -203,9 +203,11 @@ def test_non_topological_dict_order_is_accepted() -> None:
     assert res.culprit == "c4"
 
 
-def test_search_module_imports_only_the_standard_library() -> None:
-    import bisector.search as mod
+@pytest.mark.parametrize("module", ["bisector.search", "bisector.dag"])
+def test_search_module_imports_only_the_standard_library(module: str) -> None:
+    import importlib
 
+    mod = importlib.import_module(module)
     tree = ast.parse(Path(mod.__file__).read_text())
     names = set()
     for node in ast.walk(tree):
@@ -220,4 +222,4 @@ def test_search_module_imports_only_the_standard_library() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bisector")
     }
-    assert from_bisector <= {"bisector.verdict", "bisector.errors"}
+    assert from_bisector <= {"bisector.verdict", "bisector.errors", "bisector.dag"}
