@@ -10,6 +10,8 @@ import heapq
 from itertools import accumulate
 from typing import Mapping
 
+from bisector.errors import UsageError
+
 
 def _bits(x: int) -> list[int]:
     out = []

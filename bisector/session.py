@@ -7,109 +7,24 @@ with scripted verdicts; events go to a `Handler` so the CLI and other front ends
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from bisector import __version__
 from bisector.build import BuildConfig
 from bisector.config import load_file_config, probe_specs, table
 from bisector.errors import BisectorError, BoundsError, ContradictionError, ProbeAbort, UsageError
 from bisector.git import git, repo_root
-from bisector.history import Candidates, commit_info, load_candidates
+from bisector.history import Candidates, load_candidates
 from bisector.journal import JOURNAL_DIR, JournalWriter, journal_dir, read_events
+from bisector.records import Handler, SessionResult, StepRecord
+from bisector.settings import RunOptions, environment, frozen_specs, make_search, search_settings
 from bisector.step import StepOutcome
 from bisector.verdict import Verdict
 from bisector.workspace import RepoLock, Workspace, prune_stale, state_dir
-
-
-@dataclass
-class RunOptions:
-    """What `bisector run` was asked. None means "from bisector.toml" (or a default)."""
-
-    repo: Path = Path(".")
-    bad: str | None = None
-    goods: list[str] = field(default_factory=list)
-    probe: str | None = None
-    probe_timeout: float | None = None
-    build: str | None = None
-    build_timeout: float | None = None
-    on_failure: str | None = None
-    first_parent: bool = False
-    paths: list[str] = field(default_factory=list)
-    jobs: int = 1
-    executor: str | None = None  # None: local; "dask://HOST:PORT": a Dask cluster
-    # Noisy probes (see search.py): a symmetric flip rate, a one-sided flake rate, or learn it.
-    noise: float | None = None
-    flaky: float | None = None
-    learn_noise: bool | None = None
-    confidence: float | None = None
-    max_steps: int | None = None
-    no_cache: bool = False  # rebuild every step even when an identical build is cached
-    # What moves: "code" (each commit with its own data, or with --data-rev's data pinned) or
-    # "data" (code fixed at code_rev, default the bad bound; DVC-tracked inputs move).
-    axis: str = "code"
-    code_rev: str | None = None
-    data_rev: str | None = None
-    attribute: bool = False  # test the crossings even when the culprit changed only code or data
-    reuse_from: str | None = None  # a past session whose still-valid observations are reused
-
-
-@dataclass
-class StepRecord(StepOutcome):
-    """A step as journaled: what it observed (StepOutcome), its number and why it was run."""
-
-    step: int = 0
-    role: str = "search"  # "bad-bound" | "good-bound" | "merge-base" | "search" | "confirm" | "crossing" | "calibrate"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "role": self.role, **super().to_json()}
-
-    @classmethod
-    def from_json(cls, e: dict[str, Any]) -> "StepRecord":
-        outcome = StepOutcome.from_json(e)
-        return cls(**vars(outcome), step=e["step"], role=e["role"])
-
-
-@dataclass
-class SessionResult:
-    session: str
-    journal: Path
-    status: str  # "found" | "ambiguous" | "bounds" | "contradiction" | "not-confirmed" | "no_culprit"
-    culprit: str | None = None
-    probability: float = 0.0
-    candidates: list[str] = field(default_factory=list)
-    message: str = ""
-    steps: dict[str, int] = field(default_factory=dict)  # probes per role
-    elapsed: float = 0.0
-    resumed: bool = False
-    attribution: dict[str, Any] | None = None  # {"culprit_is": code|data|both|unknown, ...}
-    axis: str = "code"
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.status == "found" else 1
-
-
-class Handler:
-    """Receives the loop's events. The default does nothing; the CLI prints progress."""
-
-    def on_start(self, info: dict[str, Any]) -> None: ...
-
-    def on_step_start(self, step: int, commit: str, role: str, left: int, est_steps: int, est_seconds: float | None) -> None: ...
-
-    def on_step_end(self, record: StepRecord) -> None: ...
-
-    def on_posterior(self, event: dict[str, Any]) -> None: ...
-
-    def on_message(self, text: str) -> None: ...
-
-    def on_result(self, result: SessionResult) -> None: ...
 
 
 def default_suite_factory(specs: list[dict[str, Any]], user_cwd: Path, frozen_dir: Path, stop_early: bool):
@@ -136,13 +51,6 @@ def make_workspace(repo: Path, session_dir: Path, dvc: dict[str, Any] | None = N
     return Workspace(repo, session_dir)
 
 
-def environment() -> dict[str, str]:
-    return {
-        "bisector": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "git": git(Path("."), "--version").strip().removeprefix("git version "),
-    }
 
 
 def find_unfinished(repo: Path) -> Path | None:
@@ -185,7 +93,11 @@ class Session:
 
     # ----------------------------------------------------------------- setup
     def _new_session_id(self) -> str:
-        return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+        """UTC time to the millisecond, then a random tag: ids sort in start order (the latest
+        session is the last file), also for sessions started within one second."""
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
+        return stamp + "-" + secrets.token_hex(2)
 
     def _prepare(self) -> tuple[dict[str, Any], bool]:
         """Return the start event (new or from the unfinished journal) and whether we resume."""
@@ -248,7 +160,7 @@ class Session:
         start_partial = {"bad": candidates.bad, "goods": candidates.goods, "first_parent": first_parent,
                          "paths": paths, **axis_info}
         candidates = self._load_candidates(start_partial)
-        search_settings = _search_settings(opts, search_table)
+        settings = search_settings(opts, search_table)
         session_id = self._new_session_id()
         frozen_dir = self.repo / JOURNAL_DIR / "frozen"
         suite = self.suite_factory(specs, Path(os.getcwd()), frozen_dir, stop_early)
@@ -261,11 +173,11 @@ class Session:
             "paths": paths,
             **axis_info,
             "candidates": len(candidates),
-            "search": search_settings,
+            "search": settings,
             "config": {
                 "build": build.to_json(),
                 "probes": suite.config(),
-                "probe_specs": _frozen_specs(specs, suite),
+                "probe_specs": frozen_specs(specs, suite),
                 "stop_early": stop_early,
                 "file": config,
             },
@@ -364,7 +276,7 @@ class Session:
         else:
             writer.append("start", **start)
         self.handler.on_start({**start, "resumed": resumed, "journal": str(self.journal_path)})
-        self.search = _make_search(self.candidates, start.get("search", {}))
+        self.search = make_search(self.candidates, start.get("search", {}))
         self.noisy = self.search.noise is not None
         self.max_steps = start.get("search", {}).get("max_steps")
         for rec in previous:
@@ -784,7 +696,7 @@ class Session:
         self.writer.append("undo", step=prev.step)
         self.records.remove(prev)
         self.handler.on_message(f"Undid step {prev.step} ({prev.commit[:10]} {prev.verdict.value})")
-        self.search = _make_search(self.candidates, self.start.get("search", {}))
+        self.search = make_search(self.candidates, self.start.get("search", {}))
         self.observed = {}
         for r in self.records:
             if r.role != "crossing":
@@ -794,73 +706,6 @@ class Session:
                     self.search.record(self._key(r), r.verdict)
                 continue
             self._tell(r)
-
-
-def _search_settings(opts: RunOptions, table_: dict[str, Any]) -> dict[str, Any]:
-    """The noise model and stopping rule, from flags over [search] in bisector.toml."""
-    noise = opts.noise if opts.noise is not None else table_.get("noise")
-    flaky = opts.flaky if opts.flaky is not None else table_.get("flaky")
-    if flaky is True:
-        flaky = 0.0  # one-sided, rate learned
-    if flaky is False:
-        flaky = None
-    learn = opts.learn_noise if opts.learn_noise is not None else table_.get("learn_noise")
-    confidence = opts.confidence if opts.confidence is not None else table_.get("confidence", 0.99)
-    for name, value in (("noise", noise), ("flaky", flaky)):
-        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 0.5):
-            raise UsageError(f"{name} must be a rate in [0, 0.5), not {value!r}")
-    if not (isinstance(confidence, (int, float)) and 0.5 < confidence < 1):
-        raise UsageError(f"confidence must be between 0.5 and 1 (exclusive), not {confidence!r}")
-    if learn is None:
-        learn = flaky == 0.0
-    max_steps = opts.max_steps if opts.max_steps is not None else table_.get("max_steps")
-    return {
-        "noise": noise,
-        "flaky": flaky,
-        "learn_noise": bool(learn),
-        "confidence": float(confidence),
-        "max_steps": max_steps,
-        "calibration_runs": int(table_.get("calibration_runs", 3)),
-        "noise_floor": float(table_.get("noise_floor", 0.02)),
-    }
-
-
-def _make_search(candidates: Candidates, settings: dict[str, Any]) -> Any:
-    from bisector.search import NoiseModel, Search
-
-    noise: Any = None
-    if settings.get("flaky") is not None:
-        noise = NoiseModel.flaky(settings["flaky"]) if settings["flaky"] > 0 else None
-        if noise is None:
-            noise = NoiseModel.flaky(settings.get("noise_floor", 0.02))
-    elif settings.get("noise"):
-        noise = NoiseModel.symmetric(settings["noise"])
-    learn = bool(settings.get("learn_noise"))
-    if noise is None and not learn:
-        return Search(candidates.parents, candidates.bad)
-    return Search(
-        candidates.parents,
-        candidates.bad,
-        noise=noise,
-        learn_noise=learn,
-        confidence=settings.get("confidence", 0.99),
-        noise_floor=settings.get("noise_floor", 0.02),
-        good=candidates.goods,
-        calibration_runs=settings.get("calibration_runs", 3) if learn else 0,
-    )
-
-
-def _frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]]:
-    """The specs to rebuild the suite on resume: command probes point at their frozen script."""
-    out = []
-    probe_configs = suite.config().get("probes", [])
-    for spec, cfg in zip(specs, probe_configs):
-        spec = dict(spec)
-        if spec.get("type", "command") == "command" and "run" in cfg:
-            spec["run"] = cfg["run"]
-            spec.pop("command", None)
-        out.append(spec)
-    return out
 
 
 def reset(repo_path: Path) -> list[str]:
@@ -884,3 +729,6 @@ def reset(repo_path: Path) -> list[str]:
         return dropped + [str(p) for p in removed]
     finally:
         lock.release()
+
+
+_make_search = make_search  # the name bisector.replay imports

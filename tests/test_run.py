@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +41,7 @@ def test_build_failure_is_a_skip(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 12, culprit=9)
     probe = probe_script(tmp_path)
     # The build fails on commit 6 only (the search would test it first): a skip, stepped around.
-    build = f"test \"$(cat n.txt)\" != 6"
+    build = "test \"$(cat n.txt)\" != 6"
     res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "--build", build)
     assert res.returncode == 0, res.stderr + res.stdout
     assert f"{shas[8]} is the first bad commit" in res.stdout
