@@ -199,6 +199,48 @@ def reset(repo: str) -> None:
 
 
 @main.command()
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@click.option("--prune", is_flag=True, help="Remove entries (all, or those selected by the limits below).")
+@click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS", help="With --prune: unused for DAYS days.")
+@click.option("--max-size", type=click.FloatRange(min=0), metavar="MB", help="With --prune: keep at most MB, least recently used go first.")
+@_handle_errors
+def cache(repo: str, prune: bool, older_than: float | None, max_size: float | None) -> None:
+    """Show (or prune) the build cache: outputs of earlier builds, restored instead of rebuilding."""
+    import time as _time
+
+    from tabulate import tabulate
+
+    from bisector.buildcache import BuildCache
+    from bisector.git import repo_root
+
+    bc = BuildCache.for_repo(repo_root(Path(repo)))
+    if prune:
+        if older_than is None and max_size is None:
+            max_size = 0.0  # no limit given: remove everything
+        dropped = bc.prune(
+            older_than=older_than * 86400 if older_than is not None else None,
+            max_bytes=int(max_size * 1e6) if max_size is not None else None,
+        )
+        click.echo(f"Removed {len(dropped)} entries ({sum(e.size for e in dropped) / 1e6:.1f} MB).")
+        return
+    entries = bc.entries()
+    if not entries:
+        click.echo(f"The build cache is empty ({bc.root}).")
+        return
+
+    def when(t: float) -> str:
+        return _time.strftime("%Y-%m-%d %H:%M", _time.localtime(t))
+
+    rows = [
+        {"key": e.key[:12], "size MB": f"{e.size / 1e6:.2f}", "created": when(e.created),
+         "last used": when(e.last_used), "outputs": ", ".join(e.outputs)[:60]}
+        for e in reversed(entries)
+    ]
+    click.echo(tabulate(rows, headers="keys"))
+    click.echo(f"\n{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {bc.root}")
+
+
+@main.command()
 @_handle_errors
 def probes() -> None:
     """List the probe types available (built in and from plugins)."""

@@ -195,3 +195,17 @@ def test_corrupted_cache_object(ml, tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "data/raw.txt" in res.stdout and "corrupted cache object" in res.stdout
     assert "delete that object and run `dvc fetch`" in res.stdout
+
+
+def test_cache_command_shows_and_prunes(ml, tmp_path: Path) -> None:
+    r, c = ml
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    assert run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p).returncode == 0
+    res = run(r, "cache")
+    assert res.returncode == 0, res.stderr
+    assert "model.txt" in res.stdout and "entries" in res.stdout
+    res = run(r, "cache", "--prune", "--older-than", "1")
+    assert res.returncode == 0 and "Removed 0 entries" in res.stdout
+    res = run(r, "cache", "--prune")
+    assert res.returncode == 0 and "Removed 0 entries" not in res.stdout
+    assert "The build cache is empty" in run(r, "cache").stdout
