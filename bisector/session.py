@@ -701,10 +701,6 @@ class Session:
         for r in self.records:
             if r.role != "crossing":
                 self.observed[self._key(r)] = r.verdict
-            if r.role in ("bad-bound", "good-bound", "merge-base") and not self.noisy:
-                if self._key(r) in self.candidates.parents and r.verdict is not Verdict.ABORT:
-                    self.search.record(self._key(r), r.verdict)
-                continue
             self._tell(r)
 
 

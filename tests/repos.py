@@ -43,7 +43,6 @@ class GitRepo:
         self.write(files or {})
         self.git("add", "-A")
         self._tick += 1
-        date = "2026-01-01T00:00:00+00:00"
         env = {**os.environ, "GIT_AUTHOR_DATE": f"@{1767225600 + self._tick * 60} +0000",
                "GIT_COMMITTER_DATE": f"@{1767225600 + self._tick * 60} +0000"}
         subprocess.run(

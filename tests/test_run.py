@@ -111,18 +111,23 @@ def test_timeout_is_a_skip(repo: GitRepo, tmp_path: Path) -> None:
     assert "could not be told apart" in res.stdout
 
 
+def probe_hanging_on_run(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    """The counting probe, whose n-th run touches a marker and hangs until killed."""
+    marker = tmp_path / "in-step"
+    probe = probe_script(
+        tmp_path,
+        body=f'c=$(cat {tmp_path}/count 2>/dev/null || echo 0); c=$((c+1)); echo $c > {tmp_path}/count\n'
+        f'if [ "$c" -eq {n} ]; then touch {marker}; sleep 600; fi',
+    )
+    return probe, marker
+
+
 @pytest.mark.slow
 def test_sigkill_mid_step_and_mid_journal_write_then_resume(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 40, culprit=29)
     dirty_user_state(repo)
     before = snapshot(repo.path)
-    marker = tmp_path / "in-step"
-    # The 4th probe run hangs (after touching the marker) until killed.
-    probe = probe_script(
-        tmp_path,
-        body=f'c=$(cat {tmp_path}/count 2>/dev/null || echo 0); c=$((c+1)); echo $c > {tmp_path}/count\n'
-        f'if [ "$c" -eq 4 ]; then touch {marker}; sleep 600; fi',
-    )
+    probe, marker = probe_hanging_on_run(tmp_path, 4)  # the 4th probe run hangs until killed
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
     proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     wait_for(marker)
@@ -157,12 +162,7 @@ def test_ctrl_c_keeps_checkout_and_resumes(repo: GitRepo, tmp_path: Path) -> Non
     shas = linear_history(repo, 30, culprit=11)
     dirty_user_state(repo)
     before = snapshot(repo.path)
-    marker = tmp_path / "in-step"
-    probe = probe_script(
-        tmp_path,
-        body=f'c=$(cat {tmp_path}/count 2>/dev/null || echo 0); c=$((c+1)); echo $c > {tmp_path}/count\n'
-        f'if [ "$c" -eq 3 ]; then touch {marker}; sleep 600; fi',
-    )
+    probe, marker = probe_hanging_on_run(tmp_path, 3)
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
     proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(marker)

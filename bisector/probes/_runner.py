@@ -83,6 +83,7 @@ def launch(
     python: str | None = None,
 ) -> RunnerOutcome:
     """Run one check in a fresh interpreter in the workspace; never raises for the child's failures."""
+    from bisector.probes.base import probe_env
     from bisector.process import run_process
 
     log_dir = Path(ctx.log_dir)
@@ -99,14 +100,7 @@ def launch(
     }
     request_path.write_text(json.dumps(request, indent=1), encoding="utf-8")
     result_path.unlink(missing_ok=True)  # a stale result must never be read as this run's
-    env = dict(os.environ)
-    env.update(ctx.env)
-    env.update(
-        BISECTOR_COMMIT=ctx.commit,
-        BISECTOR_WORKSPACE=str(ctx.workspace),
-        BISECTOR_STEP=str(ctx.step),
-        BISECTOR_DATA_REV=ctx.data_rev or ctx.commit,
-    )
+    env = probe_env(ctx)
     env.setdefault("PYTHONHASHSEED", "0")
     root = _bisector_root()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)

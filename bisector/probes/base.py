@@ -27,6 +27,21 @@ class ProbeContext:
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment
 
 
+def probe_env(ctx: ProbeContext) -> dict[str, str]:
+    """The environment of a probe process: ours, the step's extras, and the BISECTOR_* context."""
+    import os
+
+    env = dict(os.environ)
+    env.update(ctx.env)
+    env.update(
+        BISECTOR_COMMIT=ctx.commit,
+        BISECTOR_WORKSPACE=str(ctx.workspace),
+        BISECTOR_STEP=str(ctx.step),
+        BISECTOR_DATA_REV=ctx.data_rev or ctx.commit,
+    )
+    return env
+
+
 @dataclass
 class Observation:
     """One probe's result at one step.

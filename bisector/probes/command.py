@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bisector.errors import UsageError
-from bisector.probes.base import Observation, ProbeContext
+from bisector.probes.base import Observation, ProbeContext, probe_env
 from bisector.process import run_process
 from bisector.verdict import Verdict
 
@@ -123,14 +123,7 @@ class CommandProbe:
         }
 
     def run(self, ctx: ProbeContext) -> Observation:
-        env = dict(os.environ)
-        env.update(ctx.env)
-        env.update(
-            BISECTOR_COMMIT=ctx.commit,
-            BISECTOR_WORKSPACE=str(ctx.workspace),
-            BISECTOR_STEP=str(ctx.step),
-            BISECTOR_DATA_REV=ctx.data_rev or ctx.commit,
-        )
+        env = probe_env(ctx)
         timeout = self.timeout if self.timeout is not None else ctx.timeout
         log = ctx.log_dir / f"probe-{self.name}.log"
         start = time.monotonic()
