@@ -2,7 +2,7 @@
 
     python scripts/bench_cache.py [--keep] [--no-run-cache-row]
 
-Builds the ML demo project (`bisector.demo_ml.make_ml_demo_repo`: DVC-tracked CSVs, a torch
+Builds the ML demo project (`bisector.demo.ml.make_ml_demo_repo`: DVC-tracked CSVs, a torch
 linear model trained by `dvc repro`, metric probe `accuracy >= 0.9` in its bisector.toml) in a
 temp dir, then runs the real CLI three times on it, each a fresh session:
 
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bisector.demo_ml import make_ml_demo_repo  # noqa: E402
+from bisector.demo.ml import make_ml_demo_repo  # noqa: E402
 
 # The warm run's probe: the same threshold as the demo's metric probe, as a command probe.
 PROBE = "python -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))[sys.argv[2]] < 0.9)' metrics.json accuracy"

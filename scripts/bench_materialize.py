@@ -55,9 +55,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import bisector.data.workspace as dws  # noqa: E402
-import bisector.workspace as bws  # noqa: E402
-from bisector.data.dvccli import dvc_executable  # noqa: E402
+import bisector.io.data.workspace as dws  # noqa: E402
+import bisector.io.workspace as bws  # noqa: E402
+from bisector.io.data.dvccli import dvc_executable  # noqa: E402
 
 PROBE = "! grep -q culprit data/labels.csv"
 TIMES: dict[str, float] = defaultdict(float)
@@ -158,7 +158,7 @@ def make_repo(base: Path, size_mb: int, n_files: int, n_revs: int, env: dict) ->
 
 
 def part_a(repo: Path, shas: list[str], session: Path) -> list[dict]:
-    from bisector.data.workspace import DvcWorkspace
+    from bisector.io.data.workspace import DvcWorkspace
 
     instrument()
     ws = DvcWorkspace(repo, session)
@@ -195,7 +195,7 @@ def part_a(repo: Path, shas: list[str], session: Path) -> list[dict]:
 
 def part_a2(repo: Path, shas: list[str], session: Path, env: dict) -> list[dict]:
     """By hand: checkout, clean without -x, dvc checkout --force (the data is kept between steps)."""
-    from bisector.data.workspace import DvcWorkspace
+    from bisector.io.data.workspace import DvcWorkspace
 
     ws = DvcWorkspace(repo, session)
     ws.open(shas[0])

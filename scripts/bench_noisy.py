@@ -21,10 +21,10 @@ from multiprocessing import Pool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from bisector.search import NoiseModel, Search  # noqa: E402
-from bisector.verdict import Verdict  # noqa: E402
+from bisector.core.search import NoiseModel, Search  # noqa: E402
+from bisector.core.model import Verdict  # noqa: E402
 
 MAX_RUNS = 3000  # a trial that has not stopped by then counts as wrong, with these runs
 
@@ -36,14 +36,14 @@ _HISTORIES: dict = {}
 def history(n: int) -> tuple[dict[str, tuple[str, ...]], str, list[int]]:
     """(candidates newest first, head, ancestor bitsets) for c1..cN; c0 (the good bound) is outside.
 
-    Linear by default; `--shape` takes a DAG shape from tests/gitgen.py (its root is the good bound).
+    Linear by default; `--shape` takes a DAG shape from tests/fixtures/gitgen.py (its root is the good bound).
     """
     key = (SHAPE, n)
     if key not in _HISTORIES:
         if SHAPE == "linear":
             ps = [()] + [(i - 1,) for i in range(1, n + 1)]
         else:
-            import gitgen
+            from tests.fixtures import gitgen
 
             ps = gitgen.shape(SHAPE, n + 1)
         anc = []
@@ -195,7 +195,7 @@ def main() -> None:
     ap.add_argument("--only-parallel", action="store_true")
     ap.add_argument("--skip-no-culprit", action="store_true")
     ap.add_argument("--seed-offset", type=int, default=0, help="use seeds offset.. offset+trials-1")
-    ap.add_argument("--shape", default="linear", help="linear, or a DAG shape of tests/gitgen.py (no baselines)")
+    ap.add_argument("--shape", default="linear", help="linear, or a DAG shape of tests/fixtures/gitgen.py (no baselines)")
     args = ap.parse_args()
     global SHAPE, SEED_OFFSET
     SHAPE, SEED_OFFSET = args.shape, args.seed_offset

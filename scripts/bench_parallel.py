@@ -152,8 +152,8 @@ def run_one(template: Path, work: Path, good: str, culprit_sha: str, probe: Path
 
 def noisy(n: int, p: float, k: int, trials: int, seed: int = 1) -> str:
     try:
-        from bisector.search import Search
-        from bisector.verdict import Verdict
+        from bisector.core.search import Search
+        from bisector.core.model import Verdict
 
         revs = [f"c{i}" for i in range(1, n + 1)]
         parents = {revs[i]: ((revs[i - 1],) if i else ()) for i in range(n - 1, -1, -1)}

@@ -35,7 +35,7 @@ def main() -> None:
         q = statistics.quantiles(t, n=4)
         print(f"{name:<20} {statistics.median(t):9.3f} {q[0]:7.3f} {q[2]:7.3f}")
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; from bisector.cli import main\n"
+        [sys.executable, "-c", "import sys; from bisector.cli.main import main\n"
          "try:\n main(['--help'])\nexcept SystemExit: pass\n"
          "print(sorted(m for m in ('dvc','torch','numpy','git') if m in sys.modules))"],
         capture_output=True, text=True,

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-import gitgen  # noqa: E402
-from bisector.search import Search  # noqa: E402
-from bisector.verdict import Verdict  # noqa: E402
+from tests.fixtures import gitgen  # noqa: E402
+from bisector.core.search import Search  # noqa: E402
+from bisector.core.model import Verdict  # noqa: E402
 
 
 def main() -> None:

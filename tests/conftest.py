@@ -1,15 +1,22 @@
-"""Hermetic git for every test: no user or system config, fixed identity."""
+"""Hermetic git for every test (no user or system config, fixed identity), and the tier markers."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.fixtures.repos import GitRepo
 
-from repos import GitRepo  # noqa: E402
+TIERS = ("unit", "func", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (the folder it lives in): `-m unit`, `-m 'not e2e'`."""
+    for item in items:
+        tier = next((t for t in TIERS if f"/tests/{t}/" in str(item.path)), None)
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(autouse=True)

@@ -84,7 +84,7 @@ def launch(
 ) -> RunnerOutcome:
     """Run one check in a fresh interpreter in the workspace; never raises for the child's failures."""
     from bisector.probes.base import probe_env
-    from bisector.process import run_process
+    from bisector.io.process import run_process
 
     log_dir = Path(ctx.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def problem_observation(
 ) -> Any:
     """An Observation for a run that produced no measurement, or None when it did."""
     from bisector.probes.base import Observation
-    from bisector.verdict import Verdict
+    from bisector.core.model import Verdict
 
     evidence: dict[str, Any] = {"returncode": outcome.returncode, "timed_out": outcome.timed_out}
     if outcome.timed_out:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-from bisector.verdict import Verdict
+from bisector.core.model import Verdict
 
 
 @dataclass(frozen=True)

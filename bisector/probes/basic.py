@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from bisector.errors import UsageError
+from bisector.core.errors import UsageError
 from bisector.probes import adapter, stats
 from bisector.probes._runner import launch, problem_observation
 from bisector.probes.base import Observation, ProbeContext
-from bisector.verdict import Verdict
+from bisector.core.model import Verdict
 
 DESCRIPTION = "pass rate on a frozen cases file (exact/contains/regex), Wilson interval, threshold"
 KEYS = (

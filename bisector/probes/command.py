@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from bisector.errors import UsageError
+from bisector.core.errors import UsageError
 from bisector.probes.base import Observation, ProbeContext, probe_env
-from bisector.process import run_process
-from bisector.verdict import Verdict
+from bisector.io.process import run_process
+from bisector.core.model import Verdict
 
 # Words that a POSIX shell understands without a program on PATH.
 _SHELL_WORDS = {

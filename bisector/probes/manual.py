@@ -17,9 +17,9 @@ from typing import IO, Any, Mapping, Sequence
 
 import click
 
-from bisector.errors import UsageError
+from bisector.core.errors import UsageError
 from bisector.probes.base import Observation, ProbeContext
-from bisector.verdict import Verdict
+from bisector.core.model import Verdict
 
 DESCRIPTION = "asks you: good, bad, skip or undo, after showing the workspace and the other probes' evidence"
 UNDO_KEY = "undo"

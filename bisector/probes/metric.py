@@ -16,11 +16,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from bisector.errors import UsageError
+from bisector.core.errors import UsageError
 from bisector.probes import adapter
 from bisector.probes._runner import json_safe
 from bisector.probes.base import Observation, ProbeContext
-from bisector.verdict import Verdict
+from bisector.core.model import Verdict
 
 DESCRIPTION = "a condition on a metrics file of the build (default: dvc.yaml metrics), absolute or vs the good bound"
 # `timeout` is accepted and ignored: `--timeout` is set on every probe spec, and reading a file is instant.

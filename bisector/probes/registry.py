@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from bisector.errors import UsageError
+from bisector.core.errors import UsageError
 from bisector.probes import adapter
 from bisector.probes.base import Probe
 from bisector.probes.command import CommandProbe

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from bisector.errors import UsageError
+from bisector.core.errors import UsageError
 from bisector.probes import adapter
 from bisector.probes._runner import launch, problem_observation
 from bisector.probes.base import Observation, ProbeContext
-from bisector.verdict import Verdict
+from bisector.core.model import Verdict
 
 DESCRIPTION = "model loads; weights, forward pass and generations are finite, varied and not the input"
 KEYS = (

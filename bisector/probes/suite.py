@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from bisector.probes.base import Observation, Probe, ProbeContext
-from bisector.verdict import Verdict
+from bisector.core.model import Verdict
 
 
 def combine(observations: Sequence[Observation]) -> Verdict:

@@ -1,0 +1,1 @@
+"""Building a revision: the build command and its content-addressed cache."""

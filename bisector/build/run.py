@@ -1,0 +1,97 @@
+"""The build step: run the build command in the workspace, with a timeout and a log."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from bisector.core.errors import UsageError
+from bisector.io.process import run_process
+
+ON_FAILURE = ("skip", "bad", "abort")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    command: str | None = None
+    timeout: float | None = None
+    on_failure: str = "skip"  # what a failed or timed-out build means for the step
+    outputs: tuple[str, ...] = ()  # files the build makes, for the build cache (DVC: dvc.lock outs)
+    cache: bool = True  # restore outputs of an identical earlier build instead of rebuilding
+
+    def __post_init__(self) -> None:
+        if self.on_failure not in ON_FAILURE:
+            raise UsageError(
+                f"build on_failure must be one of {', '.join(ON_FAILURE)}, not {self.on_failure!r}"
+            )
+        if self.command is not None and not self.command.strip():
+            raise UsageError("the build command is empty: give one with --build 'CMD' or drop the option")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outputs"] = list(self.outputs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "BuildConfig":
+        d = dict(d)
+        d["outputs"] = tuple(d.get("outputs", ()))
+        return cls(**d)
+
+
+@dataclass
+class BuildResult:
+    status: str  # "ok" | "failed" | "timeout" | "none" (no build configured) | "cached"
+    duration: float = 0.0
+    returncode: int | None = None
+    log: str | None = None
+    tail: str = ""
+    key: str | None = None  # build-cache key (stored or restored)
+    outputs: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "none", "cached")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.ok:
+            d.pop("tail")
+        for k in ("key", "outputs"):
+            if d[k] is None:
+                d.pop(k)
+        return d
+
+
+def run_build(
+    config: BuildConfig,
+    workspace: Path,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> BuildResult:
+    if not config.command:
+        return BuildResult("none")
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    res = run_process(
+        ["/bin/sh", "-c", config.command],
+        cwd=workspace,
+        env=full_env,
+        timeout=config.timeout,
+        log_path=log_path,
+    )
+    if res.timed_out:
+        status = "timeout"
+    elif res.returncode != 0:
+        status = "failed"
+    else:
+        status = "ok"
+    return BuildResult(
+        status=status,
+        duration=res.duration,
+        returncode=res.returncode,
+        log=str(log_path),
+        tail=res.tail(10) if status != "ok" else "",
+    )

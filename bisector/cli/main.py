@@ -1,0 +1,300 @@
+"""The command line: thin click commands over the Python API (heavy imports stay inside them)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    a culprit was found (and confirmed)
+  1    no single culprit: candidates listed, the bounds do not
+       reproduce, or the probe aborted
+  2    usage or input error (bad revision, missing probe, ...)
+  130  interrupted (Ctrl-C); run `bisector run` again to resume
+"""
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's errors into `Error: ...` plus their exit code; tracebacks with -v."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from bisector.core.errors import BisectorError
+
+        ctx = click.get_current_context()
+        verbose = (ctx.find_root().params or {}).get("verbose", False)
+        try:
+            return fn(*args, **kwargs)
+        except BisectorError as exc:
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: the journal is saved; run `bisector run` again to resume.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="bisector", message="bisector %(version)s")
+def main(verbose: bool) -> None:
+    """Find the commit (or data revision) that broke a model, by binary search.
+
+    bisector tests revisions between a known-good and a broken one in an isolated
+    git worktree (your checkout is never touched), builds each one, runs a probe,
+    and writes every step to a journal under .bisector/ so a killed run resumes.
+    """
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@click.option("--good", "goods", multiple=True, metavar="REV", help="A revision where the probe passes (repeatable).")
+@click.option("--bad", metavar="REV", help="A revision where the probe fails.")
+@click.option("--probe", metavar="CMD", help="Probe command: exit 0 good, 125 skip, 1-127 bad, else abort.")
+@click.option("--timeout", "probe_timeout", type=float, metavar="SECS", help="Per-step probe timeout (a timeout is a skip).")
+@click.option("--build", metavar="CMD", help="Build command run in the workspace before the probe.")
+@click.option("--build-timeout", type=float, metavar="SECS", help="Build timeout (a timed-out build is a failed build).")
+@click.option(
+    "--on-failure",
+    type=click.Choice(["skip", "bad", "abort"]),
+    help="What a failed build means (default: skip).",
+)
+@click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Steps to run at once, each in its own worktree.")
+@click.option("--executor", metavar="URL", envvar="DASK_SCHEDULER_ADDRESS",
+              help="Where steps run: local (default) or dask://HOST:PORT (needs bisector[dask]).")
+@click.option("--noise", type=click.FloatRange(0, 0.5, max_open=True), metavar="P",
+              help="The probe's verdict flips with probability P: search with a posterior.")
+@click.option("--flaky", type=click.FloatRange(0, 0.5, max_open=True), metavar="F",
+              help="One-sided flakes: bad always fails, good fails with rate F (0: learn it).")
+@click.option("--learn-noise", is_flag=True, default=None, help="Learn the noise rate from repeated runs (with a floor).")
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), metavar="C",
+              help="Stop when one commit (or 'no culprit') reaches this probability (default 0.99).")
+@click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Stop after N steps.")
+@click.option("--axis", type=click.Choice(["code", "data"]), default="code", show_default=True,
+              help="code: each commit with its own data; data: code fixed, DVC-tracked inputs move.")
+@click.option("--code-rev", metavar="REV", help="With --axis data: the code to build (default: the bad bound).")
+@click.option("--data-rev", metavar="REV", help="Keep the DVC data of REV fixed while the code moves.")
+@click.option("--attribute", is_flag=True, help="Always test code-vs-data crossings at the culprit.")
+@click.option("--no-cache", is_flag=True, help="Rebuild every step, even when an identical build is cached.")
+@click.option("--from", "reuse_from", metavar="SESSION",
+              help="Reuse the observations of a past session that still hold (same code, data and probe).")
+@click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
+@click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
+@_handle_errors
+def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
+        build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
+        jobs: int, executor: str | None, noise: float | None, flaky: float | None, learn_noise: bool | None,
+        confidence: float | None, max_steps: int | None, axis: str, code_rev: str | None, data_rev: str | None,
+        attribute: bool, no_cache: bool, reuse_from: str | None, pin_good: str | None,
+        paths: tuple[str, ...]) -> None:
+    """Bisect between --good and --bad with a probe; resume an interrupted session.
+
+    \b
+    Examples:
+      bisector run --good v1.0 --bad main --probe './check.sh' -- src/
+      bisector run --good @tuesday --bad main          (a pin as the good end)
+      bisector run --good v1.0 --bad main --axis data  (DVC data moves, code fixed)
+      bisector run --good v1.0 --bad main --noise 0.1 -j 4
+
+    The probe and bisector.toml are read from your current checkout once, at the
+    start, and frozen: every commit is judged by the same script. With no --good
+    and --bad, the unfinished session (if any) is resumed.
+    """
+    from bisector.review.render import CliHandler, print_result
+    from bisector.run.session import RunOptions, Session
+
+    _sigterm_as_interrupt()
+    if repo != ".":
+        # As `git -C DIR`: run as if started in DIR (the probe script is frozen from there).
+        try:
+            os.chdir(repo)
+        except OSError as exc:
+            from bisector.core.errors import UsageError
+
+            raise UsageError(f"cannot change to {repo}: {exc.strerror}") from None
+        repo = "."
+    opts = RunOptions(
+        repo=Path(repo),
+        bad=bad,
+        goods=list(goods),
+        probe=probe,
+        probe_timeout=probe_timeout,
+        build=build,
+        build_timeout=build_timeout,
+        on_failure=on_failure,
+        first_parent=first_parent,
+        paths=list(paths),
+        jobs=jobs,
+        executor=executor,
+        noise=noise,
+        flaky=flaky,
+        learn_noise=learn_noise,
+        confidence=confidence,
+        max_steps=max_steps,
+        axis=axis,
+        code_rev=code_rev,
+        data_rev=data_rev,
+        attribute=attribute,
+        no_cache=no_cache,
+        reuse_from=reuse_from,
+    )
+    session = Session(opts, CliHandler())
+    result = session.run()
+    print_result(session.repo, result)
+    if pin_good and result.status == "found":
+        from bisector.journal.writer import summarize
+        from bisector.review.pins.store import pin_from_session
+
+        pin = pin_from_session(session.repo, summarize(result.journal), pin_good)
+        click.echo(f"Pinned @{pin.name}: {pin.commit[:10]} (known good)")
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("session", required=False)
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "md"]), default="table", help="Output format.")
+@_handle_errors
+def journal(session: str | None, repo: str, fmt: str) -> None:
+    """Show the steps of a session (default: the latest) as a table."""
+    from bisector.review.render import render_journal
+
+    click.echo(render_journal(Path(repo), session, fmt))
+
+
+@main.command()
+@click.argument("session", required=False)
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@_handle_errors
+def log(session: str | None, repo: str) -> None:
+    """Show a session as a `git bisect log` (replayable with `git bisect replay`)."""
+    from bisector.review.render import render_bisect_log
+
+    click.echo(render_bisect_log(Path(repo), session))
+
+
+@main.command()
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@_handle_errors
+def reset(repo: str) -> None:
+    """Drop the unfinished session and remove its worktree (journals are kept)."""
+    from bisector.run.session import reset as do_reset
+
+    dropped = do_reset(Path(repo))
+    click.echo("Dropped: " + ", ".join(dropped) if dropped else "Nothing to reset.")
+
+
+@main.command()
+@click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
+@click.option("--prune", is_flag=True, help="Remove entries (all, or those selected by the limits below).")
+@click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS", help="With --prune: unused for DAYS days.")
+@click.option("--max-size", type=click.FloatRange(min=0), metavar="MB", help="With --prune: keep at most MB, least recently used go first.")
+@_handle_errors
+def cache(repo: str, prune: bool, older_than: float | None, max_size: float | None) -> None:
+    """Show (or prune) the build cache: outputs of earlier builds, restored instead of rebuilding."""
+    import time as _time
+
+    from tabulate import tabulate
+
+    from bisector.build.cache import BuildCache
+    from bisector.io.git import repo_root
+
+    bc = BuildCache.for_repo(repo_root(Path(repo)))
+    if prune:
+        if older_than is None and max_size is None:
+            max_size = 0.0  # no limit given: remove everything
+        dropped = bc.prune(
+            older_than=older_than * 86400 if older_than is not None else None,
+            max_bytes=int(max_size * 1e6) if max_size is not None else None,
+        )
+        click.echo(f"Removed {len(dropped)} entries ({sum(e.size for e in dropped) / 1e6:.1f} MB).")
+        return
+    entries = bc.entries()
+    if not entries:
+        click.echo(f"The build cache is empty ({bc.root}).")
+        return
+
+    def when(t: float) -> str:
+        return _time.strftime("%Y-%m-%d %H:%M", _time.localtime(t))
+
+    rows = [
+        {"key": e.key[:12], "size MB": f"{e.size / 1e6:.2f}", "created": when(e.created),
+         "last used": when(e.last_used), "outputs": ", ".join(e.outputs)[:60]}
+        for e in reversed(entries)
+    ]
+    click.echo(tabulate(rows, headers="keys"))
+    click.echo(f"\n{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {bc.root}")
+
+
+@main.command()
+@_handle_errors
+def probes() -> None:
+    """List the probe types available (built in and from plugins)."""
+    from bisector.probes.registry import available
+
+    items = available()
+    width = max(len(n) for n in items)
+    for name, desc in items.items():
+        click.echo(f"{name:<{width}}  {desc}")
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the demo repository and print its path.")
+@click.option("--plain", is_flag=True, help="The git-only demo (no DVC, no torch): a few seconds.")
+@click.option("--scenario", type=click.Choice(["data", "code"]), default="data", show_default=True,
+              help="What the planted regression is: a bad annotation batch, or a BGR/RGB swap in the loader.")
+@_handle_errors
+def demo(keep: bool, plain: bool, scenario: str) -> None:
+    """Build a small ML project with a planted regression and bisect it.
+
+    The project has DVC-tracked data and a torch model trained by `dvc repro`; the probe
+    is an accuracy threshold. In the data scenario one commit added badly annotated data
+    next to a loader refactor: bisector finds it and tests whether the code or the data is
+    to blame. In the code scenario a loader refactor swaps RGB to BGR. About a minute.
+    """
+    from bisector.demo.plain import run_demo
+
+    sys.exit(run_demo(keep=keep, plain=plain, scenario=scenario))
+
+
+# Commands that live in their own modules (each has `register(main)`; click only at import).
+_EXTRA_COMMAND_MODULES = ("bisector.cli.review",)
+
+
+def _register_extra_commands() -> None:
+    import importlib
+
+    for name in _EXTRA_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(main)
+
+
+_register_extra_commands()
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM ends a run like Ctrl-C: steps are killed, the journal kept, the worktree removed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,1 @@
+"""Input and output: processes, git, history, workspaces, configuration and DVC data."""

@@ -1,0 +1,1 @@
+"""The debugging journal: writing, reading, reuse and replay."""

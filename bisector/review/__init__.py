@@ -1,0 +1,1 @@
+"""Reviewing searches: tables, reports and pins."""

@@ -1,0 +1,1 @@
+"""Where steps run: local worker threads or a Dask cluster."""

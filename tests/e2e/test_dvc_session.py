@@ -1,0 +1,211 @@
+"""`bisector run` end to end on a real git + DVC repository with a local remote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.dvcrepos import DvcRepo, template
+from tests.fixtures.repos import snapshot
+
+pytestmark = pytest.mark.slow
+BISECTOR = [sys.executable, "-m", "bisector.cli"]
+
+
+@pytest.fixture
+def ml(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> tuple[DvcRepo, dict[str, str]]:
+    tpl, commits = template(tmp_path_factory)
+    return tpl.copy_to(tmp_path / "copy"), commits
+
+
+def run(r: DvcRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BISECTOR, *args], cwd=r.path, capture_output=True, text=True, env=r.env, timeout=300)
+
+
+def probe(tmp_path: Path, body: str) -> str:
+    p = tmp_path / "probe.sh"
+    p.write_text("#!/bin/sh\n" + body + "\n")
+    p.chmod(0o755)
+    return str(p)
+
+
+def events(r: DvcRepo) -> list[dict]:
+    path = sorted((r.path / ".bisector" / "sessions").glob("*.jsonl"))[-1]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_code_axis_finds_data_culprit_and_attributes_it(ml, tmp_path: Path) -> None:
+    r, c = ml
+    before = snapshot(r.path)
+    # The model is broken once it was trained on "charlie" (the `both` commit changed code and data).
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    assert "Culprit is the DATA" in res.stdout
+    assert "modified  data/raw.txt" in res.stdout
+    ev = events(r)
+    crossings = [e for e in ev if e["event"] == "step" and e["role"] == "crossing"]
+    assert len(crossings) == 2
+    assert ev[-1]["attribution"]["culprit_is"] == "data"
+    # Every step ran `dvc repro` on checked-out data (never stale): the build log says so.
+    steps = [e for e in ev if e["event"] == "step" and e["role"] != "crossing"]
+    assert all(e["build"]["status"] in ("ok", "cached") for e in steps)
+    assert snapshot(r.path) == before
+    # A second search over the same range with another probe rebuilds nothing (build cache).
+    p2 = tmp_path / "p2.sh"
+    p2.write_text("#!/bin/sh\n! grep -q charlie model.txt\n")
+    p2.chmod(0o755)
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", str(p2))
+    assert res.returncode == 0, res.stderr
+    steps = [e for e in events(r) if e["event"] == "step" and e["role"] != "crossing"]
+    assert steps and all(e["build"]["status"] == "cached" for e in steps)
+    assert snapshot(r.path) == before
+
+
+def test_code_culprit_attributed_to_code(ml, tmp_path: Path) -> None:
+    r, c = ml
+    p = probe(tmp_path, "! grep -q '^v3:' model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    assert "Culprit is the CODE" in res.stdout
+
+
+def test_data_axis_with_fixed_code(ml, tmp_path: Path) -> None:
+    r, c = ml
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    res = run(r, "run", "--axis", "data", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    assert "first bad DATA revision" in res.stdout
+    ev = events(r)
+    assert ev[0]["axis"] == "data" and ev[0]["code_rev"] == c["images"]
+    # Only data revisions are candidates: init's successors where inputs changed.
+    assert ev[0]["candidates"] <= 5
+    assert all(e["commit"] == c["images"] for e in ev if e["event"] == "step")
+
+
+def test_missing_data_makes_the_bound_unusable_with_a_reason(ml, tmp_path: Path) -> None:
+    r, c = ml
+    md5 = r.md5_of("data/raw.txt.dvc", c["unpushed"])
+    r.cache_object(md5).unlink()
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["unpushed"], "--probe", p)
+    assert res.returncode == 1
+    assert "Cannot bisect: the bad bound" in res.stdout
+    assert "data/raw.txt" in res.stdout and "not pushed to the remote" in res.stdout
+
+
+def test_only_the_combination_fails_is_both(ml, tmp_path: Path) -> None:
+    r, c = ml
+    p = probe(tmp_path, "! grep -q '^v3:charlie' model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    assert "Culprit is the BOTH" in res.stdout
+    assert events(r)[-1]["attribution"]["culprit_is"] == "both"
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_build_writing_its_inputs_in_place_leaves_user_cache_and_config_alone(ml, tmp_path: Path) -> None:
+    r, c = ml
+    before_ws = snapshot(r.path)
+    before_cache = _tree_hashes(r.cache)
+    site = r.base / "dvc-site"
+    before_site = _tree_hashes(site) if site.exists() else {}
+    dvc_config = {p.name: p.read_bytes() for p in (r.path / ".dvc").glob("config*")}
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    # The build appends to its own input before training: with the default link type the
+    # worktree holds copies, so the user's cache objects cannot change.
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p,
+              "--build", "echo tampered >> data/raw.txt && dvc repro")
+    assert res.returncode == 0, res.stderr + res.stdout
+    after_cache = _tree_hashes(r.cache)
+    changed = {k for k in before_cache if after_cache.get(k) != before_cache[k]}
+    assert not changed, changed  # every existing object's bytes (new build outputs may be added)
+    assert snapshot(r.path) == before_ws
+    assert {p.name: p.read_bytes() for p in (r.path / ".dvc").glob("config*")} == dvc_config
+    assert (_tree_hashes(site) if site.exists() else {}) == before_site
+    notes = [n for e in events(r) if e["event"] == "step" for n in e.get("notes", [])]
+    assert any("modified DVC-tracked inputs: data/raw.txt" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--axis", "data", "--data-rev", "HEAD"], "--data-rev pins the data while code moves"),
+        (["--code-rev", "HEAD"], "--code-rev fixes the code on the data axis: add --axis data"),
+        (["--data-rev", "nosuchrev"], "unknown data revision: nosuchrev"),
+        (["--axis", "data", "--code-rev", "nosuchrev"], "unknown code revision: nosuchrev"),
+    ],
+)
+def test_data_option_errors(ml, tmp_path: Path, args: list[str], message: str) -> None:
+    r, c = ml
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", "true", *args)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert message in res.stderr
+
+
+def test_data_axis_without_data_changes_is_an_error(ml, tmp_path: Path) -> None:
+    r, c = ml
+    res = run(r, "run", "--axis", "data", "--good", c["dataB"], "--bad", c["codeV2"], "--probe", "true")
+    assert res.returncode == 2
+    assert "the DVC-tracked inputs did not change between good" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_data_axis_outside_a_dvc_repo(tmp_path: Path) -> None:
+    from repos import GitRepo, linear_history
+
+    repo = GitRepo.init(tmp_path / "plain")
+    shas = linear_history(repo, 4, culprit=3)
+    res = subprocess.run([*BISECTOR, "run", "--axis", "data", "--good", shas[0], "--bad", "main", "--probe", "true"],
+                         cwd=repo.path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "--axis data needs a DVC repository" in res.stderr
+
+
+def test_corrupted_cache_object(ml, tmp_path: Path) -> None:
+    """DVC never re-hashes cache objects: by default a corrupted one goes unnoticed (documented:
+    DVC records the expected hash for the copy, so `dvc repro` even skips the stage and checks
+    out the old model); with `[dvc] verify = true` the step is a skip that names the object."""
+    r, c = ml
+    md5 = r.md5_of("data/raw.txt.dvc", c["both"])  # "charlie"
+    obj = r.cache_object(md5)
+    obj.chmod(0o644)
+    obj.write_text("rotten\n")
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    # Default: nothing notices (the search runs on what DVC materializes).
+    assert "corrupted cache object" not in res.stdout + res.stderr
+    r.write({"bisector.toml": "[dvc]\nverify = true\n"})
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
+    assert res.returncode == 1
+    assert "data/raw.txt" in res.stdout and "corrupted cache object" in res.stdout
+    assert "delete that object and run `dvc fetch`" in res.stdout
+
+
+def test_cache_command_shows_and_prunes(ml, tmp_path: Path) -> None:
+    r, c = ml
+    p = probe(tmp_path, "! grep -q charlie model.txt")
+    assert run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p).returncode == 0
+    res = run(r, "cache")
+    assert res.returncode == 0, res.stderr
+    assert "model.txt" in res.stdout and "entries" in res.stdout
+    res = run(r, "cache", "--prune", "--older-than", "1")
+    assert res.returncode == 0 and "Removed 0 entries" in res.stdout
+    res = run(r, "cache", "--prune")
+    assert res.returncode == 0 and "Removed 0 entries" not in res.stdout
+    assert "The build cache is empty" in run(r, "cache").stdout

@@ -1,0 +1,198 @@
+"""Journal review end to end: sessions table, Markdown report (+ plot), replay, the manual probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.repos import GitRepo, linear_history
+
+BISECTOR = [sys.executable, "-m", "bisector.cli"]
+
+
+def bisector(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BISECTOR, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def probe(tmp_path: Path) -> Path:
+    p = tmp_path / "probe.sh"
+    p.write_text("#!/bin/sh\ngrep -q broken state.txt && exit 1\nexit 0\n")
+    p.chmod(0o755)
+    return p
+
+
+@pytest.fixture
+def session(repo: GitRepo, tmp_path: Path) -> tuple[GitRepo, list[str], Path]:
+    """A finished session on 16 commits, culprit commit 11; returns (repo, shas, journal)."""
+    shas = linear_history(repo, 16, culprit=11)
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe(tmp_path)))
+    assert res.returncode == 0, res.stderr
+    journals = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))
+    return repo, shas, journals[-1]
+
+
+def test_sessions_table(session: tuple[GitRepo, list[str], Path]) -> None:
+    repo, shas, journal = session
+    res = bisector(repo.path, "sessions")
+    assert res.returncode == 0, res.stderr
+    header, _, row = res.stdout.splitlines()[:3]
+    assert header.split() == ["session", "started", "bounds", "probe", "steps", "status", "culprit"]
+    assert row.startswith(journal.stem)
+    assert f"{shas[0][:7]}..{shas[15][:7]}" in row and " found " in row and shas[10][:10] in row
+
+
+def test_report_without_matplotlib(session: tuple[GitRepo, list[str], Path], tmp_path: Path) -> None:
+    repo, shas, journal = session
+    # A matplotlib that cannot be imported, whatever is installed.
+    fake = tmp_path / "nompl" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    out = tmp_path / "review" / "report.md"
+    res = bisector(repo.path, "report", "-o", str(out), env={"PYTHONPATH": f"{fake.parent}{os.pathsep}{os.getcwd()}"})
+    assert res.returncode == 0, res.stderr
+    assert "pip install 'bisector[plot]'" in res.stdout
+    text = out.read_text()
+    for section in ("# Bisection report: session " + journal.stem, "## The question", "## The answer",
+                    "## The evidence", "## The environment", "## Reproduce"):
+        assert section in text
+    assert f"**`{shas[10]}` is the first bad commit** (probability 1.00)" in text
+    assert f"- **Good:** `{shas[0]}` commit 1" in text and f"- **Bad:** `{shas[15]}` commit 16" in text
+    assert "state.txt | 2 +-" in text  # git show --stat of the culprit
+    assert "pip install 'bisector[plot]'" in text and "![" not in text
+    steps = [json.loads(line) for line in journal.read_text().splitlines() if '"event": "step"' in line]
+    for e in steps:
+        assert f"### Step {e['step']}: " in text and f"- Revision: `{e['commit']}`" in text
+    assert "- Probe `command`: **bad**: exit 1 [exit_code=1, timed_out=False]" in text
+    assert f"bisector run --bad {shas[15]} --good {shas[0]} --probe " in text
+    assert f"bisector replay {journal}" in text
+    assert not out.with_suffix(".png").exists()
+
+
+def test_report_with_plot(session: tuple[GitRepo, list[str], Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    repo, shas, journal = session
+    out = tmp_path / "report.md"
+    res = bisector(repo.path, "report", journal.stem, "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    png = tmp_path / "report.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](report.png)" in out.read_text()
+
+
+def test_replay_ok_and_tampered(session: tuple[GitRepo, list[str], Path], tmp_path: Path) -> None:
+    repo, shas, journal = session
+    res = bisector(tmp_path, "replay", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("OK: ") and f"first bad commit {shas[10]}" in res.stdout
+    # Flip the verdict of the first search step: the next choice differs from the journal's.
+    lines = journal.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"role": "search"' in line)
+    e = json.loads(lines[i])
+    flipped = {"good": "bad", "bad": "good"}[e["verdict"]]
+    lines[i] = json.dumps({**e, "verdict": flipped})
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n")
+    res = bisector(repo.path, "replay", str(tampered))
+    assert res.returncode == 1
+    assert res.stdout.startswith(f"DIVERGED: step {e['step'] + 1}: the journal tested ")
+    assert "but the search chooses" in res.stdout
+    # A journal whose end claims another culprit.
+    lines = journal.read_text().splitlines()
+    end = json.loads(lines[-1])
+    lines[-1] = json.dumps({**end, "culprit": shas[9]})
+    tampered.write_text("\n".join(lines) + "\n")
+    res = bisector(repo.path, "replay", str(tampered))
+    assert res.returncode == 1 and "the journal's result is found" in res.stdout
+
+
+MANUAL_DRIVER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from bisector.probes.base import ProbeContext
+    from bisector.probes.manual import ManualProbe, is_undo
+    log_dir = Path(sys.argv[1])
+    (log_dir / "probe-command.log").write_text("loss 0.25\\naccuracy 0.91\\n")
+    probe = ManualProbe({"name": "eyes"})
+    for step in range(1, int(sys.argv[2]) + 1):
+        ctx = ProbeContext(workspace=Path("/ws"), commit="c" * 40, step=step, log_dir=log_dir)
+        obs = probe.run(ctx)
+        print(json.dumps({"verdict": obs.verdict.value, "undo": is_undo(obs), "summary": obs.summary}))
+""")
+
+
+def test_manual_probe_through_stdin(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-c", MANUAL_DRIVER, str(tmp_path), "4"], capture_output=True, text=True,
+                         input="maybe\ngood\nb\n\nundo\n", timeout=60)
+    assert res.returncode == 0, res.stderr
+    answers = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [a["verdict"] for a in answers] == ["good", "bad", "skip", "abort"]
+    assert [a["undo"] for a in answers] == [False, False, True, False]
+    assert answers[3]["summary"].startswith("no answer (end of input)")
+    err = res.stderr
+    assert "== step 1: revision " + "c" * 40 in err and "workspace: /ws" in err
+    assert "probe command log" in err and "| accuracy 0.91" in err  # the earlier probe's evidence
+    assert "not an answer: 'maybe'" in err
+
+
+def test_manual_probe_in_a_real_run(repo: GitRepo, tmp_path: Path) -> None:
+    from bisector.probes import registry
+
+    if "manual" not in registry.BUILTINS:
+        pytest.skip("the `manual` probe type is not registered yet")
+    shas = linear_history(repo, 12, culprit=8)
+    repo.write({"bisector.toml": '[[probes]]\ntype = "manual"\n'})
+    proc = subprocess.Popen([*BISECTOR, "run", "--good", shas[0], "--bad", "main"], cwd=repo.path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin and proc.stderr and proc.stdout
+    asked = []
+    for line in proc.stderr:
+        if line.startswith("== step "):
+            sha = line.split("revision ")[1].split()[0]
+            asked.append(sha)
+            proc.stdin.write(("bad" if shas.index(sha) >= 7 else "good") + "\n")
+            proc.stdin.flush()
+    out = proc.stdout.read()
+    assert proc.wait(60) == 0, out
+    assert f"{shas[7]} is the first bad commit" in out
+    assert len(asked) == len(set(asked)) <= 2 + 4
+
+
+def test_help_stays_light() -> None:
+    res = subprocess.run([*BISECTOR, "--help"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60)
+    assert res.returncode == 0 and "sessions" in res.stdout and "replay" in res.stdout
+    heavy = {"dvc", "torch", "numpy", "git", "yaml", "matplotlib", "tabulate"}
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
+    assert not heavy & imported
+
+
+def test_replay_parallel_rounds_and_failed_bounds(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 20, culprit=13)
+    p = str(probe(tmp_path))
+    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", p, "-j", "3").returncode == 0
+    # The good bound is bad: both bounds are probed in one round, then the session stops.
+    assert bisector(repo.path, "run", "--good", shas[14], "--bad", "main", "--probe", p).returncode == 1
+    journals = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))
+    assert len(journals) == 2
+    parallel, bounds = (bisector(repo.path, "replay", str(j)) for j in journals)
+    assert parallel.returncode == 0 and f"first bad commit {shas[12]}" in parallel.stdout
+    assert bounds.returncode == 0 and "result bounds" in bounds.stdout
+
+
+def test_noisy_session_report_shows_posteriors_and_replays(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 12, culprit=8)
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe(tmp_path)), "--noise", "0.1")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "noisy.md"
+    assert bisector(repo.path, "report", "-o", str(out)).returncode == 0
+    assert "- Posterior after this step: `" in out.read_text() and "noise rates [0.1, 0.9]" in out.read_text()
+    journal = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))[-1]
+    res = bisector(repo.path, "replay", str(journal))
+    assert res.returncode == 0 and f"first bad commit {shas[7]}" in res.stdout
