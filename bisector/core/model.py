@@ -1,8 +1,15 @@
-"""The typed verdict of one probe run, and the one mapping from exit codes to it."""
+"""The typed model every layer passes around: verdicts, points, steps and outcomes.
+
+Plain frozen dataclasses and enums, standard library only. They say nothing about the
+journal's key names: `bisector.journal.codec` is the one place that turns them into
+journal events and back.
+"""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 
 class Verdict(str, enum.Enum):
@@ -25,3 +32,179 @@ class Verdict(str, enum.Enum):
         if 1 <= code <= 127:
             return cls.BAD
         return cls.ABORT
+
+
+class Role(str, enum.Enum):
+    """Why a step was run."""
+
+    BAD_BOUND = "bad-bound"
+    GOOD_BOUND = "good-bound"
+    MERGE_BASE = "merge-base"
+    SEARCH = "search"
+    CALIBRATE = "calibrate"  # a bound probed again by the noisy search
+    CONFIRM = "confirm"  # a parent of the culprit
+    CROSSING = "crossing"  # code of one revision with data of another (attribution)
+
+
+class Axis(str, enum.Enum):
+    CODE = "code"  # commits, each with its own data
+    DATA = "data"  # the code fixed, the revisions where DVC-tracked inputs changed
+
+
+class Status(str, enum.Enum):
+    """How a search ended."""
+
+    FOUND = "found"
+    AMBIGUOUS = "ambiguous"
+    UNDECIDED = "undecided"
+    NO_CULPRIT = "no_culprit"
+    BOUNDS = "bounds"
+    CONTRADICTION = "contradiction"
+    NOT_CONFIRMED = "not-confirmed"
+    ABORT = "abort"
+    RESET = "reset"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One thing to build: `key` is what the search calls it (the commit, or on the data axis
+    the data revision); `code` is the commit checked out; `data` the data revision overlaid
+    (None: the commit's own data)."""
+
+    key: str
+    code: str
+    data: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One probe's result at one step.
+
+    `verdict` is what the search consumes. `summary` is one short line for tables.
+    `evidence` holds the raw numbers (exit code, rates, counts, metric values...).
+    `counts` is optional (k, n) for binomial likelihoods in the noisy search.
+    """
+
+    probe: str
+    verdict: Verdict
+    summary: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+    log: str | None = None  # path of the probe's log file
+    counts: tuple[int, int] | None = None
+
+    @property
+    def is_undo(self) -> bool:
+        """A person answered `undo` (manual probe): retract the previous answer."""
+        return bool(self.evidence.get("undo"))
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """What the loop asks a runner for: step number `step` builds and probes `point`."""
+
+    step: int
+    point: Point
+    role: Role
+    run: int = 1  # the how-manieth run at this point (noisy searches repeat)
+    fresh_build: bool = False  # rebuild even if cached: a repeat whose sample is the build itself
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What the build of a step did. `status`: ok | failed | timeout | none | cached |
+    no-data (the data could not be had) | lost (the infrastructure lost the step)."""
+
+    status: str = "none"
+    duration: float = 0.0
+    returncode: int | None = None
+    log: str | None = None
+    tail: str = ""
+    key: str | None = None  # build-cache key (stored or restored)
+    outputs: tuple[str, ...] | None = None
+    cause: str = ""  # why the data could not be had (no-data)
+    data: Mapping[str, Any] | None = None  # what the workspace materialized (DVC)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "none", "cached")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What running a step observed."""
+
+    verdict: Verdict
+    build: BuildInfo = field(default_factory=BuildInfo)
+    observations: tuple[Observation, ...] = ()
+    duration: float = 0.0
+    worker: str = ""
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: each probe's summary, or the build's status when no probe ran."""
+        if self.observations:
+            return "; ".join(f"{o.probe}: {o.summary}" for o in self.observations)
+        line = f"build {self.build.status}"
+        return line + ("; " + self.notes[0] if self.notes else "")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A journaled step: the request and its result (the journal's `step` event)."""
+
+    request: StepRequest
+    result: StepResult
+    round: int = 0
+    reused_from: int | None = None  # the step number in the session it was reused from
+
+    @property
+    def number(self) -> int:
+        return self.request.step
+
+    @property
+    def key(self) -> str:
+        return self.request.point.key
+
+    @property
+    def commit(self) -> str:
+        return self.request.point.code
+
+    @property
+    def data_rev(self) -> str | None:
+        return self.request.point.data
+
+    @property
+    def role(self) -> Role:
+        return self.request.role
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.result.verdict
+
+    @property
+    def is_undo(self) -> bool:
+        return any(o.is_undo for o in self.result.observations)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Whether the code, the data or both broke it (code-axis culprits in DVC repositories)."""
+
+    culprit_is: str  # code | data | both | unknown
+    changed: Mapping[str, Any] = field(default_factory=dict)  # {"code": [...], "data": [...]}
+    tested: bool = False  # whether the crossings were probed
+    crossings: Mapping[str, Verdict] = field(default_factory=dict)  # name -> verdict
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a search ended, without the session's bookkeeping (id, journal, timings)."""
+
+    status: Status
+    culprit: str | None = None
+    probability: float = 0.0
+    candidates: tuple[str, ...] = ()
+    message: str = ""
+    attribution: Attribution | None = None

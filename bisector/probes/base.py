@@ -6,12 +6,13 @@ replayed from it), never pickled objects.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-from bisector.core.model import Verdict
+from bisector.core.model import Observation, Verdict
+
+__all__ = ["Observation", "Probe", "ProbeContext", "Verdict", "probe_env"]
 
 
 @dataclass(frozen=True)
@@ -40,40 +41,6 @@ def probe_env(ctx: ProbeContext) -> dict[str, str]:
         BISECTOR_DATA_REV=ctx.data_rev or ctx.commit,
     )
     return env
-
-
-@dataclass
-class Observation:
-    """One probe's result at one step.
-
-    `verdict` is what the search consumes. `summary` is one short line for tables.
-    `evidence` holds the raw numbers (exit code, rates, counts, metric values...).
-    `counts` is optional (k, n) for binomial likelihoods in the noisy search.
-    """
-
-    probe: str
-    verdict: Verdict
-    summary: str = ""
-    evidence: dict[str, Any] = field(default_factory=dict)
-    duration: float = 0.0
-    log: str | None = None  # path of the probe's log file
-    counts: tuple[int, int] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["verdict"] = self.verdict.value
-        if self.counts is not None:
-            d["counts"] = list(self.counts)
-        return d
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Observation":
-        d = dict(d)
-        d["verdict"] = Verdict(d["verdict"])
-        if d.get("counts") is not None:
-            d["counts"] = tuple(d["counts"])
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class Probe(Protocol):

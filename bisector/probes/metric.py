@@ -7,6 +7,8 @@ workspace. Default files: the DVC metrics declared in the workspace's `dvc.yaml`
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import operator
@@ -179,8 +181,7 @@ class MetricProbe:
     def run(self, ctx: ProbeContext) -> Observation:
         start = time.monotonic()
         obs = self._measure(Path(ctx.workspace))
-        obs.duration = time.monotonic() - start
-        return obs
+        return dataclasses.replace(obs, duration=time.monotonic() - start)
 
     def _measure(self, workspace: Path) -> Observation:
         files = self.files if self.files is not None else dvc_metrics_files(workspace)

@@ -19,6 +19,7 @@ from bisector.io.config import load_file_config, probe_specs, table
 from bisector.core.errors import BisectorError, BoundsError, ContradictionError, ProbeAbort, UsageError
 from bisector.io.git import git, repo_root
 from bisector.io.history import Candidates, load_candidates
+from bisector.journal.codec import decode_observation
 from bisector.journal.writer import JOURNAL_DIR, JournalWriter, journal_dir, read_events
 from bisector.run.records import Handler, SessionResult, StepRecord
 from bisector.run.plan import RunOptions, environment, frozen_specs, make_search, search_settings
@@ -495,11 +496,9 @@ class Session:
                 **{name: v.value for name, v in verdicts.items()}}
 
     def _set_baselines(self) -> None:
-        from bisector.probes.base import Observation
-
         good = self.candidates.goods[0]
         rec = self._record_of(good)
-        taken = self.suite.set_baselines([Observation.from_json(o) for o in rec.observations])
+        taken = self.suite.set_baselines([decode_observation(o) for o in rec.observations])
         if taken:
             self.writer.append("baseline", commit=good, step=rec.step, probes=taken)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bisector.build.run import BuildConfig, BuildResult, run_build
+from bisector.journal.codec import encode_observation
 from bisector.probes.base import ProbeContext
 from bisector.core.model import Verdict
 
@@ -131,7 +132,7 @@ def execute_step(
         )
         res = suite.run(ctx)
         verdict = res.verdict
-        observations = [o.to_json() for o in res.observations]
+        observations = [encode_observation(o) for o in res.observations]
     else:
         verdict = Verdict.ABORT if config.on_failure == "abort" else Verdict(config.on_failure)
     return StepOutcome(

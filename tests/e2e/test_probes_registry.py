@@ -85,10 +85,11 @@ def test_a_plugin_installed_with_an_entry_point_is_listed_and_built(tmp_path):
         from bisector.core.errors import UsageError
         from bisector.probes.registry import available, make_probe
         from bisector.probes.base import ProbeContext
+        from bisector.journal.codec import encode_observation
         out = {{"available": available()}}
         p = make_probe({{"type": "latency", "budget_ms": 50}}, user_cwd=Path("."), frozen_dir=Path("frozen"))
         ctx = ProbeContext(workspace=Path("."), commit="c", step=0, log_dir=Path({str(tmp_path)!r}))
-        out["obs"] = p.run(ctx).to_json()
+        out["obs"] = encode_observation(p.run(ctx))
         out["config"] = p.config()
         out["sanity_is_builtin"] = type(make_probe({{"type": "sanity", "model": "a:b"}}, user_cwd=Path("."), frozen_dir=Path("f"))).__name__
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import mlfixtures as mf
+from bisector.journal.codec import encode_observation
 from bisector.core.errors import UsageError
 from bisector.probes.metric import Condition, dvc_metrics_files, lookup
 from bisector.probes.registry import make_probe
@@ -109,4 +110,4 @@ def test_a_diverged_metric_is_bad_and_the_evidence_stays_strict_json(tmp_path):
     (ws / "m.json").write_text('{"loss": NaN}')
     obs = run(metric(tmp_path, condition="loss < 1", file="m.json"), ws, tmp_path)
     assert obs.verdict is Verdict.BAD and obs.summary == "loss = nan is not finite"
-    json.dumps(obs.to_json(), allow_nan=False)
+    json.dumps(encode_observation(obs), allow_nan=False)
