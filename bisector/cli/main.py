@@ -156,7 +156,7 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
     result = session.run()
     print_result(session.repo, result)
     if pin_good and result.status == "found":
-        from bisector.journal.writer import summarize
+        from bisector.journal.read import summarize
         from bisector.review.pins.store import pin_from_session
 
         pin = pin_from_session(session.repo, summarize(result.journal), pin_good)

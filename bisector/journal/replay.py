@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from bisector.core.errors import ContradictionError, UsageError
 from bisector.core.model import Verdict
+from bisector.journal.read import apply_undo
 
 MAX_JOBS = 64  # the largest round size tried when inferring the number of workers
 
@@ -48,17 +49,6 @@ class _End(Exception):
     def __init__(self, status: str, culprit: str | None = None, candidates: Sequence[str] = ()):
         super().__init__(status)
         self.status, self.culprit, self.candidates = status, culprit, list(candidates)
-
-
-def apply_undo(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The step events that still count: an `undo` event {"step": N} retracts the earlier step N."""
-    steps: list[dict[str, Any]] = []
-    for e in events:
-        if e["event"] == "step":
-            steps.append(e)
-        elif e["event"] == "undo":
-            steps = [s for s in steps if s["step"] != e.get("step")]
-    return steps
 
 
 @dataclass
@@ -271,7 +261,7 @@ class _Replay:
 def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
     """Re-run the decisions of a journal against a fresh search; OK or the first divergence."""
     from bisector.io.git import repo_root
-    from bisector.journal.writer import read_events
+    from bisector.journal.read import read_events
 
     path = Path(journal)
     events = read_events(path)
@@ -349,7 +339,7 @@ def reusable_observations(
         return {}
     out: dict[str, dict[str, Any]] = {}
     try:
-        from bisector.journal.writer import read_events
+        from bisector.journal.read import read_events
 
         steps = apply_undo(read_events(Path(old.path)))  # with its `undo` events
     except Exception:  # the summary alone (a journal moved away since it was summarized)

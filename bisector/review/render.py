@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from bisector.core.errors import UsageError
 from bisector.io.git import repo_root
 from bisector.io.history import commit_info, show_stat
-from bisector.journal.writer import SessionSummary, journal_dir, list_journals, summarize
+from bisector.journal.read import SessionSummary, find_session
 from bisector.run.session import Handler, SessionResult, StepRecord
 
 ROLE_LABEL = {
@@ -163,22 +162,6 @@ def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
-def find_session(repo_path: Path, session: str | None, tolerant: bool = False) -> SessionSummary:
-    """A session's summary; `tolerant` (viewing) skips unreadable journal lines with a warning."""
-    repo = repo_root(repo_path)
-    paths = list_journals(repo)
-    w = warn if tolerant else None
-    if not paths:
-        raise UsageError(f"no sessions in {journal_dir(repo)}: run `bisector run` first")
-    if session is None:
-        return summarize(paths[-1], w)
-    matches = [p for p in paths if p.stem == session or p.stem.startswith(session)]
-    if len(matches) != 1:
-        known = ", ".join(p.stem for p in paths[-5:])
-        raise UsageError(f"unknown session {session!r} (recent: {known})")
-    return summarize(matches[0], w)
-
-
 def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
     infos = commit_info(repo, [e["commit"] for e in s.steps if isinstance(e.get("commit"), str)])
     rows = []
@@ -212,7 +195,7 @@ def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
     from tabulate import tabulate
 
     repo = repo_root(repo_path)
-    s = find_session(repo, session, tolerant=True)
+    s = find_session(repo, session, warn)
     rows = step_rows(repo, s)
     if fmt == "json":
         return json.dumps({"session": s.id, "start": s.start, "steps": s.steps, "end": s.end}, indent=2)
@@ -232,7 +215,7 @@ def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
 
 def render_bisect_log(repo_path: Path, session: str | None) -> str:
     repo = repo_root(repo_path)
-    s = find_session(repo, session, tolerant=True)
+    s = find_session(repo, session, warn)
     shas = [s.start["bad"], *s.start["goods"], *(e["commit"] for e in s.steps)]
     if s.end and s.end.get("culprit"):
         shas.append(s.end["culprit"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from bisector.journal.writer import SessionSummary
+from bisector.journal.read import SessionSummary
 
 # Evidence keys that hold a probe's main number, most specific first.
 MAIN_KEYS = ("value", "rate", "pass_rate", "accuracy", "score", "loss")
@@ -62,7 +62,7 @@ def status_of(s: SessionSummary) -> str:
 
 # ---------------------------------------------------------------- sessions table
 def session_rows(repo: Path) -> list[dict[str, Any]]:
-    from bisector.journal.writer import list_journals, summarize
+    from bisector.journal.read import list_journals, summarize
     from bisector.core.errors import JournalError
     from bisector.review.render import warn
 
@@ -322,7 +322,7 @@ def build_report(repo: Path, s: SessionSummary, plot: str | None) -> str:
 
 def _posterior_events(s: SessionSummary) -> dict[int, dict[str, Any]]:
     """`posterior` events of the journal (noisy searches), by the step they follow."""
-    from bisector.journal.writer import read_events
+    from bisector.journal.read import read_events
 
     try:
         events = read_events(Path(s.path))
@@ -364,7 +364,7 @@ class ReportResult:
 def write_report(repo_path: Path, session: str | None, output: Path | str) -> ReportResult:
     """`bisector report [SESSION] -o FILE.md`: the Markdown report, and FILE.png next to it."""
     from bisector.io.git import repo_root
-    from bisector.review.render import find_session
+    from bisector.journal.read import find_session
 
     repo = repo_root(repo_path)
     s = find_session(repo, session)

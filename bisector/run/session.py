@@ -20,7 +20,8 @@ from bisector.core.errors import BisectorError, BoundsError, ContradictionError,
 from bisector.io.git import git, repo_root
 from bisector.io.history import Candidates, load_candidates
 from bisector.journal.codec import decode_observation
-from bisector.journal.writer import JOURNAL_DIR, JournalWriter, journal_dir, read_events
+from bisector.journal.writer import JOURNAL_DIR, JournalWriter
+from bisector.journal.read import apply_undo, find_session, find_unfinished, journal_dir, read_events
 from bisector.run.records import Handler, SessionResult, StepRecord
 from bisector.run.plan import RunOptions, environment, frozen_specs, make_search, search_settings
 from bisector.run.step import StepOutcome
@@ -52,18 +53,6 @@ def make_workspace(repo: Path, session_dir: Path, dvc: dict[str, Any] | None = N
     return Workspace(repo, session_dir)
 
 
-
-
-def find_unfinished(repo: Path) -> Path | None:
-    """The journal of the session that was started and never ended, if any."""
-    d = journal_dir(repo)
-    if not d.is_dir():
-        return None
-    for path in sorted(d.glob("*.jsonl"), reverse=True):
-        events = read_events(path)
-        if events and not any(e["event"] == "end" for e in events):
-            return path
-    return None
 
 
 class Session:
@@ -248,7 +237,6 @@ class Session:
             )
         self.reusable: dict[str, dict[str, Any]] = {}
         if start.get("reuse_from"):
-            from bisector.review.render import find_session
             from bisector.journal.replay import reusable_observations
 
             old = find_session(self.repo, start["reuse_from"])
@@ -270,8 +258,6 @@ class Session:
         self.writer = writer
         previous: list[StepRecord] = []
         if resumed:
-            from bisector.journal.replay import apply_undo
-
             previous = [StepRecord.from_json(e) for e in apply_undo(read_events(self.journal_path))]
             writer.append("resume", pid=os.getpid())
         else:

@@ -167,7 +167,7 @@ def test_data_axis_without_data_changes_is_an_error(ml, tmp_path: Path) -> None:
 
 
 def test_data_axis_outside_a_dvc_repo(tmp_path: Path) -> None:
-    from repos import GitRepo, linear_history
+    from tests.fixtures.repos import GitRepo, linear_history
 
     repo = GitRepo.init(tmp_path / "plain")
     shas = linear_history(repo, 4, culprit=3)

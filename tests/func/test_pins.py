@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bisector.core.errors import UsageError
-from bisector.journal.writer import list_journals, summarize
+from bisector.journal.read import list_journals, summarize
 from bisector.review.pins.store import (
     PINS_FILE, Pin, dumps, expand_rev, latest_ancestor_pin, load_pins, parse, pin_from_session, resolve_pin,
 )

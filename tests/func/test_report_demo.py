@@ -61,7 +61,7 @@ def pipe_tables(body: str) -> list[list[list[str]]]:
 
 def reproduce_of(repo: Path, session: str) -> str:
     """The reproduce command of a session's report, built in-process (no plot: faster than `bisector report`)."""
-    from bisector.review.render import find_session
+    from bisector.journal.read import find_session
     from bisector.review.report import build_report
 
     text = build_report(repo, find_session(repo, session), None)

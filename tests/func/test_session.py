@@ -108,7 +108,7 @@ def test_noisy_search_survives_a_flipped_verdict(repo: GitRepo) -> None:
     result = s.run()
     assert result.status == "found" and result.culprit == shas[29]
     assert result.probability >= 0.99
-    events = [e for e in __import__("bisector.journal.writer", fromlist=["x"]).read_events(result.journal)]
+    events = [e for e in __import__("bisector.journal.read", fromlist=["x"]).read_events(result.journal)]
     assert any(e["event"] == "posterior" for e in events)
 
 
