@@ -95,12 +95,7 @@ def main(verbose: bool) -> None:
 @click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
-def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, probe_timeout: float | None,
-        build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
-        jobs: int, executor: str | None, noise: float | None, flaky: float | None, learn_noise: bool | None,
-        confidence: float | None, max_steps: int | None, axis: str, code_rev: str | None, data_rev: str | None,
-        attribute: bool, no_cache: bool, reuse_from: str | None, pin_good: str | None,
-        paths: tuple[str, ...]) -> None:
+def run(pin_good: str | None, **params: Any) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
@@ -114,54 +109,52 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
     start, and frozen: every commit is judged by the same script. With no --good
     and --bad, the unfinished session (if any) is resumed.
     """
+    from bisector.core.errors import UsageError
+    from bisector.journal.read import summarize
+    from bisector.review.pins.make import pin_from_session
     from bisector.review.render import CliHandler, print_result
     from bisector.run.session import RunOptions, Session
 
     _sigterm_as_interrupt()
-    if repo != ".":
+    if params["repo"] != ".":
         # As `git -C DIR`: run as if started in DIR (the probe script is frozen from there).
         try:
-            os.chdir(repo)
+            os.chdir(params["repo"])
         except OSError as exc:
-            from bisector.core.errors import UsageError
-
-            raise UsageError(f"cannot change to {repo}: {exc.strerror}") from None
-        repo = "."
-    opts = RunOptions(
-        repo=Path(repo),
-        bad=bad,
-        goods=list(goods),
-        probe=probe,
-        probe_timeout=probe_timeout,
-        build=build,
-        build_timeout=build_timeout,
-        on_failure=on_failure,
-        first_parent=first_parent,
-        paths=list(paths),
-        jobs=jobs,
-        executor=executor,
-        noise=noise,
-        flaky=flaky,
-        learn_noise=learn_noise,
-        confidence=confidence,
-        max_steps=max_steps,
-        axis=axis,
-        code_rev=code_rev,
-        data_rev=data_rev,
-        attribute=attribute,
-        no_cache=no_cache,
-        reuse_from=reuse_from,
-    )
-    session = Session(opts, CliHandler())
+            raise UsageError(f"cannot change to {params['repo']}: {exc.strerror}") from None
+    params.update(repo=Path("."), goods=list(params["goods"]), paths=list(params["paths"]))
+    _expand_pins(params)
+    session = Session(RunOptions(**params), CliHandler())
     result = session.run()
     print_result(session.repo, result)
     if pin_good and result.status == "found":
-        from bisector.journal.read import summarize
-        from bisector.review.pins.store import pin_from_session
-
         pin = pin_from_session(session.repo, summarize(result.journal), pin_good)
         click.echo(f"Pinned @{pin.name}: {pin.commit[:10]} (known good)")
     sys.exit(result.exit_code)
+
+
+def _expand_pins(params: dict[str, Any]) -> None:
+    """`@NAME` revisions to the pins' shas; with --bad and no --good (and nothing to resume),
+    the most recent pin before the bad revision is the good bound."""
+    from bisector.core.errors import UsageError
+    from bisector.io.git import repo_root, resolve
+    from bisector.journal.read import find_unfinished
+    from bisector.review.pins.store import expand_rev, latest_ancestor_pin
+
+    root = repo_root(params["repo"])
+    params["goods"] = [expand_rev(root, g) for g in params["goods"]]
+    for key in ("bad", "code_rev", "data_rev"):
+        if params[key]:
+            params[key] = expand_rev(root, params[key])
+    if params["bad"] is None or params["goods"] or find_unfinished(root) is not None:
+        return
+    pin = latest_ancestor_pin(root, resolve(root, params["bad"], "bad revision"))
+    if pin is None:
+        raise UsageError("no good revision: pass --good REV (a commit where the probe passes), or pin one "
+                         "with `bisector pin NAME --rev REV`")
+    params["goods"] = [pin.commit]
+    click.echo(f"No --good given: using pin @{pin.name} ({pin.commit[:10]}), the most recent pin before the bad revision",
+               err=True)
 
 
 @main.command()
@@ -171,7 +164,7 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
 @_handle_errors
 def journal(session: str | None, repo: str, fmt: str) -> None:
     """Show the steps of a session (default: the latest) as a table."""
-    from bisector.review.render import render_journal
+    from bisector.review.tables import render_journal
 
     click.echo(render_journal(Path(repo), session, fmt))
 
@@ -182,7 +175,7 @@ def journal(session: str | None, repo: str, fmt: str) -> None:
 @_handle_errors
 def log(session: str | None, repo: str) -> None:
     """Show a session as a `git bisect log` (replayable with `git bisect replay`)."""
-    from bisector.review.render import render_bisect_log
+    from bisector.review.tables import render_bisect_log
 
     click.echo(render_bisect_log(Path(repo), session))
 
@@ -206,12 +199,9 @@ def reset(repo: str) -> None:
 @_handle_errors
 def cache(repo: str, prune: bool, older_than: float | None, max_size: float | None) -> None:
     """Show (or prune) the build cache: outputs of earlier builds, restored instead of rebuilding."""
-    import time as _time
-
-    from tabulate import tabulate
-
     from bisector.build.cache import BuildCache
     from bisector.io.git import repo_root
+    from bisector.review.tables import render_cache
 
     bc = BuildCache.for_repo(repo_root(Path(repo)))
     if prune:
@@ -223,21 +213,7 @@ def cache(repo: str, prune: bool, older_than: float | None, max_size: float | No
         )
         click.echo(f"Removed {len(dropped)} entries ({sum(e.size for e in dropped) / 1e6:.1f} MB).")
         return
-    entries = bc.entries()
-    if not entries:
-        click.echo(f"The build cache is empty ({bc.root}).")
-        return
-
-    def when(t: float) -> str:
-        return _time.strftime("%Y-%m-%d %H:%M", _time.localtime(t))
-
-    rows = [
-        {"key": e.key[:12], "size MB": f"{e.size / 1e6:.2f}", "created": when(e.created),
-         "last used": when(e.last_used), "outputs": ", ".join(e.outputs)[:60]}
-        for e in reversed(entries)
-    ]
-    click.echo(tabulate(rows, headers="keys"))
-    click.echo(f"\n{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {bc.root}")
+    click.echo(render_cache(bc))
 
 
 @main.command()

@@ -69,9 +69,9 @@ def pin() -> None:
 @_errors
 def pin_add(name: str, rev: str, data_rev: str | None, note: str, verify: bool, force: bool, repo: str) -> None:
     """Pin REV (default HEAD) under NAME."""
-    from bisector.review.pins.store import create_pin
+    from bisector.review.pins.make import create_pin
 
-    p = create_pin(Path(repo), name, rev, data_rev=data_rev, note=note, verify=verify, force=force)
+    p = create_pin(Path(repo), name, rev, data_rev=data_rev, note=note, verify_first=verify, force=force)
     how = f", verified {p.verdict}" if p.verdict else ""
     click.echo(f"Pinned {p.name} = {p.commit} ({len(p.data)} data hashes{how}) in .bisector/pins.toml")
 
@@ -83,12 +83,12 @@ def pin_add(name: str, rev: str, data_rev: str | None, note: str, verify: bool, 
 def pin_show(name: str, repo: str) -> None:
     """Show everything a pin recorded."""
     from bisector.io.git import repo_root
-    from bisector.review.pins.store import check_commit, dumps, get_pin
+    from bisector.review.pins.store import check_commit, get_pin, show_text
 
     root = repo_root(Path(repo))
     p = get_pin(root, name)
     check_commit(root, p)
-    click.echo(dumps([p]).split("\n", 2)[2].lstrip("\n"), nl=False)
+    click.echo(show_text(p), nl=False)
 
 
 @pin.command("rm")
@@ -108,21 +108,9 @@ def pin_rm(name: str, repo: str) -> None:
 @_errors
 def pins(repo: str) -> None:
     """List the pins of .bisector/pins.toml."""
-    from tabulate import tabulate
+    from bisector.review.tables import render_pins
 
-    from bisector.io.git import git_ok, repo_root
-    from bisector.review.pins.store import load_pins
-
-    root = repo_root(Path(repo))
-    found = load_pins(root)
-    if not found:
-        click.echo("No pins yet: record one with `bisector pin NAME --rev REV --verify`.")
-        return
-    rows = [{"name": p.name, "commit": p.short, "created": p.created, "verdict": p.verdict or "-",
-             "source": p.source, "data": len(p.data), "note": p.note[:40],
-             "state": "ok" if git_ok(root, "cat-file", "-e", f"{p.commit}^{{commit}}") else "commit missing"}
-            for p in found.values()]
-    click.echo(tabulate(rows, headers="keys", tablefmt="simple"))
+    click.echo(render_pins(Path(repo)))
 
 
 @click.command()
@@ -132,7 +120,7 @@ def pins(repo: str) -> None:
 @_errors
 def restore(name: str, directory: str, repo: str) -> None:
     """Materialize pin NAME (code and DVC data) into DIRECTORY, a new or empty folder."""
-    from bisector.review.pins.store import restore as do_restore
+    from bisector.review.pins.restore import restore as do_restore
 
     r = do_restore(Path(repo), name, Path(directory))
     data = f", {r.data_files} DVC-tracked paths checked out" if r.dvc else ""
@@ -144,7 +132,7 @@ def restore(name: str, directory: str, repo: str) -> None:
 @_errors
 def sessions(repo: str) -> None:
     """List the sessions of .bisector/sessions/ (id, start, bounds, probe, status, culprit)."""
-    from bisector.review.report import render_sessions
+    from bisector.review.tables import render_sessions
 
     click.echo(render_sessions(Path(repo)))
 

@@ -142,7 +142,8 @@ def run_demo(keep: bool = False, plain: bool = False, scenario: str = "data") ->
     The default is the ML project (DVC data, torch model, metric probe, code-vs-data
     attribution); `plain` is the git-only project (a build command and a command probe).
     """
-    from bisector.review.render import CliHandler, print_result, render_journal
+    from bisector.review.render import CliHandler, print_result
+    from bisector.review.tables import render_journal
     from bisector.run.session import RunOptions, Session
 
     root = Path(tempfile.mkdtemp(prefix="bisector-demo-"))

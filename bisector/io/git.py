@@ -49,13 +49,10 @@ def git_common_dir(repo: Path) -> Path:
 
 
 def resolve(repo: Path, rev: str, what: str = "revision") -> str:
-    """Full sha of a commit-ish, or a UsageError that names the revision."""
+    """Full sha of a commit-ish, or a UsageError that names the revision (a pin's `@NAME` is
+    expanded by the caller: `review.pins.store.expand_rev`)."""
     if not rev or rev.startswith("-"):
         raise UsageError(f"invalid {what}: {rev!r}")
-    if rev.startswith("@") and len(rev) > 1 and rev[1] not in "{~^":
-        from bisector.review.pins.store import expand_rev  # a pin, "@tuesday" (imported here: pins imports git)
-
-        rev = expand_rev(repo, rev)
     res = capture(
         ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=repo,

@@ -7,11 +7,13 @@ error that names it (or, when viewing, a one-line warning through `warn`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bisector.core.errors import JournalError, UsageError
+from bisector.core.model import Outcome, Step
+from bisector.journal.codec import decode_outcome, decode_step
 from bisector.journal.writer import JOURNAL_DIR, SCHEMA_VERSION
 
 
@@ -60,15 +62,29 @@ def read_events(path: Path, warn: Callable[[str], None] | None = None) -> list[d
 
 @dataclass
 class SessionSummary:
+    """One session's journal, read: the start and end events as written, the steps and the
+    outcome decoded. `events` keeps every event as written (the `--format json` view shows
+    them unchanged; `posterior` events are not steps)."""
+
     id: str
     path: Path
     start: dict[str, Any]
-    steps: list[dict[str, Any]]
+    steps: list[Step]
     end: dict[str, Any] | None
+    outcome: Outcome | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
         return self.end is not None
+
+    @property
+    def axis(self) -> str:
+        return str(self.start.get("axis") or "code")
+
+    def posteriors(self) -> dict[int, dict[str, Any]]:
+        """The `posterior` events (noisy searches), by the step they follow."""
+        return {e["after_step"]: e for e in self.events if e["event"] == "posterior" and "after_step" in e}
 
 
 def summarize(path: Path, warn: Callable[[str], None] | None = None) -> SessionSummary:
@@ -79,9 +95,27 @@ def summarize(path: Path, warn: Callable[[str], None] | None = None) -> SessionS
             raise JournalError(f"{path} has no start event: drop it with `bisector reset`")
         warn(f"{path}: no readable start event; showing the steps that can be read")
         start = {"session": path.stem, "bad": "?", "goods": [], "candidates": "?"}
-    steps = [e for e in events if e["event"] == "step"]
+    axis = str(start.get("axis") or "code")
+    steps = []
+    for e in events:
+        if e["event"] != "step":
+            continue
+        try:
+            steps.append(decode_step(e, axis))
+        except JournalError as exc:
+            if warn is None:
+                raise JournalError(f"{path}: {exc}") from None
+            warn(f"{path}: {exc}: step skipped")
     end = next((e for e in reversed(events) if e["event"] == "end"), None)
-    return SessionSummary(start["session"], path, start, steps, end)
+    outcome = None
+    if end is not None:
+        try:
+            outcome = decode_outcome(end)
+        except JournalError as exc:
+            if warn is None:
+                raise JournalError(f"{path}: {exc}") from None
+            warn(f"{path}: {exc}: the outcome is not shown")
+    return SessionSummary(start["session"], path, start, steps, end, outcome, events)
 
 
 def list_journals(repo: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from bisector.core.errors import ContradictionError, UsageError
 from bisector.core.model import Verdict
+from bisector.io.data.files import data_hashes
 from bisector.journal.read import apply_undo
 
 MAX_JOBS = 64  # the largest round size tried when inferring the number of workers
@@ -343,7 +344,7 @@ def reusable_observations(
 
         steps = apply_undo(read_events(Path(old.path)))  # with its `undo` events
     except Exception:  # the summary alone (a journal moved away since it was summarized)
-        steps = list(old.steps)
+        steps = apply_undo(list(old.events))
     for e in steps:
         if e.get("verdict") not in ("good", "bad", "skip"):
             continue
@@ -378,8 +379,6 @@ def find_reusable(repo: Path, reusable: Mapping[str, Mapping[str, Any]], commit:
         if tree != trees[0]:
             continue
         if overlay or e.get("data_rev") not in (None, e["commit"]):
-            from bisector.review.pins.store import data_hashes
-
             wanted = wanted if wanted is not None else data_hashes(repo, data_rev or commit)
             if data_hashes(repo, e.get("data_rev") or e["commit"]) != wanted:
                 continue

@@ -12,7 +12,10 @@ from typing import Any, Mapping, Protocol
 
 from bisector.core.model import Observation, Verdict
 
-__all__ = ["Observation", "Probe", "ProbeContext", "Verdict", "probe_env"]
+__all__ = ["MAIN_KEYS", "Observation", "Probe", "ProbeContext", "Verdict", "is_number", "main_number", "probe_env"]
+
+# Evidence keys that hold a probe's main number, most specific first.
+MAIN_KEYS = ("value", "rate", "pass_rate", "accuracy", "score", "loss")
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,28 @@ class Probe(Protocol):
 
     def run(self, ctx: ProbeContext) -> Observation:
         ...
+
+
+def is_number(v: Any) -> bool:
+    """An int or float, not a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def main_number(observation: Observation) -> tuple[str, float] | None:
+    """(name, value) of an observation's main number: value/rate/pass_rate/accuracy, a metric, or the exit code."""
+    ev = observation.evidence
+    for k in MAIN_KEYS:
+        if is_number(ev.get(k)):
+            return k, float(ev[k])
+    results = ev.get("results")
+    if isinstance(results, list) and results and isinstance(results[0], Mapping) and is_number(results[0].get("value")):
+        return str(results[0].get("metric", "value")), float(results[0]["value"])
+    values = ev.get("values")
+    if isinstance(values, Mapping):
+        for k, v in values.items():
+            if is_number(v):
+                return str(k), float(v)
+    for k in ("exit_code", "returncode"):
+        if is_number(ev.get(k)):
+            return k, float(ev[k])
+    return None

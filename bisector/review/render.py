@@ -1,36 +1,23 @@
-"""What users read: progress lines, the result, the journal as a table, JSON, Markdown or a bisect log."""
+"""What a run shows: progress lines and the result (the journal's views are in `tables.py`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bisector.io.git import repo_root
+from bisector.core.model import Attribution
+from bisector.io.data.history import data_diff, params_diff
+from bisector.io.git import git
 from bisector.io.history import commit_info, show_stat
-from bisector.journal.read import SessionSummary, find_session
+from bisector.journal.codec import decode_attribution
+from bisector.review.text import ROLE_LABEL, attribution_sentence, warn
+from bisector.review.text import duration as _duration
+from bisector.review.text import rev_label as _rev_label
 from bisector.run.session import Handler, SessionResult, StepRecord
 
-ROLE_LABEL = {
-    "bad-bound": "check bad",
-    "good-bound": "check good",
-    "merge-base": "check merge base",
-    "search": "",
-    "confirm": "confirm",
-    "calibrate": "calibrate",
-}
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+__all__ = ["ROLE_LABEL", "CliHandler", "print_result", "warn"]
 
 
 class CliHandler(Handler):
@@ -64,12 +51,6 @@ class CliHandler(Handler):
 
     def on_step_end(self, record: StepRecord) -> None:
         click.echo(f"  {_rev_label(record.commit, record.data_rev)} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
-
-
-def _rev_label(commit: str, data_rev: str | None) -> str:
-    if data_rev and data_rev != commit:
-        return f"{commit[:10]} (data {data_rev[:10]})"
-    return commit[:10]
 
 
 def _summary(step: dict[str, Any]) -> str:
@@ -120,18 +101,14 @@ def print_result(repo: Path, result: SessionResult) -> None:
 
 
 def _print_data_side(repo: Path, result: SessionResult) -> None:
-    """Attribution, data diff and params diff of the culprit (DVC repositories)."""
+    """Attribution, data diff and (on the code axis) params diff of the culprit (DVC repositories)."""
     if not (repo / ".dvc").is_dir() or not result.culprit:
         return
-    from bisector.io.data import data_diff, params_diff
-    from bisector.io.git import git
-
     att = result.attribution
+    if att is not None and not isinstance(att, Attribution):
+        att = decode_attribution(att)  # the session's result still carries the journal's dict
     if att:
-        how = "tested crossings: " + ", ".join(
-            f"{k.replace('_', ' ')} -> {att[k]}" for k in ("parent_code_culprit_data", "culprit_code_parent_data") if k in att
-        ) if att.get("tested") else "only the " + att["culprit_is"] + " changed in this commit"
-        click.echo(f"\nCulprit is the {att['culprit_is'].upper()} ({how})")
+        click.echo(f"\n{attribution_sentence(att)}")
     parents = git(repo, "rev-list", "--parents", "-n", "1", result.culprit).split()[1:]
     if not parents:
         return
@@ -141,7 +118,8 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
         for ch in changes:
             sizes = f"{_size(ch.old_size)} -> {_size(ch.new_size)}"
             click.echo(f"  {ch.status:<9} {ch.path}  {sizes}")
-    params = params_diff(repo, parents[0], result.culprit)
+    # On the data axis the code is fixed: the culprit revision's params are not what was built.
+    params = params_diff(repo, parents[0], result.culprit) if result.axis != "data" else {}
     if params:
         click.echo("\nParams changes:")
         for k, (a, b) in params.items():
@@ -156,84 +134,3 @@ def _size(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-def warn(message: str) -> None:
-    click.echo(f"Warning: {message}", err=True)
-
-
-def step_rows(repo: Path, s: SessionSummary) -> list[dict[str, Any]]:
-    infos = commit_info(repo, [e["commit"] for e in s.steps if isinstance(e.get("commit"), str)])
-    rows = []
-    for e in sorted(s.steps, key=lambda e: e["step"]):
-        c = infos.get(e["commit"])
-        build = e.get("build", {})
-        rows.append(
-            {
-                "step": e["step"],
-                "role": ROLE_LABEL.get(e["role"], e["role"]) or "search",
-                "commit": _rev_label(e["commit"], e.get("data_rev")),
-                "subject": (c.subject if c else "")[:50],
-                "build": _build_cell(build),
-                "verdict": e["verdict"],
-                "probe": _summary(e) + "".join(f" [{n[:80]}]" for n in e.get("notes", [])),
-            }
-        )
-    return rows
-
-
-def _build_cell(build: dict[str, Any]) -> str:
-    status = build.get("status", "none")
-    if status == "none":
-        return "-"
-    if status == "ok":
-        return _duration(build.get("duration"))
-    return status
-
-
-def render_journal(repo_path: Path, session: str | None, fmt: str) -> str:
-    from tabulate import tabulate
-
-    repo = repo_root(repo_path)
-    s = find_session(repo, session, warn)
-    rows = step_rows(repo, s)
-    if fmt == "json":
-        return json.dumps({"session": s.id, "start": s.start, "steps": s.steps, "end": s.end}, indent=2)
-    table = tabulate(rows, headers="keys", tablefmt="github" if fmt == "md" else "simple")
-    end = s.end
-    if end is None:
-        outcome = "unfinished (run `bisector run` to resume)"
-    elif end["status"] == "found":
-        outcome = f"first bad commit {end['culprit']}"
-    else:
-        outcome = f"{end['status']}: {end.get('message', '')}"
-    head = f"Session {s.id}: bad {str(s.start.get('bad', '?'))[:10]}, good {', '.join(g[:10] for g in s.start['goods'])}, {s.start['candidates']} candidates"
-    if fmt == "md":
-        return f"## {head}\n\n{table}\n\n**Outcome:** {outcome}\n"
-    return f"{head}\n\n{table}\n\nOutcome: {outcome}"
-
-
-def render_bisect_log(repo_path: Path, session: str | None) -> str:
-    repo = repo_root(repo_path)
-    s = find_session(repo, session, warn)
-    shas = [s.start["bad"], *s.start["goods"], *(e["commit"] for e in s.steps)]
-    if s.end and s.end.get("culprit"):
-        shas.append(s.end["culprit"])
-    infos = commit_info(repo, shas)
-
-    def line(verdict: str, sha: str) -> str:
-        c = infos.get(sha)
-        return f"# {verdict}: [{sha}] {c.subject if c else ''}"
-
-    out = [line("bad", s.start["bad"])]
-    out += [line("good", g) for g in s.start["goods"]]
-    out.append("git bisect start " + " ".join([s.start["bad"], *s.start["goods"]]))
-    bounds = {s.start["bad"], *s.start["goods"]}
-    for e in s.steps:
-        if e["commit"] in bounds or e["verdict"] not in ("good", "bad", "skip"):
-            continue
-        out.append(line(e["verdict"], e["commit"]))
-        out.append(f"git bisect {e['verdict']} {e['commit']}")
-    if s.end and s.end.get("status") == "found":
-        out.append(line("first bad commit", s.end["culprit"]))
-    return "\n".join(out)

@@ -107,7 +107,7 @@ def test_only_the_combination_fails_is_both(ml, tmp_path: Path) -> None:
     res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
     assert res.returncode == 0, res.stderr + res.stdout
     assert f"{c['both']} is the first bad commit" in res.stdout
-    assert "Culprit is the BOTH" in res.stdout
+    assert "Culprit is the CODE and the DATA" in res.stdout
     assert events(r)[-1]["attribution"]["culprit_is"] == "both"
 
 

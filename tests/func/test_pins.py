@@ -13,8 +13,9 @@ import pytest
 
 from bisector.core.errors import UsageError
 from bisector.journal.read import list_journals, summarize
+from bisector.review.pins.make import pin_from_session
 from bisector.review.pins.store import (
-    PINS_FILE, Pin, dumps, expand_rev, latest_ancestor_pin, load_pins, parse, pin_from_session, resolve_pin,
+    PINS_FILE, Pin, dumps, expand_rev, latest_ancestor_pin, load_pins, parse, resolve_pin,
 )
 from bisector.journal.replay import find_reusable, reusable_observations
 from tests.fixtures.repos import GitRepo, linear_history, snapshot
@@ -69,7 +70,7 @@ def test_pin_verify_list_show_restore(repo: GitRepo, tmp_path: Path) -> None:
     shown = bisector(repo.path, "pin", "show", "tuesday")
     assert shown.returncode == 0 and shown.stdout.startswith("[pins.tuesday]")
 
-    # @NAME as a revision (git.resolve will call expand_rev).
+    # @NAME as a revision (the CLI expands it before resolving).
     assert expand_rev(repo.path, "@tuesday") == shas[2]
     assert expand_rev(repo.path, "@tuesday~1") == shas[2] + "~1"
     assert repo.rev(expand_rev(repo.path, "@tuesday~1")) == shas[1]
@@ -167,7 +168,7 @@ def test_pin_from_session_and_reuse(repo: GitRepo) -> None:
 
     probes = s.start["config"]["probes"]
     reuse = reusable_observations(s, probes, build_config=s.start["config"]["build"], repo=repo.path)
-    assert set(reuse) == {e["commit"] for e in s.steps}
+    assert set(reuse) == {st.commit for st in s.steps}
     assert all(e["reused_from"] == s.id for e in reuse.values())
     assert reusable_observations(s, {**probes, "stop_early": not probes["stop_early"]}) == {}
     # A commit with the same tree (a rebased copy) reuses the observation; another tree does not.

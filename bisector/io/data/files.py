@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from bisector.io.git import git, git_env
+from bisector.core.errors import UsageError
+from bisector.io.git import git, git_env, git_ok
 from bisector.io.process import capture, run_process
 
 
@@ -318,15 +319,55 @@ def read_worktree_dvcfile(path: Path, rel: str) -> dict[str, DataInput]:
         return {}
 
 
-def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> {"a.b.c": value}; lists and scalars are leaves."""
-    if not isinstance(doc, Mapping):
-        return {prefix: doc} if prefix else {}
-    flat: dict[str, Any] = {}
-    for k, v in doc.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, Mapping) and v:
-            flat.update(flatten(v, key))
-        else:
-            flat[key] = v
-    return flat
+def _plain(v: Any) -> bool:
+    """A value a pins file can hold as is: a scalar, or a list of scalars."""
+    if isinstance(v, list):
+        return all(isinstance(x, (str, int, float, bool)) for x in v)
+    return isinstance(v, (str, int, float, bool))
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys (`train.lr`): the one flattening of params, configs and evidence.
+
+    Lists of plain values stay lists (a list holding mappings is numbered: `layers.0.size`);
+    None and empty mappings are dropped; anything else that is not plain becomes its str().
+    """
+    out: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(value, list) and not _plain(value):
+        for i, v in enumerate(value):
+            out.update(flatten(v, f"{prefix}.{i}" if prefix else str(i)))
+    elif value is not None and prefix:
+        out[prefix] = value if _plain(value) else str(value)
+    return out
+
+
+# ------------------------------------------------------- what a revision holds
+def show_file(repo: Path, rev: str, path: str) -> str | None:
+    """The text of `path` at `rev`, or None when it is not there."""
+    if not git_ok(repo, "cat-file", "-e", f"{rev}:{path}"):
+        return None
+    return git(repo, "show", f"{rev}:{path}")
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML that must parse: a one-line UsageError naming `where` otherwise."""
+    import yaml  # installed with dvc; imported here to keep the CLI start fast
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{where}: invalid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def data_hashes(repo: Path, rev: str) -> dict[str, str]:
+    """The data inputs of `rev` (see the module docstring) -> hash ("md5:..."); {} without DVC."""
+    return {p: d.hash for p, d in sorted(inputs_at(repo, rev).items())}
+
+
+def params_at(repo: Path, rev: str) -> dict[str, Any]:
+    """`params.yaml` at `rev`, flattened; {} when there is none."""
+    text = show_file(repo, rev, "params.yaml")
+    return flatten(parse_yaml(text, f"params.yaml at {rev[:10]}")) if text else {}

@@ -1,23 +1,26 @@
 """Pins: named known-good configurations in `.bisector/pins.toml`, usable as `@NAME` revisions.
 
 A pin records a commit, the DVC data hashes and params at it, the probe results that made it
-good and the environment. The file is small, committable and human-diffable: it is written by
-a tiny deterministic TOML writer (pins sorted by name, fields in a fixed order) and read with
-tomllib as data only. Restoring a pin (`restore`) lives in this module too.
+good and the environment. The file is small, committable and human-diffable. It is read with
+tomllib as data only (every field checked, errors name the line) and written with tomlkit:
+a new file holds the pins sorted by name, fields in a fixed order; adding or removing a pin
+edits only that pin's tables, so the user's comments and order stay. Making a pin is in
+`make.py`, restoring one in `restore.py`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
-import time
 import tomllib
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.items import Comment, Item, Table, Whitespace
+from tomlkit.toml_document import TOMLDocument
 
 from bisector.core.errors import UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
@@ -27,10 +30,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # `@NAME`, optionally followed by git's ancestry suffixes (`@tuesday~2`, `@tuesday^`).
 PIN_REV_RE = re.compile(r"^@([A-Za-z0-9_-]+)([~^].*)?$")
-ENV_PACKAGES = ("bisector", "torch", "numpy", "dvc")
 _FIELDS = ("commit", "created", "note", "data_rev", "source", "verdict",
            "data", "params", "config", "probes", "environment")
-Scalar = str | int | float | bool
 
 
 @dataclass
@@ -58,43 +59,123 @@ def pins_path(repo: Path) -> Path:
     return repo / PINS_FILE
 
 
-def _key(k: str) -> str:
-    return k if NAME_RE.match(k) else json.dumps(k)
+def _sub(values: Mapping[str, Any]) -> Table:
+    t = tomlkit.table()
+    for k in sorted(values):
+        if values[k] is not None:
+            t.add(k, values[k])
+    return t
 
 
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return "nan" if v != v else ("inf" if v == float("inf") else "-inf" if v == float("-inf") else repr(v))
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    # json.dumps escapes are valid TOML basic-string escapes (\n, \", \\, \uXXXX).
-    return json.dumps(str(v), ensure_ascii=False)
+def _pin_table(p: Pin) -> Table:
+    """One pin as a TOML table: scalars in a fixed order, then its sub-tables, keys sorted."""
+    t = tomlkit.table()
+    t.add("commit", p.commit)
+    for k in ("created", "note", "data_rev", "source", "verdict"):
+        v = getattr(p, k)
+        if v:
+            t.add(k, v)
+    for k in ("data", "params", "config", "environment"):
+        if getattr(p, k):
+            t.add(k, _sub(getattr(p, k)))
+    if p.probes:
+        probes = tomlkit.table(is_super_table=True)
+        for name in sorted(p.probes):
+            probes.add(name, _sub(p.probes[name]))
+        t.add("probes", probes)
+    return t
+
+
+def _new_document(pins: Iterable[Pin], header: bool = True) -> TOMLDocument:
+    doc = tomlkit.document()
+    if header:
+        doc.add(tomlkit.comment("bisector pins: known-good configurations. `bisector pins` lists them;"))
+        doc.add(tomlkit.comment("use one as a revision with @NAME (e.g. `bisector run --good @NAME`)."))
+    table = tomlkit.table(is_super_table=True)
+    for p in sorted(pins, key=lambda p: p.name):
+        table.add(p.name, _pin_table(p))
+    doc.add("pins", table)
+    return doc
 
 
 def dumps(pins: Iterable[Pin]) -> str:
-    """The pins file: deterministic, one field per line, so `git diff` shows what changed."""
-    out = ["# bisector pins: known-good configurations. `bisector pins` lists them;",
-           "# use one as a revision with @NAME (e.g. `bisector run --good @NAME`)."]
-    for p in sorted(pins, key=lambda p: p.name):
-        out += ["", f"[pins.{_key(p.name)}]", f"commit = {_value(p.commit)}"]
-        for k in ("created", "note", "data_rev", "source", "verdict"):
-            v = getattr(p, k)
-            if v:
-                out.append(f"{k} = {_value(v)}")
-        for k in ("data", "params", "config", "environment"):
-            table = getattr(p, k)
-            if table:
-                out.append(f"\n[pins.{_key(p.name)}.{k}]")
-                out += [f"{_key(n)} = {_value(table[n])}" for n in sorted(table)]
-        for probe in sorted(p.probes):
-            out.append(f"\n[pins.{_key(p.name)}.probes.{_key(probe)}]")
-            obs = p.probes[probe]
-            out += [f"{_key(n)} = {_value(obs[n])}" for n in sorted(obs) if obs[n] is not None]
-    return "\n".join(out) + "\n"
+    """A new pins file: pins sorted by name, one field per line, so `git diff` shows what changed."""
+    return tomlkit.dumps(_new_document(pins))
+
+
+def show_text(pin: Pin) -> str:
+    """One pin as the file holds it (for `bisector pin show`)."""
+    return tomlkit.dumps(_new_document([pin], header=False)).lstrip("\n")
+
+
+def _last_container(table: Table) -> Container:
+    """The container whose end is the end of `table` in the file (its last sub-table's, if any)."""
+    while (last := _last_table(table.value.body)) is not None:
+        table = last
+    return table.value
+
+
+def _last_table(body: list[tuple[Any, Item]]) -> Table | None:
+    """The last item of a body when it is a table, skipping trailing comments and blank lines."""
+    for _, item in reversed(body):
+        if isinstance(item, (Comment, Whitespace)):
+            continue
+        return item if isinstance(item, Table) else None
+    return None
+
+
+def _take_tail(table: Table) -> list[Item]:
+    """Cut the comments and blank lines after the last value of `table`: in the file they
+    stand above the next table, so they belong to what follows."""
+    body = _last_container(table).body
+    tail: list[Item] = []
+    while body and isinstance(body[-1][1], (Comment, Whitespace)):
+        tail.insert(0, body.pop()[1])
+    return tail
+
+
+def _insert_before(container: Container, key: str, items: list[Item]) -> None:
+    """Comments and blank lines into `container`, just before `key`."""
+    body = container.body
+    at = next(i for i, (k, _) in enumerate(body) if k is not None and k.key == key)
+    body[at:at] = [(None, item) for item in items]
+    # The container maps each key to its index in the body: shift those after the insertion.
+    for k, v in list(container._map.items()):
+        shift = lambda j: j + len(items) if j >= at else j  # noqa: E731
+        container._map[k] = tuple(map(shift, v)) if isinstance(v, tuple) else shift(v)
+
+
+def updated_text(text: str | None, old: Mapping[str, Pin], pins: Mapping[str, Pin]) -> str:
+    """The pins file `text` (read as `old`) changed to hold `pins`: a removed pin's table goes,
+    a changed one is rewritten in its place, a new one is added at the end. Every other line,
+    the user's comments and the order of the pins stay as they are."""
+    if not text or not text.strip():
+        return dumps(pins.values())
+    doc = tomlkit.parse(text)
+    if "pins" not in doc:
+        doc.add("pins", tomlkit.table(is_super_table=True))
+    table = doc["pins"]
+    names = list(table.keys())
+    for i, name in enumerate(names):
+        if name in pins and old.get(name) == pins[name]:
+            continue
+        tail = _take_tail(table[name])
+        if name in pins:
+            new = _pin_table(pins[name])
+            table[name] = new
+            target = _last_container(table[name])
+        else:
+            del table[name]
+            before = [n for n in names[:i] if n in table]
+            if not before:  # the first pin: what stood above the next one goes above the pins
+                _insert_before(doc, "pins", tail)
+                continue
+            target = _last_container(table[before[-1]])
+        for item in tail:
+            target.add(item)
+    for name in sorted(set(pins) - set(names)):
+        table.add(name, _pin_table(pins[name]))
+    return tomlkit.dumps(doc)
 
 
 def _line_of(text: str, name: str, key: str | None) -> int:
@@ -188,10 +269,18 @@ def load_pins(repo: Path) -> dict[str, Pin]:
 
 
 def save_pins(repo: Path, pins: Mapping[str, Pin]) -> Path:
+    """Write `pins` to the pins file, editing only the pins that changed (see `updated_text`)."""
     path = pins_path(repo)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        text: str | None = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {PINS_FILE}: {exc}") from None
+    old = parse(text) if text else {}
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(dumps(pins.values()), encoding="utf-8")
+    tmp.write_text(updated_text(text, old, pins), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -204,139 +293,11 @@ def get_pin(repo: Path, name: str) -> Pin:
     return pins[name]
 
 
-# ------------------------------------------------------------ what a revision holds
-def _show(repo: Path, rev: str, path: str) -> str | None:
-    if not git_ok(repo, "cat-file", "-e", f"{rev}:{path}"):
-        return None
-    return git(repo, "show", f"{rev}:{path}")
-
-
-def _yaml(text: str, where: str) -> Any:
-    import yaml  # installed with dvc; imported here to keep the CLI start fast
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{where}: invalid YAML: {str(exc).splitlines()[0]}") from None
-
-
-def data_hashes(repo: Path, rev: str) -> dict[str, str]:
-    """The DVC data inputs of `rev` -> hash ("md5:..."), as the data axis sees them; {} without DVC.
-
-    Data inputs (bisector.io.data.files): the outs of data-source `.dvc` files and the `dvc.lock`
-    dependencies that are neither stage outputs nor tracked by git; read from git objects.
-    """
-    from bisector.io.data.files import inputs_at
-
-    return {p: d.hash for p, d in sorted(inputs_at(repo, rev).items())}
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested params to dotted keys (`train.lr`); lists of plain values stay lists; None is dropped."""
-    out: dict[str, Any] = {}
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(value, list) and not _scalar_or_list(value):
-        for i, v in enumerate(value):
-            out.update(flatten(v, f"{prefix}.{i}" if prefix else str(i)))
-    elif value is not None and prefix:
-        out[prefix] = value if _scalar_or_list(value) else str(value)
-    return out
-
-
-def params_at(repo: Path, rev: str) -> dict[str, Any]:
-    text = _show(repo, rev, "params.yaml")
-    return flatten(_yaml(text, f"params.yaml at {rev[:10]}")) if text else {}
-
-
-def pin_environment() -> dict[str, str]:
-    """Versions from package metadata (nothing is imported) and the platform."""
-    env = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ENV_PACKAGES:
-        try:
-            env[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            env[pkg] = "not installed"
-    return env
-
-
-def probe_table(observations: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Journal observations -> the pin's [probes] tables (verdict, summary, main number)."""
-    from bisector.review.report import main_number  # the one definition of "a probe's main number"
-
-    out = {}
-    for o in observations:
-        row: dict[str, Any] = {"verdict": o.get("verdict"), "summary": o.get("summary", "")}
-        value = main_number(o)
-        if value is not None:
-            row["value"] = value[1]
-            row["measure"] = value[0]
-        out[str(o.get("probe"))] = row
-    return out
-
-
-# --------------------------------------------------------------------- the API
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _resolve_plain(repo: Path, rev: str, what: str) -> str:
-    from bisector.io.git import resolve
-
-    return resolve(repo, expand_rev(repo, rev), what)
-
-
-def make_pin(repo: Path, name: str, rev: str = "HEAD", *, data_rev: str | None = None, note: str = "",
-             verification: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
-             source: str = "unverified") -> Pin:
-    """A pin of `rev` (data from `data_rev` when given) with params, data hashes and environment."""
-    if not NAME_RE.match(name):
-        raise UsageError(f"invalid pin name {name!r}: use letters, digits, '-' and '_' only")
-    sha = _resolve_plain(repo, rev, "revision to pin")
-    dsha = _resolve_plain(repo, data_rev, "data revision") if data_rev else None
-    if config is None:
-        from bisector.io.config import load_file_config
-
-        config = load_file_config(repo)
-    pin = Pin(name=name, commit=sha, created=_now(), note=note, data_rev=dsha if dsha != sha else None,
-              source=source, data=data_hashes(repo, dsha or sha), params=params_at(repo, sha),
-              config=flatten(dict(config)), environment=pin_environment())
-    if verification is not None:
-        pin.verdict = verification.get("verdict")
-        pin.probes = probe_table(verification.get("observations", []))
-    return pin
-
-
-def add_pin(repo: Path, pin: Pin, *, force: bool = False) -> Path:
+def remove_pin(repo: Path, name: str) -> Pin:
+    """Drop pin `name` from the file (its tables only); the removed pin."""
+    repo = repo_root(repo)
     pins = load_pins(repo)
-    if pin.name in pins and not force:
-        raise UsageError(f"a pin named {pin.name!r} exists ({pins[pin.name].short}): pass --force to replace it")
-    pins[pin.name] = pin
-    return save_pins(repo, pins)
-
-
-def create_pin(repo_path: Path, name: str, rev: str = "HEAD", *, data_rev: str | None = None, note: str = "",
-               verify: bool = False, force: bool = False) -> Pin:
-    """`bisector pin NAME`: record (and with `verify`, first probe) a known-good configuration."""
-    repo = repo_root(repo_path)
-    verification = None
-    if verify:
-        dsha = _resolve_plain(repo, data_rev, "data revision") if data_rev else None
-        verification = verify_rev(repo, _resolve_plain(repo, rev, "revision to pin"), data_rev=dsha)
-        if verification["verdict"] != "good" and not force:
-            raise UsageError(f"{rev} is {verification['verdict']} for the probe ({verification['summary']}): "
-                             "pin a good revision, or pass --force to record it anyway", exit_code=1)
-    pin = make_pin(repo, name, rev, data_rev=data_rev, note=note, verification=verification,
-                   source="verify" if verify else "unverified")
-    add_pin(repo, pin, force=force)
-    return pin
-
-
-def remove_pin(repo_path: Path, name: str) -> Pin:
-    repo = repo_root(repo_path)
     pin = get_pin(repo, name)
-    pins = load_pins(repo)
     del pins[name]
     save_pins(repo, pins)
     return pin
@@ -383,124 +344,3 @@ def latest_ancestor_pin(repo: Path, bad_sha: str) -> Pin | None:
     return best[1] if best else None
 
 
-def pin_from_session(repo_path: Path, summary: Any, name: str, *, rev: str | None = None, note: str = "",
-                     force: bool = False) -> Pin:
-    """Pin a revision a session observed good, with the observations that made it good.
-
-    `summary` is a `journal.SessionSummary`. Default revision: the newest one observed good (the
-    culprit's parent after a found culprit), else the good bound.
-    """
-    repo = repo_root(repo_path)
-    goods = [e for e in summary.steps if e.get("verdict") == "good"]
-    if rev is not None:
-        sha = _resolve_plain(repo, rev, "revision to pin")
-        goods = [e for e in goods if e["commit"] == sha]
-        if not goods:
-            raise UsageError(f"session {summary.id} did not observe {rev} good: pin it with `bisector pin {name} --verify`")
-    if not goods:
-        raise UsageError(f"session {summary.id} observed no good revision: nothing to pin")
-    culprit = (summary.end or {}).get("culprit")
-    chosen = goods[0]
-    if rev is None and culprit:
-        parents = git(repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
-        chosen = next((e for e in goods if e["commit"] in parents), goods[0])
-    elif rev is None:
-        chosen = next((e for e in goods if e["role"] == "good-bound"), goods[0])
-    pin = make_pin(repo, name, chosen["commit"], data_rev=chosen.get("data_rev"), note=note,
-                   verification={"verdict": "good", "observations": chosen.get("observations", [])},
-                   config=summary.start.get("config", {}).get("file", {}), source=f"session {summary.id}")
-    add_pin(repo, pin, force=force)
-    return pin
-
-
-def verify_rev(repo: Path, rev: str, *, data_rev: str | None = None, workspace_factory: Any = None) -> dict[str, Any]:
-    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, probes of bisector.toml.
-
-    Returns {"verdict", "summary", "build", "observations"} (observations as journal JSON).
-    The workspace is the session's (`session.make_workspace`: DVC-aware where the session is).
-    """
-    import inspect
-    import secrets
-    import shutil
-
-    from bisector.run import session
-    from bisector.build.run import BuildConfig
-    from bisector.io.config import load_file_config, probe_specs, table
-    from bisector.journal.writer import JOURNAL_DIR
-    from bisector.probes.registry import make_suite
-    from bisector.run.step import execute_step
-    from bisector.io.workspace import state_dir
-
-    config = load_file_config(repo)
-    b = table(config, "build")
-    build = BuildConfig(command=b.get("command"), timeout=b.get("timeout"), on_failure=b.get("on_failure", "skip"))
-    suite = make_suite(probe_specs(config, None, None), user_cwd=Path(os.getcwd()),
-                       frozen_dir=repo / JOURNAL_DIR / "frozen")
-    session_dir = state_dir(repo) / "pin-verify" / f"{os.getpid()}-{secrets.token_hex(3)}"
-    ws = (workspace_factory or getattr(session, "make_workspace", session.Workspace))(repo, session_dir)
-    if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
-        raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
-    try:
-        ws.open(rev)
-        out = execute_step(ws, suite, build, rev, 0, session_dir / "logs", data_rev=data_rev)
-    finally:
-        ws.close()
-        shutil.rmtree(session_dir, ignore_errors=True)
-    summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in out.observations)
-    if not out.observations:
-        summary = f"build {out.build.get('status')}"
-    return {"verdict": out.verdict.value, "summary": summary, "build": out.build, "observations": out.observations}
-
-
-# --------------------------------------------------------------------- restore
-@dataclass
-class Restored:
-    path: Path
-    commit: str
-    dvc: bool  # a DVC repository: its data was checked out from the user's cache
-    data_files: int = 0
-
-
-def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
-    """Materialize pin `name` (code, then DVC data from the user's cache) into the new folder `dest`."""
-    repo = repo_root(repo_path)
-    pin = get_pin(repo, name)
-    check_commit(repo, pin)
-    dest = Path(dest).resolve()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UsageError(f"{dest} is not empty: restore into a new or empty folder")
-    dest.mkdir(parents=True, exist_ok=True)
-    # A local clone hardlinks or copies the whole object store, so a commit that no branch
-    # reaches any more is restorable too; the user's repository is only read.
-    git(repo, "clone", "--quiet", "--no-checkout", str(repo), str(dest))
-    git(dest, "checkout", "--quiet", "--detach", pin.commit)
-    if pin.data_rev:
-        # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
-        for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
-            if path.endswith(".dvc") and not path.startswith(".dvc/"):
-                (dest / path).parent.mkdir(parents=True, exist_ok=True)
-                (dest / path).write_text(git(repo, "show", f"{pin.data_rev}:{path}"))
-    if not (dest / ".dvc").is_dir():
-        return Restored(dest, pin.commit, dvc=False)
-    from bisector.io.data.dvccli import dvc_env, read_user_config, run_dvc, strip_ansi, write_config_local
-    from bisector.io.data.files import inputs_at
-
-    user = read_user_config(repo)
-    # The user's cache and remotes, absolute; copies, never links (a build must not write into the cache).
-    write_config_local(dest / ".dvc" / "config.local", user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
-    env = dvc_env()
-    res = run_dvc(dest, "checkout", "--force", env=env)
-    if res.returncode != 0 and user.remotes:
-        run_dvc(dest, "fetch", env=env)
-        res = run_dvc(dest, "checkout", "--force", env=env)
-    inputs = inputs_at(repo, pin.data_rev or pin.commit)
-    missing = [p for p, d in inputs.items() if d.source.endswith(".dvc") and not (dest / p).exists()]
-    if res.returncode != 0 or missing:
-        if missing:
-            what = f"{len(missing)} data object(s) are gone from the DVC cache ({', '.join(missing[:3])})"
-        else:
-            last = (strip_ansi(res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
-            what = f"`dvc checkout` failed: {last[:200]}"
-        raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
-                         f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
-    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs))

@@ -1,0 +1,162 @@
+"""Making pins: of a revision (optionally built and probed first), or of what a session observed good."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+import secrets
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from bisector.build.run import BuildConfig
+from bisector.core.errors import UsageError
+from bisector.core.model import Observation, Role, StepResult, Verdict
+from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.data.files import data_hashes, flatten, params_at
+from bisector.io.git import git, repo_root, resolve
+from bisector.io.workspace import state_dir
+from bisector.journal.codec import decode_result
+from bisector.journal.read import SessionSummary
+from bisector.journal.writer import JOURNAL_DIR
+from bisector.probes.base import main_number
+from bisector.probes.registry import make_suite
+from bisector.review.pins.store import NAME_RE, Pin, expand_rev, load_pins, save_pins
+from bisector.run.session import make_workspace
+from bisector.run.step import execute_step
+
+ENV_PACKAGES = ("bisector", "torch", "numpy", "dvc")
+
+
+def pin_environment() -> dict[str, str]:
+    """Versions from package metadata (nothing is imported) and the platform."""
+    env = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ENV_PACKAGES:
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[pkg] = "not installed"
+    return env
+
+
+def probe_table(observations: Iterable[Observation]) -> dict[str, dict[str, Any]]:
+    """Observations -> the pin's [probes] tables (verdict, summary, main number)."""
+    out = {}
+    for o in observations:
+        row: dict[str, Any] = {"verdict": o.verdict.value, "summary": o.summary}
+        value = main_number(o)
+        if value is not None:
+            row["value"] = value[1]
+            row["measure"] = value[0]
+        out[o.probe] = row
+    return out
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _resolve_plain(repo: Path, rev: str, what: str) -> str:
+    return resolve(repo, expand_rev(repo, rev), what)
+
+
+def make_pin(repo: Path, name: str, rev: str = "HEAD", *, data_rev: str | None = None, note: str = "",
+             verification: StepResult | None = None, config: Mapping[str, Any] | None = None,
+             source: str = "unverified") -> Pin:
+    """A pin of `rev` (data from `data_rev` when given) with params, data hashes and environment;
+    with `verification`, its verdict and each probe's result."""
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid pin name {name!r}: use letters, digits, '-' and '_' only")
+    sha = _resolve_plain(repo, rev, "revision to pin")
+    dsha = _resolve_plain(repo, data_rev, "data revision") if data_rev else None
+    if config is None:
+        config = load_file_config(repo)
+    pin = Pin(name=name, commit=sha, created=_now(), note=note, data_rev=dsha if dsha != sha else None,
+              source=source, data=data_hashes(repo, dsha or sha), params=params_at(repo, sha),
+              config=flatten(dict(config)), environment=pin_environment())
+    if verification is not None:
+        pin.verdict = verification.verdict.value
+        pin.probes = probe_table(verification.observations)
+    return pin
+
+
+def add_pin(repo: Path, pin: Pin, *, force: bool = False) -> Path:
+    pins = load_pins(repo)
+    if pin.name in pins and not force:
+        raise UsageError(f"a pin named {pin.name!r} exists ({pins[pin.name].short}): pass --force to replace it")
+    pins[pin.name] = pin
+    return save_pins(repo, pins)
+
+
+def create_pin(repo_path: Path, name: str, rev: str = "HEAD", *, data_rev: str | None = None, note: str = "",
+               verify_first: bool = False, force: bool = False) -> Pin:
+    """`bisector pin NAME`: record (and with `verify_first`, first probe) a known-good configuration."""
+    repo = repo_root(repo_path)
+    result = None
+    if verify_first:
+        dsha = _resolve_plain(repo, data_rev, "data revision") if data_rev else None
+        result = verify(repo, _resolve_plain(repo, rev, "revision to pin"), data_rev=dsha)
+        if result.verdict is not Verdict.GOOD and not force:
+            raise UsageError(f"{rev} is {result.verdict.value} for the probe ({result.summary()}): "
+                             "pin a good revision, or pass --force to record it anyway", exit_code=1)
+    pin = make_pin(repo, name, rev, data_rev=data_rev, note=note, verification=result,
+                   source="verify" if verify_first else "unverified")
+    add_pin(repo, pin, force=force)
+    return pin
+
+
+def pin_from_session(repo_path: Path, summary: SessionSummary, name: str, *, rev: str | None = None,
+                     note: str = "", force: bool = False) -> Pin:
+    """Pin a revision a session observed good, with the observations that made it good.
+
+    Default revision: the newest one observed good (the culprit's parent after a found
+    culprit), else the good bound.
+    """
+    repo = repo_root(repo_path)
+    goods = [s for s in summary.steps if s.verdict is Verdict.GOOD]
+    if rev is not None:
+        sha = _resolve_plain(repo, rev, "revision to pin")
+        goods = [s for s in goods if s.commit == sha]
+        if not goods:
+            raise UsageError(f"session {summary.id} did not observe {rev} good: pin it with `bisector pin {name} --verify`")
+    if not goods:
+        raise UsageError(f"session {summary.id} observed no good revision: nothing to pin")
+    culprit = summary.outcome.culprit if summary.outcome else None
+    chosen = goods[0]
+    if rev is None and culprit:
+        parents = git(repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+        chosen = next((s for s in goods if s.commit in parents), goods[0])
+    elif rev is None:
+        chosen = next((s for s in goods if s.role is Role.GOOD_BOUND), goods[0])
+    pin = make_pin(repo, name, chosen.commit, data_rev=chosen.data_rev, note=note, verification=chosen.result,
+                   config=summary.start.get("config", {}).get("file", {}), source=f"session {summary.id}")
+    add_pin(repo, pin, force=force)
+    return pin
+
+
+def verify(repo: Path, rev: str, *, data_rev: str | None = None, workspace_factory: Any = None) -> StepResult:
+    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, probes of bisector.toml.
+
+    The workspace is the session's (`make_workspace`: DVC-aware where the session is).
+    """
+    # The run layer is to offer one assembly of a step's configuration for `run` and for
+    # this (`verify_revision`); until then the build and probes are assembled here.
+    config = load_file_config(repo)
+    b = table(config, "build")
+    build = BuildConfig(command=b.get("command"), timeout=b.get("timeout"), on_failure=b.get("on_failure", "skip"))
+    suite = make_suite(probe_specs(config, None, None), user_cwd=Path(os.getcwd()),
+                       frozen_dir=repo / JOURNAL_DIR / "frozen")
+    session_dir = state_dir(repo) / "pin-verify" / f"{os.getpid()}-{secrets.token_hex(3)}"
+    ws = (workspace_factory or make_workspace)(repo, session_dir)
+    if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
+        raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
+    try:
+        ws.open(rev)
+        out = execute_step(ws, suite, build, rev, 0, session_dir / "logs", data_rev=data_rev)
+    finally:
+        ws.close()
+        shutil.rmtree(session_dir, ignore_errors=True)
+    return decode_result(out.to_json())

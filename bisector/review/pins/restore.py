@@ -1,0 +1,68 @@
+"""Restoring a pin: its code, and its DVC data from the user's cache, into a new folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bisector.core.errors import UsageError
+from bisector.io.data.dvccli import (
+    dvc_env,
+    read_user_config,
+    run_dvc,
+    strip_ansi,
+    write_config_local,
+)
+from bisector.io.data.files import inputs_at
+from bisector.io.git import git, repo_root
+from bisector.review.pins.store import check_commit, get_pin
+
+
+@dataclass
+class Restored:
+    path: Path
+    commit: str
+    dvc: bool  # a DVC repository: its data was checked out from the user's cache
+    data_files: int = 0
+
+
+def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
+    """Materialize pin `name` (code, then DVC data from the user's cache) into the new folder `dest`."""
+    repo = repo_root(repo_path)
+    pin = get_pin(repo, name)
+    check_commit(repo, pin)
+    dest = Path(dest).resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(f"{dest} is not empty: restore into a new or empty folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    # A local clone hardlinks or copies the whole object store, so a commit that no branch
+    # reaches any more is restorable too; the user's repository is only read.
+    git(repo, "clone", "--quiet", "--no-checkout", str(repo), str(dest))
+    git(dest, "checkout", "--quiet", "--detach", pin.commit)
+    if pin.data_rev:
+        # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
+        for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
+            if path.endswith(".dvc") and not path.startswith(".dvc/"):
+                (dest / path).parent.mkdir(parents=True, exist_ok=True)
+                (dest / path).write_text(git(repo, "show", f"{pin.data_rev}:{path}"))
+    if not (dest / ".dvc").is_dir():
+        return Restored(dest, pin.commit, dvc=False)
+    user = read_user_config(repo)
+    # The user's cache and remotes, absolute; copies, never links (a build must not write into the cache).
+    write_config_local(dest / ".dvc" / "config.local", user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
+    env = dvc_env()
+    res = run_dvc(dest, "checkout", "--force", env=env)
+    if res.returncode != 0 and user.remotes:
+        run_dvc(dest, "fetch", env=env)
+        res = run_dvc(dest, "checkout", "--force", env=env)
+    inputs = inputs_at(repo, pin.data_rev or pin.commit)
+    missing = [p for p, d in inputs.items() if d.source.endswith(".dvc") and not (dest / p).exists()]
+    if res.returncode != 0 or missing:
+        if missing:
+            what = f"{len(missing)} data object(s) are gone from the DVC cache ({', '.join(missing[:3])})"
+        else:
+            last = (strip_ansi(res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
+            what = f"`dvc checkout` failed: {last[:200]}"
+        raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
+                         f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
+    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs))
