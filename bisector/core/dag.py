@@ -119,15 +119,42 @@ class Dag:
         self._start = np.zeros(c_n + 1, dtype=np.int64)
         np.cumsum(lengths, out=self._start[1:])
         self._chain_p = self.chain[self._perm]
-        # Strict ancestor chains of each chain, as packed bit rows (parents' rows OR'ed in).
+        # Each chain's parent chains. A chain with one parent chain (`up`) has that chain's
+        # ancestors plus it; only merge chains (several parents) keep a row of ancestor bits.
         self._width = (c_n + 7) // 8
-        m = np.zeros((c_n, self._width), dtype=np.uint8)
-        for c, h in enumerate(heads.tolist()):
+        up = np.full(c_n, -1, dtype=np.int64)
+        heads_l = heads.tolist()
+        merges: list[int] = []
+        for c, h in enumerate(heads_l):
+            k = int(self._par_ptr[h + 1] - self._par_ptr[h])
+            if k == 1:
+                up[c] = self.chain[self._par[self._par_ptr[h]]]
+            elif k > 1:
+                up[c] = -2
+                merges.append(c)
+        self._up = up
+        self._up_list = up.tolist()
+        self._singles_list = np.flatnonzero(up >= 0).tolist()
+        self._merges = np.asarray(merges, dtype=np.int64)
+        self._row_of = np.full(c_n, -1, dtype=np.int64)
+        self._row_of[self._merges] = np.arange(len(merges))
+        self._m = np.zeros((len(merges), self._width), dtype=np.uint8)
+        for r, c in enumerate(merges):
+            h = heads_l[c]
             for p in self._par[self._par_ptr[h] : self._par_ptr[h + 1]].tolist():
-                d = int(self.chain[p])
-                m[c] |= m[d]
-                m[c, d >> 3] |= np.uint8(0x80 >> (d & 7))
-        self._m = m
+                self._m[r] |= self._packed_row(int(self.chain[p]), include_self=True)
+
+    def _packed_row(self, c: int, include_self: bool = False) -> np.ndarray:
+        """Packed bits of the strict ancestor chains of chain c (and c itself if asked)."""
+        path = [c] if include_self else []
+        up = self._up
+        while up[c] >= 0:
+            c = int(up[c])
+            path.append(c)
+        row = self._m[self._row_of[c]].copy() if up[c] == -2 else np.zeros(self._width, dtype=np.uint8)
+        for d in path:
+            row[d >> 3] |= np.uint8(0x80 >> (d & 7))
+        return row
 
     # ------------------------------------------------------------- structure
     def parents_of(self, i: int) -> tuple[int, ...]:
@@ -138,7 +165,7 @@ class Dag:
         return int(mask[self._par[self._par_ptr[i] : self._par_ptr[i + 1]]].sum())
 
     def _row(self, c: int) -> np.ndarray:
-        return np.unpackbits(self._m[c], count=self.n_chains).astype(bool)
+        return np.unpackbits(self._packed_row(c), count=self.n_chains).astype(bool)
 
     def anc_mask(self, i: int) -> np.ndarray:
         """Boolean mask of the ancestors-or-self of candidate i."""
@@ -152,31 +179,42 @@ class Dag:
         ca, cb = int(self.chain[a]), int(self.chain[b])
         if ca == cb:
             return bool(self.chain_pos[a] <= self.chain_pos[b])
-        return bool(self._m[cb, ca >> 3] & (0x80 >> (ca & 7)))
+        return bool(self._packed_row(cb)[ca >> 3] & (0x80 >> (ca & 7)))
 
     # ----------------------------------------------------------- closure sums
     def _chain_totals(self, vp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cs = np.concatenate(([0], np.cumsum(vp)))
         return cs, cs[self._start[1:]] - cs[self._start[:-1]]
 
-    def _blocks(self, rows: np.ndarray):
-        step = max(1, _BLOCK // max(1, self.n_chains))
-        for j in range(0, len(rows), step):
-            sel = rows[j : j + step]
-            yield sel, np.unpackbits(self._m[sel], axis=1, count=self.n_chains)
+    def _blocks(self, rows: np.ndarray, cols: np.ndarray):
+        """Row blocks of the chain matrix, unpacked only over the byte span of `cols`, as float32
+        (exact for counts below 2**24; weights need no more than that for a choice)."""
+        b0, b1 = int(cols[0]) >> 3, (int(cols[-1]) >> 3) + 1
+        sub = cols - 8 * b0
+        step = max(1, _BLOCK // (8 * (b1 - b0)))
+        for lo in range(0, len(rows), step):
+            bits = np.unpackbits(self._m[rows[lo : lo + step], b0:b1], axis=1)
+            yield lo, lo + step, bits[:, sub].astype(np.float32)
 
     def anc_sums(self, v: np.ndarray) -> np.ndarray:
-        """out[i] = sum of v over the ancestors-or-self of i."""
+        """out[i] = sum of v over the ancestors-or-self of i (chains without weight get their own part only)."""
         vp = np.asarray(v)[self._perm]
         cs, tot = self._chain_totals(vp)
         out_p = cs[1:] - cs[self._start[self._chain_p]]
         if self.n_chains > 1:
-            cols = np.flatnonzero(tot)
-            above = np.zeros(self.n_chains, dtype=tot.dtype)
-            if len(cols):
-                for sel, bits in self._blocks(np.arange(self.n_chains)):
-                    above[sel] = bits[:, cols] @ tot[cols]
-            out_p = out_p + above[self._chain_p]
+            above = np.zeros(self.n_chains, dtype=np.float64)
+            live = np.flatnonzero(tot)
+            rows = self._merges[tot[self._merges] != 0]
+            if len(live) and len(rows):
+                exact = (tot.dtype.kind in "iu" or bool(np.all(tot == np.round(tot)))) and tot.sum() < 2**24
+                vec = tot[live].astype(np.float32 if exact else np.float64)
+                for lo, hi, bits in self._blocks(self._row_of[rows], live):
+                    above[rows[lo:hi]] = bits @ vec
+            up, acc, totl = self._up_list, above.tolist(), tot.tolist()
+            for c in self._singles_list:  # parent chains first (ids are topological)
+                d = up[c]
+                acc[c] = acc[d] + totl[d]
+            out_p = out_p + np.asarray(acc).astype(tot.dtype)[self._chain_p]
         out = np.empty_like(out_p)
         out[self._perm] = out_p
         return out
@@ -187,11 +225,17 @@ class Dag:
         cs, tot = self._chain_totals(vp)
         out_p = cs[self._start[self._chain_p + 1]] - cs[:-1]
         if self.n_chains > 1:
-            below = np.zeros(self.n_chains, dtype=tot.dtype)
-            rows = np.flatnonzero(tot)
-            for sel, bits in self._blocks(rows):
-                below += tot[sel] @ bits
-            out_p = out_p + below[self._chain_p]
+            # sub[c]: the weight of the chains whose single-parent path leads up to c (c too).
+            up, acc = self._up_list, tot.astype(np.float64).tolist()
+            for c in reversed(self._singles_list):
+                acc[up[c]] += acc[c]
+            sub = np.asarray(acc)
+            below = sub - tot
+            rows = self._merges[sub[self._merges] != 0]
+            if len(rows):
+                for lo, hi, bits in self._blocks(self._row_of[rows], np.arange(self.n_chains)):
+                    below += sub[rows[lo:hi]] @ bits
+            out_p = out_p + below.astype(tot.dtype)[self._chain_p]
         out = np.empty_like(out_p)
         out[self._perm] = out_p
         return out

@@ -305,8 +305,13 @@ class Search:
         w, Z, gp = st["w"], st["Z"], self._dag.gitpos
         idx = np.flatnonzero(w > 0.0)
         if k is not None and k < len(idx):
-            kth = np.partition(w[idx], len(idx) - k)[len(idx) - k]
-            idx = idx[w[idx] >= kth]  # every tie at the boundary, so the order below decides
+            # The k-th largest weight by walking down the distinct values (at most k passes; a
+            # partition degrades on the few distinct values a posterior has).
+            vals = w[idx]
+            kth = vals.max()
+            while np.count_nonzero(vals >= kth) < k:
+                kth = vals[vals < kth].max()
+            idx = idx[vals >= kth]  # every tie at the boundary, so the order below decides
         order = idx[np.lexsort((-gp[idx], -w[idx]))]
         if k is not None:
             order = order[:k]
