@@ -3,8 +3,11 @@
 Model: the culprit c is the first bad commit, a revision X is bad iff c is an ancestor-or-self of X;
 or there is no culprit at all (key None: every revision is good and the failure was noise). Each
 observation multiplies the weight of every hypothesis by its likelihood; a deterministic probe has
-likelihoods 1 and 0, which we keep as bitsets of dead suspects, so the zero-noise case stays exact
-and reproduces `git bisect` choice for choice. Imports nothing but the standard library.
+likelihoods 1 and 0, which we keep as a mask of the suspects still alive, so the zero-noise case
+stays exact (integer counts in float64) and reproduces `git bisect` choice for choice. The weights,
+their ancestor sums and the run counts are numpy arrays over the candidates (see `dag.py`): one
+step costs a few passes over them, never a sort of the whole posterior.
+Standard library and numpy only.
 """
 
 from __future__ import annotations
@@ -13,60 +16,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+import numpy as np
+
 from bisector.core.dag import Dag as _Dag
 from bisector.core.errors import ContradictionError, UsageError
 from bisector.core.model import Verdict
+from bisector.core.noise import NEG_INF as _NEG_INF
+from bisector.core.noise import Counts, NoiseModel, h2 as _h2, h2_array, logsumexp, logsumexp_rows, make_grid
+from bisector.core.noise import safe_log as _safe_log, xlog as _xlog
 
-_NEG_INF = float("-inf")
-_GRID = 12  # points of the grid on which an unknown noise rate is learned
-_MAX_RATE = 0.45  # a symmetric flip rate above this makes the probe useless
-
-
-@dataclass(frozen=True)
-class Counts:
-    """`k_bad` of `n` runs of the probe failed at one revision (binomial observation)."""
-
-    k_bad: int
-    n: int
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or not 0 <= self.k_bad <= self.n:
-            raise UsageError(f"invalid counts {self.k_bad}/{self.n}: need n >= 1 and 0 <= k_bad <= n")
-
-
-@dataclass(frozen=True)
-class NoiseModel:
-    """Rates of one probe run: P(fail | good revision) and P(fail | bad revision)."""
-
-    fail_if_good: float = 0.0
-    fail_if_bad: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.fail_if_good < self.fail_if_bad <= 1.0:
-            raise UsageError(
-                f"invalid noise model ({self.fail_if_good}, {self.fail_if_bad}): "
-                "need 0 <= fail_if_good < fail_if_bad <= 1"
-            )
-
-    @classmethod
-    def symmetric(cls, p: float) -> "NoiseModel":
-        """Each verdict flips with probability p."""
-        return cls(p, 1.0 - p)
-
-    @classmethod
-    def flaky(cls, f: float) -> "NoiseModel":
-        """A bad revision always fails; a good one fails with probability f."""
-        return cls(f, 1.0)
-
-    @property
-    def kind(self) -> str:
-        if self.fail_if_good == 0.0 and self.fail_if_bad == 1.0:
-            return "deterministic"
-        if self.fail_if_bad == 1.0:
-            return "flaky"
-        if abs(self.fail_if_good + self.fail_if_bad - 1.0) < 1e-12:
-            return "symmetric"
-        return "two-rate"
+__all__ = ["Counts", "NoiseModel", "Search", "SearchResult"]
 
 
 @dataclass
@@ -75,26 +34,6 @@ class SearchResult:
     culprit: str | None
     probability: float
     candidates: list[str] = field(default_factory=list)
-
-
-def _xlog(count: int, q: float) -> float:
-    """count * log(q), with 0 * log(0) = 0."""
-    if count == 0:
-        return 0.0
-    return count * math.log(q) if q > 0.0 else _NEG_INF
-
-
-def _safe_log(q: float) -> float:
-    return math.log(q) if q > 0.0 else 0.0
-
-
-def _h2(q: float) -> float:
-    return 0.0 if q <= 0.0 or q >= 1.0 else -(q * math.log2(q) + (1 - q) * math.log2(1 - q))
-
-
-def _logsumexp(xs: list[float]) -> float:
-    m = max(xs)
-    return m if m == _NEG_INF else m + math.log(sum(math.exp(x - m) for x in xs))
 
 
 class Search:
@@ -138,10 +77,11 @@ class Search:
         if not 0.5 < confidence < 1.0:
             raise UsageError(f"confidence {confidence} must be between 0.5 and 1")
         self._dag = dag = _Dag(parents)
-        self._n = n = len(dag.revs)
+        self._n = n = dag.n
         self._bad = dag.index[bad]
-        if dag.anc[self._bad] != dag.all:
-            stray = next(r for i, r in enumerate(dag.revs) if not dag.anc[self._bad] >> i & 1)
+        below_bad = dag.anc_mask(self._bad)
+        if not below_bad.all():
+            stray = dag.revs[int(np.argmin(below_bad))]
             raise UsageError(f"candidate {stray} is not an ancestor of the bad revision {bad}")
         if isinstance(noise, (int, float)):
             noise = NoiseModel.symmetric(float(noise)) if noise else None
@@ -157,7 +97,7 @@ class Search:
         if not 0.0 <= self._prior_none < 1.0:
             raise UsageError(f"no_culprit_prior {self._prior_none} must be in [0, 1)")
         self._confirm = noisy and (True if confirm is None else confirm)
-        self._grid = self._make_grid(noise, learn_noise, noise_floor)
+        self._grid = make_grid(noise, learn_noise, noise_floor)
         # Rates below which an observation is impossible: those observations kill suspects.
         self._min_q0 = min(q0 for q0, _, _ in self._grid)
         self._max_q1 = max(q1 for _, q1, _ in self._grid)
@@ -169,41 +109,19 @@ class Search:
         self._built = {dag.index[r] for r in built if r in dag.index}
         # Invariants: `_alive` holds the suspects no observation has ruled out (likelihood > 0);
         # `_K[i]`/`_P[i]` count failed/passed runs at candidate i; `_skipped` is never proposed.
-        self._alive = dag.all
+        self._alive = np.ones(n, dtype=bool)
+        self._all_alive = True
         self._none_alive = self._prior_none > 0.0
-        self._K = [0] * n
-        self._P = [0] * n
+        self._K = np.zeros(n, dtype=np.int64)
+        self._P = np.zeros(n, dtype=np.int64)
         self._Kg = self._Pg = 0
-        self._skipped = 0
+        self._skipped = np.zeros(n, dtype=bool)
+        self._any_skipped = False
         self._streak: list[int] = []  # revisions skipped since the last real answer
         self._observed_bad: dict[int, None] = {}
         self._observed_good: dict[int, None] = {}
         self.runs = 0
         self._cache: dict | None = None
-
-    # ----------------------------------------------------------------- model
-    @staticmethod
-    def _make_grid(noise: NoiseModel | None, learn: bool, floor: float) -> list[tuple[float, float, float]]:
-        """(fail_if_good, fail_if_bad, log prior weight) points the noise rates range over."""
-        if noise is None:
-            return [(0.0, 1.0, 0.0)]
-        if not learn:
-            return [(noise.fail_if_good, noise.fail_if_bad, 0.0)]
-        lo = max(floor, 1e-4)
-
-        def pts(a: float, b: float, k: int) -> list[float]:
-            return [a + (b - a) * j / (k - 1) for j in range(k)]
-
-        if noise.kind == "flaky":
-            # Log-spaced (a log-uniform prior): measured cheaper for flakes at the same accuracy;
-            # for symmetric flips the linear grid keeps accuracy at p = 0.3 (docs/benchmarks.md).
-            grid = [(lo * (0.7 / lo) ** (j / (_GRID - 1)), 1.0) for j in range(_GRID)]
-        elif noise.kind == "symmetric":
-            grid = [(p, 1.0 - p) for p in pts(lo, _MAX_RATE, _GRID)]
-        else:
-            grid = [(a, b) for a in pts(lo, _MAX_RATE, 8) for b in pts(1 - _MAX_RATE, 1 - lo, 8)]
-        lp = -math.log(len(grid))
-        return [(a, b, lp) for a, b in grid]
 
     def _obs_counts(self, obs: Verdict | Counts) -> tuple[int, int] | None:
         if isinstance(obs, Counts):
@@ -235,19 +153,24 @@ class Search:
         if i is None:
             raise UsageError(f"unknown revision {rev}: it is not among the candidates")
         if counts is None:
-            self._skipped |= 1 << i
+            self._skipped[i] = True
+            self._any_skipped = True
             self._streak.append(i)
             self._cache = None
             return
         k, n = counts
         alive, none_alive = self._alive, self._none_alive
-        if n - k and self._max_q1 == 1.0:  # a pass is impossible at a bad revision
-            alive &= ~self._dag.anc[i]
-        if k and self._min_q0 == 0.0:  # a fail is impossible at a good revision
-            alive &= self._dag.anc[i]
-            none_alive = False
-        if not alive and not none_alive:
-            raise ContradictionError(self._contradiction(i, k, n))
+        kill_below = bool(n - k and self._max_q1 == 1.0)  # a pass is impossible at a bad revision
+        keep_below = bool(k and self._min_q0 == 0.0)  # a fail is impossible at a good revision
+        if kill_below or keep_below:
+            below = self._dag.anc_mask(i)
+            alive = alive & ~below if kill_below else alive
+            if keep_below:
+                alive = alive & below
+                none_alive = False
+            if not none_alive and not alive.any():
+                raise ContradictionError(self._contradiction(i, k, n))
+            self._all_alive = self._all_alive and bool(alive.all())
         self._alive, self._none_alive = alive, none_alive
         self._streak = []
         self._K[i] += k
@@ -268,14 +191,14 @@ class Search:
             if i in self._observed_bad:
                 return f"{rev} observed good, but it was observed bad before"
             for b in self._observed_bad:
-                if dag.anc[i] >> b & 1:
+                if dag.is_ancestor(b, i):
                     return f"{rev} observed good, but its ancestor {dag.revs[b]} was observed bad"
             bads = ", ".join(dag.revs[b] for b in self._observed_bad) or "none"
             return f"{rev} observed good, but every remaining suspect is its ancestor (observed bad: {bads})"
         if i in self._observed_good:
             return f"{rev} observed bad, but it was observed good before"
         for g in self._observed_good:
-            if dag.anc[g] >> i & 1:
+            if dag.is_ancestor(i, g):
                 return f"{rev} observed bad, but its descendant {dag.revs[g]} was observed good"
         goods = ", ".join(dag.revs[g] for g in self._observed_good) or "none"
         return f"{rev} observed bad, but none of its ancestors is still a suspect (observed good: {goods})"
@@ -285,60 +208,51 @@ class Search:
         """Weights, ancestor masses and the normalizer, recomputed after each observation."""
         if self._cache is not None:
             return self._cache
-        dag, n = self._dag, self._n
-        bits = f"{self._alive:0{n}b}"[::-1]
         if self.noise is None:
-            w = [1.0 if c == "1" else 0.0 for c in bits]
-            wn = self._prior_none * n / (1.0 - self._prior_none) if self._none_alive else 0.0
-            grid_post = None
+            w = self._alive.astype(np.float64)
+            wn = self._prior_none * self._n / (1.0 - self._prior_none) if self._none_alive else 0.0
         else:
-            w, wn, grid_post = self._noisy_weights(bits)
-        A = dag.anc_sums(w)
-        Z = sum(w) + wn
-        self._cache = {"w": w, "wn": wn, "A": A, "Z": Z, "grid": grid_post}
+            w, wn = self._noisy_weights()
+        A = self._dag.anc_sums(w)
+        Z = float(w.sum()) + wn
+        self._cache = {"w": w, "wn": wn, "A": A, "Z": Z, "grid": None}
         return self._cache
 
-    def _noisy_weights(self, bits: str) -> tuple[list[float], float, list[float]]:
-        n, Kt, Pt, Kg, Pg = self._n, sum(self._K), sum(self._P), self._Kg, self._Pg
+    def _noisy_weights(self) -> tuple[np.ndarray, float]:
+        n, Kt, Pt, Kg, Pg = self._n, int(self._K.sum()), int(self._P.sum()), self._Kg, self._Pg
         K1 = self._dag.desc_sums(self._K)  # fails at revisions that are bad if i is the culprit
         P1 = self._dag.desc_sums(self._P)
         lps = math.log((1.0 - self._prior_none) / n)
         grid = self._grid
-        memo: dict[tuple[int, int], list[float]] = {}
-
-        glogs = [(_safe_log(q1), _safe_log(1 - q1), _safe_log(q0), _safe_log(1 - q0), lp) for q0, q1, lp in grid]
-
-        def terms(k1: int, p1: int) -> list[float]:
-            # Zero-probability terms only meet zero counts in live suspects (see below).
-            k0, p0 = Kt - k1 + Kg, Pt - p1 + Pg
-            return [lp + k1 * l1 + p1 * m1 + k0 * l0 + p0 * m0 for l1, m1, l0, m0, lp in glogs]
-
+        # Zero-probability terms only meet zero counts in live suspects (the others are dead), so
+        # their log is taken as 0 (safe_log).
+        l1, m1, l0, m0 = (np.array([_safe_log(f(q0, q1)) for q0, q1, _ in grid])
+                          for f in (lambda a, b: b, lambda a, b: 1 - b, lambda a, b: a, lambda a, b: 1 - a))
+        lp = np.array([x for _, _, x in grid])
         if len(grid) == 1:
-            # Fixed rates: log-likelihood is linear in (k1, p1). A zero-probability term only meets
-            # zero counts in a live suspect (the others are dead), so its log is taken as 0 here.
-            q0, q1, _ = grid[0]
-            l1, m1 = _safe_log(q1), _safe_log(1 - q1)
-            l0, m0 = _safe_log(q0), _safe_log(1 - q0)
-            c0 = lps + (Kt + Kg) * l0 + (Pt + Pg) * m0
-            a, b = l1 - l0, m1 - m0
-            lw = [c0 + a * k1 + b * p1 for k1, p1 in zip(K1, P1)]
+            # Fixed rates: the log-likelihood is linear in (k1, p1).
+            c0 = lps + (Kt + Kg) * l0[0] + (Pt + Pg) * m0[0]
+            lw = c0 + (l1[0] - l0[0]) * K1 + (m1[0] - m0[0]) * P1
+            memo = None
         else:
-            keys = list(zip(K1, P1))
-            for key in set(keys):
-                t = memo[key] = terms(*key)
-                t.append(_logsumexp(t) + lps)
-            lw = [memo[key][-1] for key in keys]
-        if self._alive != self._dag.all:
-            lw = [x if c == "1" else _NEG_INF for x, c in zip(lw, bits)]
+            keys, inverse = np.unique(np.stack([K1, P1]), axis=1, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            k1, p1 = keys[0][:, None], keys[1][:, None]
+            k0, p0 = Kt - k1 + Kg, Pt - p1 + Pg
+            memo = lp + k1 * l1 + p1 * m1 + k0 * l0 + p0 * m0  # (keys, grid)
+            lw = (logsumexp_rows(memo) + lps)[inverse]
+            memo = (memo, inverse)
+        if not self._all_alive:
+            lw = np.where(self._alive, lw, _NEG_INF)
         tn = None
         if self._none_alive and self._prior_none > 0:
-            tn = [lp + _xlog(Kt + Kg, q0) + _xlog(Pt + Pg, 1 - q0) for q0, _, lp in grid]
-        lwn = _logsumexp(tn) + math.log(self._prior_none) if tn else _NEG_INF
-        m = max(max(lw), lwn)
-        w = [math.exp(x - m) for x in lw]
+            tn = [x + _xlog(Kt + Kg, q0) + _xlog(Pt + Pg, 1 - q0) for q0, _, x in grid]
+        lwn = logsumexp(tn) + math.log(self._prior_none) if tn else _NEG_INF
+        m = max(float(lw.max()), lwn)
+        w = np.exp(lw - m)
         wn = math.exp(lwn - m)
-        self._lazy = (K1, P1, bits, memo, tn, lps)
-        return w, wn, None
+        self._lazy = (memo, tn, lps)
+        return w, wn
 
     def rates(self) -> tuple[float, float]:
         """Current (fail_if_good, fail_if_bad): the model's, or the posterior mean when learned."""
@@ -352,61 +266,72 @@ class Search:
 
     def _grid_posterior(self) -> list[float]:
         """Posterior over the noise-rate grid, marginal over the hypotheses."""
-        K1, P1, bits, memo, tn, lps = self._lazy
-        counts: dict[tuple[int, int], int] = {}
-        for k1, p1, c in zip(K1, P1, bits):
-            if c == "1":
-                counts[(k1, p1)] = counts.get((k1, p1), 0) + 1
-        per_key = [(memo[key], lps + math.log(c)) for key, c in counts.items()]  # memo holds lps-free terms
-        acc = []
-        for j in range(len(self._grid)):
-            xs = [t[j] + lc for t, lc in per_key]
-            if tn:
-                xs.append(tn[j] + math.log(self._prior_none))
-            acc.append(_logsumexp(xs))
-        top = _logsumexp(acc)
+        (memo, inverse), tn, lps = self._lazy
+        counts = np.bincount(inverse[self._alive], minlength=len(memo))
+        used = np.flatnonzero(counts)
+        xs = memo[used] + (lps + np.log(counts[used]))[:, None]  # (keys, grid)
+        if tn:
+            xs = np.vstack([xs, np.array(tn)[None, :] + math.log(self._prior_none)])
+        acc = logsumexp_rows(xs.T).tolist()
+        top = logsumexp(acc)
         return [math.exp(a - top) for a in acc]
 
     def posterior(self) -> dict[str | None, float]:
         """Probability of each suspect still possible, plus key None for "no culprit" when possible."""
         st = self._state()
-        Z = st["Z"]
-        out: dict[str | None, float] = {r: x / Z for r, x in zip(self._dag.revs, st["w"]) if x > 0.0}
+        Z, w, revs = st["Z"], st["w"], self._dag.revs
+        live = np.flatnonzero(w > 0.0)
+        out: dict[str | None, float] = dict(zip([revs[i] for i in live.tolist()], (w[live] / Z).tolist()))
         if st["wn"] > 0.0 or self.noise is not None:
             out[None] = st["wn"] / Z
         return out
 
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k most likely suspects with their probabilities (ties: the newest first)."""
+        st = self._state()
+        return [(self._dag.revs[i], p) for p, i in self._ranked(k)]
+
     def _top(self) -> tuple[float, int]:
-        """(probability, index) of the most likely suspect; ties go to the newest."""
+        """(probability, index) of the most likely suspect."""
         st = self._state()
         if "top" not in st:
-            w = st["w"]
-            m = max(w)
-            st["top"] = (m / st["Z"], w.index(m))
+            i = int(np.argmax(st["w"]))
+            st["top"] = (float(st["w"][i]) / st["Z"], i)
         return st["top"]
 
-    def _ranked(self) -> list[tuple[float, int]]:
+    def _ranked(self, k: int | None = None) -> list[tuple[float, int]]:
+        """The k (all: None) most likely suspects as (probability, index), ties newest first."""
         st = self._state()
-        Z, gp = st["Z"], self._dag.gitpos
-        return sorted(((x / Z, i) for i, x in enumerate(st["w"]) if x > 0.0), key=lambda t: (-t[0], -gp[t[1]]))
+        w, Z, gp = st["w"], st["Z"], self._dag.gitpos
+        idx = np.flatnonzero(w > 0.0)
+        if k is not None and k < len(idx):
+            # The k-th largest weight by walking down the distinct values (at most k passes; a
+            # partition degrades on the few distinct values a posterior has).
+            vals = w[idx]
+            kth = vals.max()
+            while np.count_nonzero(vals >= kth) < k:
+                kth = vals[vals < kth].max()
+            idx = idx[vals >= kth]  # every tie at the boundary, so the order below decides
+        order = idx[np.lexsort((-gp[idx], -w[idx]))]
+        if k is not None:
+            order = order[:k]
+        return list(zip((w[order] / Z).tolist(), order.tolist()))
 
     # ------------------------------------------------------------------- ask
-    def _eligible(self) -> list[int]:
+    def _eligible(self) -> np.ndarray:
         """Suspects worth probing: not skipped, and (deterministically) with an answer not yet implied."""
         st = self._state()
         if "elig" in st:
             return st["elig"]
         A, Z, w = st["A"], st["Z"], st["w"]
-        skipped = self._skipped
         if self.noise is None:
-            elig = [i for i in range(self._n) if w[i] > 0.0 and A[i] < Z and not skipped >> i & 1]
+            ok = (w > 0.0) & (A < Z)
         else:
             # Under noise a revision may be asked again, but only while its answer is still uncertain.
-            lo, hi = 1e-4 * Z, (1 - 1e-4) * Z
-            elig = [i for i, (x, a) in enumerate(zip(w, A)) if x > 0.0 and lo < a < hi]
-            if skipped:
-                elig = [i for i in elig if not skipped >> i & 1]
-        st["elig"] = elig
+            ok = (w > 0.0) & (A > 1e-4 * Z) & (A < (1 - 1e-4) * Z)
+        if self._any_skipped:
+            ok &= ~self._skipped
+        st["elig"] = elig = np.flatnonzero(ok)
         return elig
 
     def needs_calibration(self) -> list[str]:
@@ -421,17 +346,17 @@ class Search:
 
     def counts_at_bounds(self) -> dict[str, Counts | None]:
         b = self._bad
-        nb = self._K[b] + self._P[b]
+        kb, nb = int(self._K[b]), int(self._K[b] + self._P[b])
         ng = self._Kg + self._Pg
         return {
             "good": Counts(self._Kg, ng) if ng else None,
-            "bad": Counts(self._K[b], nb) if nb else None,
+            "bad": Counts(kb, nb) if nb else None,
         }
 
     def _evidence(self, i: int) -> float:
         """Log-likelihood ratio bad:good of the runs at candidate i under the current rates."""
         q0, q1 = self.rates()
-        k, p = self._K[i], self._P[i]
+        k, p = int(self._K[i]), int(self._P[i])
         if k and q0 == 0.0:
             return math.inf
         if p and q1 == 1.0:
@@ -445,8 +370,8 @@ class Search:
         top, c = self._top()
         if top < self.confidence:
             return []
-        todo = [p for p in self._dag.parents[c] if not self._skipped >> p & 1 and self._evidence(p) >= 0]
-        if not self._skipped >> c & 1 and self._evidence(c) <= 0:
+        todo = [p for p in self._dag.parents_of(c) if not self._skipped[p] and self._evidence(p) >= 0]
+        if not self._skipped[c] and self._evidence(c) <= 0:
             todo.append(c)
         return [self._dag.revs[i] for i in todo]
 
@@ -474,13 +399,12 @@ class Search:
         if self.noise is not None and not self._costly and not self._streak:
             # Fast path: the revision whose ancestor mass is closest to half, if it is eligible.
             A, Z, w = st["A"], st["Z"], st["w"]
-            sc = [abs(2.0 * a - Z) for a in A]
-            i = sc.index(min(sc))
-            if w[i] > 0.0 and 1e-4 * Z < A[i] < (1 - 1e-4) * Z and not self._skipped >> i & 1:
+            i = int(np.argmin(np.abs(2.0 * A - Z)))
+            if w[i] > 0.0 and 1e-4 * Z < A[i] < (1 - 1e-4) * Z and not self._skipped[i]:
                 choice = i
         if choice is None:
             elig = self._eligible()
-            choice = self._pick(elig) if elig else None
+            choice = self._pick(elig) if len(elig) else None
         st["choice"] = choice
         return choice
 
@@ -504,61 +428,73 @@ class Search:
             elig = self._eligible()
             st = self._state()
             A, Z, gp = st["A"], st["Z"], self._dag.gitpos
+            frac, egp = A[elig] / Z, gp[elig]
+            free = np.ones(len(elig), dtype=bool)
             chosen: list[int] = []
             for j in range(1, k + 1):
-                t = j / (k + 1)
-                rest = elig if self.noise is not None else [i for i in elig if i not in chosen]
-                if not rest:
+                if not free.any():
                     break
-                chosen.append(min(rest, key=lambda i: (abs(A[i] / Z - t), gp[i])))
+                d = np.where(free, np.abs(frac - j / (k + 1)), np.inf)
+                best = np.flatnonzero(d == d.min())
+                pick = int(best[np.argmin(egp[best])])
+                chosen.append(int(elig[pick]))
+                if self.noise is None:
+                    free[pick] = False
             return [self._dag.revs[i] for i in chosen]
         return [self._dag.revs[self._choice()]]
 
-    def _score(self, i: int, A: list[float], Z: float) -> float:
+    def _scores(self, elig: np.ndarray, A: np.ndarray, Z: float) -> np.ndarray:
         """Lower is better: distance from an even split, or minus information per cost."""
         if not self._costly:
-            return abs(2.0 * A[i] - Z)
-        a = A[i] / Z
+            return np.abs(2.0 * A[elig] - Z)
+        a = A[elig] / Z
         q0, q1 = self.rates()
-        gain = _h2(a * q1 + (1 - a) * q0) - a * _h2(q1) - (1 - a) * _h2(q0)
-        rev = self._dag.revs[i]
-        build = 0.0 if i in self._built else self._cost.get(rev, self._build_cost)
+        gain = h2_array(a * q1 + (1 - a) * q0) - a * _h2(q1) - (1 - a) * _h2(q0)
+        revs = self._dag.revs
+        build = np.array([0.0 if i in self._built else self._cost.get(revs[i], self._build_cost)
+                          for i in elig.tolist()])
         return -gain / (1.0 + build)
 
-    def _pick(self, elig: list[int]) -> int:
+    def _pick(self, elig: np.ndarray) -> int:
         st = self._state()
         A, Z, gp = st["A"], st["Z"], self._dag.gitpos
-        score = {i: self._score(i, A, Z) for i in elig}
+        score = self._scores(elig, A, Z)
         if self._streak:
             # Skips since the last real answer mark an untestable stretch: keep clear of it, at a
             # radius (share of the mass) that doubles with each skip in a row, so a broken build
             # is jumped over, not walked; replaying the observations replays the choices.
             radius = 0.05 * 2 ** (len(self._streak) - 1) * Z
+            gap = np.min(np.abs(A[elig][:, None] - A[self._streak][None, :]), axis=1)
             while radius > 1e-9 * Z:
-                away = [i for i in elig if min(abs(A[i] - A[s]) for s in self._streak) >= radius]
-                if away:
-                    elig = away
+                away = gap >= radius
+                if away.any():
+                    elig, score = elig[away], score[away]
                     break
                 radius /= 2
-        elif self.noise is None and not self._costly and min(score.values()) <= 1.0:
-            # git's shortcut (approx_halfway): an exact half-split is taken from the merges first,
-            # then from the other non-roots, each in git's list order (oldest first).
-            alive = self._alive
+        elif self.noise is None and not self._costly:
+            # git's shortcut (approx_halfway): a split within 1 of half, or for big ranges within
+            # nr/1024 of it, is taken from the merges first, then from the other non-roots, each
+            # in git's list order (oldest first).
+            near = np.flatnonzero((score <= 1.0) | (score < int(Z) // 1024))
+            if len(near):
+                alive = self._alive
 
-            def group(i: int) -> int:
-                ps = sum(1 for p in self._dag.parents[i] if alive >> p & 1)
-                return 0 if ps >= 2 else 1 if ps == 1 else 2
+                def group(i: int) -> int:
+                    ps = self._dag.n_parents_in(i, alive)
+                    return 0 if ps >= 2 else 1 if ps == 1 else 2
 
-            return min((i for i in elig if score[i] <= 1.0), key=lambda i: (group(i), gp[i]))
+                return min((int(elig[j]) for j in near.tolist()), key=lambda i: (group(i), int(gp[i])))
         # Otherwise git's best_bisection(): the best split, the first in list order among equals.
-        return min(elig, key=lambda i: (score[i], gp[i]))
+        best = np.flatnonzero(score == score.min())
+        return int(elig[best[np.argmin(gp[elig[best]])]])
 
     # ---------------------------------------------------------------- result
     def remaining(self) -> int:
         """Suspects still possible (under noise: with probability above 1e-9)."""
         if self.noise is None:
-            return self._alive.bit_count()
-        return sum(1 for p, _ in self._ranked() if p > 1e-9)
+            return int(self._alive.sum())
+        st = self._state()
+        return int(np.count_nonzero(st["w"] / st["Z"] > 1e-9))
 
     def estimated_steps(self) -> int:
         """About how many more probe runs: ceil(log2(remaining)) when deterministic."""
@@ -566,8 +502,13 @@ class Search:
             return 0
         if self.noise is None:
             return math.ceil(math.log2(max(1, self.remaining())))
-        post = [p for p in self.posterior().values() if p > 0]
-        entropy = -sum(p * math.log2(p) for p in post)
+        st = self._state()
+        post = st["w"] / st["Z"]
+        post = post[post > 0]
+        entropy = -float(np.sum(post * np.log2(post)))
+        pn = st["wn"] / st["Z"]
+        if pn > 0:
+            entropy -= pn * math.log2(pn)
         q0, q1 = self.rates()
         capacity = _h2((q0 + q1) / 2) - (_h2(q0) + _h2(q1)) / 2
         need = entropy + math.log2(self.confidence / (1 - self.confidence))
@@ -575,10 +516,10 @@ class Search:
 
     def result(self) -> SearchResult:
         st = self._state()
-        ranked = self._ranked()
         revs = self._dag.revs
         p_none = st["wn"] / st["Z"]
-        top = [revs[i] for _, i in ranked[:10]]
+        ranked = self._ranked(10)
+        top = [revs[i] for _, i in ranked]
         if self.noise is not None and p_none >= self.confidence:
             return SearchResult("no_culprit", None, p_none, top)
         done = self._finished()
@@ -587,11 +528,13 @@ class Search:
         if not done:
             return SearchResult("running", None, ranked[0][0] if ranked else 0.0, top)
         if self.noise is None:
-            return SearchResult("ambiguous", None, ranked[0][0], [revs[i] for _, i in ranked])
-        cover, acc = [], 0.0
-        for p, i in ranked:
-            cover.append(revs[i])
-            acc += p
-            if acc >= self.confidence:
-                break
-        return SearchResult("ambiguous", None, ranked[0][0], cover)
+            return SearchResult("ambiguous", None, ranked[0][0], [revs[i] for _, i in self._ranked()])
+        k = 16
+        while True:
+            ranked = self._ranked(k)
+            probs = np.cumsum([p for p, _ in ranked])
+            enough = np.flatnonzero(probs >= self.confidence)
+            if len(enough) or len(ranked) < k:
+                end = int(enough[0]) + 1 if len(enough) else len(ranked)
+                return SearchResult("ambiguous", None, ranked[0][0], [revs[i] for _, i in ranked[:end]])
+            k *= 4

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from bisector.core.errors import UsageError
-from bisector.io.git import git, is_ancestor, resolve
+from bisector.io.git import GitError, git, git_env, is_ancestor, resolve
+from bisector.io.process import iter_lines
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,30 @@ def load_candidates(
             raise UsageError(f"good and bad are the same commit ({sha[:10]}): pass an older --good")
         if sha not in good_shas:
             good_shas.append(sha)
+    # One `rev-list --parents` walk, streamed: it lists the candidates and, through the parents
+    # it prints, tells which goods are ancestors of the bad one (a good is an ancestor iff some
+    # candidate has it as a parent), so the full-history `merge-base` walks run only for a good
+    # it does not show (pathspec-rewritten parents, or a good off the bad one's history).
+    args = ["rev-list", "--parents"]
+    if first_parent:
+        args.append("--first-parent")
+    args += [bad_sha, "--not", *good_shas, "--"]
+    args += list(paths)
+    parents: dict[str, tuple[str, ...]] = {}
+    seen: set[str] = set()
+    try:
+        for line in iter_lines(["git", "-C", str(repo), *args], cwd=repo, env=git_env()):
+            sha, *ps = line.split()
+            parents[sha] = tuple(ps[:1] if first_parent else ps)
+            seen.update(ps)
+    except subprocess.CalledProcessError as e:
+        msg = ((e.stderr or "").strip().splitlines() or [f"exit {e.returncode}"])[-1]
+        raise GitError(f"git rev-list failed: {msg}") from None
     merge_bases: list[str] = []
     for g in good_shas:
-        if is_ancestor(repo, bad_sha, g):
+        if g in seen:
+            continue
+        if not parents and is_ancestor(repo, bad_sha, g):
             raise UsageError(
                 f"bad {bad_sha[:10]} is an ancestor of good {g[:10]}: did you swap --good and --bad?"
             )
@@ -78,32 +101,20 @@ def load_candidates(
                     f"good {g[:10]} is not on the first-parent line of bad {bad_sha[:10]}: "
                     "drop --first-parent or pick a good revision that is an ancestor of the bad one"
                 )
-    args = ["rev-list", "--parents"]
-    if first_parent:
-        args.append("--first-parent")
-    args += [bad_sha, "--not", *good_shas, "--"]
-    args += list(paths)
-    order: list[str] = []
-    raw: dict[str, list[str]] = {}
-    for line in git(repo, *args).splitlines():
-        shas = line.split()
-        if not shas:
-            continue
-        order.append(shas[0])
-        raw[shas[0]] = shas[1:2] if first_parent else shas[1:]
-    if not order:
+    if not parents:
         if paths:
             raise UsageError(
                 f"empty range: no commit between good and bad {bad_sha[:10]} changes {' '.join(paths)}: widen the pathspec"
             )
         raise UsageError(f"empty range: no commits between good and bad {bad_sha[:10]}")
-    in_set = set(order)
-    parents = {sha: tuple(p for p in raw[sha] if p in in_set) for sha in order}
+    for sha, ps in parents.items():
+        if ps and not all(p in parents for p in ps):
+            parents[sha] = tuple(p for p in ps if p in parents)
     if bad_sha not in parents:
         # Pathspec-limited: the bad bound itself did not touch the paths. It stays the
         # head of the DAG (known bad), its parents the heads of the limited set.
         children = {p for ps in parents.values() for p in ps}
-        heads = tuple(sha for sha in order if sha not in children)
+        heads = tuple(sha for sha in parents if sha not in children)
         parents = {bad_sha: heads, **parents}
     return Candidates(
         bad=bad_sha,

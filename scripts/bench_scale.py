@@ -1,0 +1,200 @@
+"""Wall time, probes and peak memory of `bisector run` vs `git bisect run` on long histories.
+
+Builds each history with `git fast-import` (the file `bad` exists at every descendant of the
+planted culprit), then runs both tools with the same trivial probe (`test ! -e bad`),
+interleaved, and prints per size: probes of each, median wall of each, the ratio, and the peak
+memory of each (RSS summed over the whole process tree, sampled with psutil).
+The noisy row runs `bisector run --noise P` with a probe that flips its verdict with
+probability P and prints its per-step overhead: wall per step minus the probe's own wall.
+
+    python scripts/bench_scale.py [--sizes linear:1000,linear:10000,merges:20000,linear:100000]
+                                  [--reps 3] [--noise 0.1] [--noise-size 100000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BISECTOR = [sys.executable, "-m", "bisector.cli"]
+PROBE = "test ! -e bad"
+FLIP = "r=$(od -An -N2 -tu2 /dev/urandom); b=0; [ -e bad ] && b=1; [ $r -lt {cut} ] && b=$((1-b)); exit $b"
+
+
+def env_for(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), LC_ALL="C",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    return env
+
+
+def shape(kind: str, n: int) -> list[tuple[int, ...]]:
+    """Parents by creation index: a line, or a main line with a 3-commit branch merged every 10 commits."""
+    if kind == "linear":
+        return [()] + [(i - 1,) for i in range(1, n)]
+    parents: list[tuple[int, ...]] = [()]
+    tip = 0
+    while len(parents) < n - 1:
+        side = tip
+        for _ in range(3):
+            parents.append((side,))
+            side = len(parents) - 1
+        for _ in range(min(6, n - 2 - len(parents))):
+            parents.append((tip,))
+            tip = len(parents) - 1
+        parents.append((tip, side))
+        tip = len(parents) - 1
+    return parents
+
+
+def build(path: Path, parents: list[tuple[int, ...]], culprit: int, env: dict[str, str]) -> list[str]:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], env=env, check=True)
+    bad = [False] * len(parents)
+    out = []
+    for i, ps in enumerate(parents):
+        bad[i] = i == culprit or any(bad[p] for p in ps)
+        t = 1_700_000_000 + 60 * i
+        msg = f"commit {i}\n"
+        out.append(f"commit refs/heads/main\nmark :{i + 1}\nauthor B <b@example.com> {t} +0000\n"
+                   f"committer B <b@example.com> {t} +0000\ndata {len(msg)}\n{msg}")
+        if ps:
+            out.append(f"from :{ps[0] + 1}\n" + "".join(f"merge :{p + 1}\n" for p in ps[1:]))
+        out.append("deleteall\nM 100644 inline README\ndata 6\nhello\n")
+        if bad[i]:
+            out.append("M 100644 inline bad\ndata 2\nx\n")
+        out.append("\n")
+    marks = path / ".git" / "marks"
+    subprocess.run(["git", "-C", str(path), "fast-import", "--quiet", f"--export-marks={marks}"],
+                   input="".join(out), text=True, env=env, check=True)
+    by_mark = dict(line.split() for line in marks.read_text().splitlines())
+    subprocess.run(["git", "-C", str(path), "checkout", "-q", "-f", "main"], env=env, check=True)
+    return [by_mark[f":{i + 1}"] for i in range(len(parents))]
+
+
+def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, peak RSS in MB of the process tree, result)."""
+    peak = 0
+    done = threading.Event()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def sample() -> None:
+        nonlocal peak
+        try:
+            top = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not done.is_set():
+            total = 0
+            try:
+                for p in [top, *top.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.NoSuchProcess:
+                        pass
+            except psutil.NoSuchProcess:
+                break
+            peak = max(peak, total)
+            done.wait(0.005)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    t.join()
+    return wall, peak / 2**20, subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str) -> tuple[float, float, str, int]:
+    subprocess.run(["git", "-C", str(repo), "bisect", "reset"], env=env, capture_output=True)
+    script = f"git bisect start {bad} {good} >/dev/null && git bisect run sh -c '{probe}' >/dev/null"
+    wall, peak, res = measured(["sh", "-c", script], repo, env)
+    log = subprocess.run(["git", "-C", str(repo), "bisect", "log"], env=env, capture_output=True, text=True).stdout
+    subprocess.run(["git", "-C", str(repo), "bisect", "reset"], env=env, capture_output=True)
+    first = [ln for ln in log.splitlines() if ln.startswith("# first bad commit:")]
+    probes = sum(ln.startswith(("# good:", "# bad:", "# skip:")) for ln in log.splitlines()) - 2  # the bounds
+    return wall, peak, first[0].split("[", 1)[1][:40] if first else "?", probes
+
+
+def our_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str, *extra: str) -> tuple[float, float, str, int]:
+    shutil.rmtree(repo / ".bisector", ignore_errors=True)
+    wall, peak, res = measured([*BISECTOR, "run", "--good", good, "--bad", bad, "--probe", probe, *extra], repo, env)
+    culprit = next((ln.split()[0] for ln in res.stdout.splitlines() if ln.endswith("is the first bad commit")), "?")
+    journal = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
+    steps = [json.loads(ln) for ln in journal[-1].read_text().splitlines() if ln.strip()] if journal else []
+    probes = sum(1 for e in steps if e.get("event") == "step" and e.get("role") == "search")
+    if res.returncode != 0 and culprit == "?":
+        print(res.stderr[-2000:], file=sys.stderr)
+    return wall, peak, culprit, probes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="linear:1000,linear:10000,merges:20000,linear:100000")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--noise", type=float, default=0.1, help="0 skips the noisy row")
+    ap.add_argument("--noise-size", type=int, default=100000)
+    ap.add_argument("--keep", metavar="DIR", help="build the repositories here and keep them")
+    args = ap.parse_args()
+    base = Path(args.keep or tempfile.mkdtemp(prefix="bench-scale-"))
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "home").mkdir(exist_ok=True)
+    (base / "home" / ".gitconfig").write_text("[user]\n\tname = B\n\temail = b@example.com\n")
+    env = env_for(base / "home")
+    print(f"{'history':<15} {'probes git/ours':>15} {'same':>4} {'git s':>7} {'ours s':>7} {'ratio':>6} "
+          f"{'git MB':>7} {'ours MB':>7}", flush=True)
+    try:
+        for spec in args.sizes.split(","):
+            kind, n = spec.split(":")
+            parents = shape(kind, int(n))
+            culprit = int(len(parents) * 0.37)
+            repo = base / spec.replace(":", "-")
+            shas = build(repo, parents, culprit, env)
+            g_runs, o_runs = [], []
+            for _ in range(args.reps):  # interleaved, so both see the same machine load
+                g_runs.append(git_bisect(repo, shas[0], shas[-1], env, PROBE))
+                o_runs.append(our_bisect(repo, shas[0], shas[-1], env, PROBE))
+            gw, ow = statistics.median(r[0] for r in g_runs), statistics.median(r[0] for r in o_runs)
+            same = all(r[2] == shas[culprit] for r in g_runs + o_runs)
+            print(f"{spec:<15} {g_runs[0][3]:>7}/{o_runs[0][3]:<7} {'yes' if same else 'NO':>4} {gw:>7.2f} {ow:>7.2f} "
+                  f"{ow / gw:>6.2f} {max(r[1] for r in g_runs):>7.0f} {max(r[1] for r in o_runs):>7.0f}", flush=True)
+        if args.noise:
+            n = args.noise_size
+            parents = shape("linear", n)
+            culprit = int(n * 0.37)
+            repo = base / f"noisy-{n}"
+            shas = build(repo, parents, culprit, env) if not repo.exists() else None
+            if shas is None:
+                shutil.rmtree(repo)
+                shas = build(repo, parents, culprit, env)
+            flip = FLIP.format(cut=int(65536 * args.noise))
+            t0 = time.perf_counter()
+            for _ in range(20):
+                subprocess.run(["sh", "-c", flip], cwd=repo, env=env)
+            probe_s = (time.perf_counter() - t0) / 20
+            wall, peak, found, _ = our_bisect(repo, shas[0], shas[-1], env, flip, "--noise", str(args.noise))
+            journal = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))[-1]
+            steps = sum(1 for ln in journal.read_text().splitlines() if '"event": "step"' in ln or '"event":"step"' in ln)
+            print(f"noisy linear:{n} --noise {args.noise}: culprit {'right' if found == shas[culprit] else 'WRONG ' + found}, "
+                  f"{steps} steps, wall {wall:.1f} s, peak {peak:.0f} MB, per-step overhead "
+                  f"{wall / max(1, steps) - probe_s:.3f} s (probe alone {probe_s * 1000:.0f} ms)", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
