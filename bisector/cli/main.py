@@ -152,6 +152,18 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         no_cache=no_cache,
         reuse_from=reuse_from,
     )
+    if bad is not None and not goods:
+        from bisector.io.git import repo_root, resolve
+        from bisector.journal.read import find_unfinished
+        from bisector.review.pins.store import latest_ancestor_pin
+
+        root = repo_root(Path(repo))
+        if find_unfinished(root) is None:
+            pin = latest_ancestor_pin(root, resolve(root, bad, "bad revision"))
+            if pin is not None:
+                opts.goods = [pin.commit]
+                click.echo(f"No --good given: using pin @{pin.name} ({pin.commit[:10]}), the most recent pin "
+                           "before the bad revision", err=True)
     session = Session(opts, CliHandler())
     result = session.run()
     print_result(session.repo, result)

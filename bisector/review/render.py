@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import click
 
+from bisector.core.model import Role, Status, Step, StepRequest
+from bisector.journal.codec import encode_step
 from bisector.io.git import repo_root
 from bisector.io.history import commit_info, show_stat
 from bisector.journal.read import SessionSummary, find_session
-from bisector.run.session import Handler, SessionResult, StepRecord
+from bisector.run.session import Handler, SessionResult
 
 ROLE_LABEL = {
     "bad-bound": "check bad",
@@ -36,7 +38,7 @@ def _duration(seconds: float | None) -> str:
 class CliHandler(Handler):
     """Progress on stderr, one line when a step starts and one when it ends."""
 
-    def on_start(self, info: dict[str, Any]) -> None:
+    def on_start(self, info: Mapping[str, Any]) -> None:
         verb = "Resuming" if info.get("resumed") else "Bisecting"
         click.echo(
             f"{verb} {info['candidates']} commits between good {', '.join(g[:10] for g in info['goods'])} "
@@ -44,26 +46,29 @@ class CliHandler(Handler):
             err=True,
         )
 
-    def on_step_start(self, step: int, commit: str, role: str, left: int, est_steps: int, est_seconds: float | None) -> None:
-        label = ROLE_LABEL.get(role, role)
-        if role == "search":
+    def on_step_start(self, request: StepRequest, left: int, est_steps: int, est_seconds: float | None) -> None:
+        role, point, step = request.role, request.point, request.step
+        if role is Role.SEARCH:
             eta = f", ~{_duration(est_seconds)} left" if est_seconds is not None else ""
             click.echo(
-                f"step {step}: {left} candidates left (about {est_steps} steps{eta}): testing {commit[:10]}",
+                f"step {step}: {left} candidates left (about {est_steps} steps{eta}): testing {point.key[:10]}",
                 err=True,
             )
+        elif role is Role.CROSSING and point.data:
+            click.echo(f"step {step}: crossing {point.code[:10]} code + {point.data[:10]} data", err=True)
         else:
-            click.echo(f"step {step}: {label} {commit if ' ' in commit else commit[:10]}", err=True)
+            click.echo(f"step {step}: {ROLE_LABEL.get(role.value, role.value)} {point.key[:10]}", err=True)
 
     def on_message(self, text: str) -> None:
         click.echo(text, err=True)
 
-    def on_posterior(self, event: dict[str, Any]) -> None:
+    def on_posterior(self, event: Mapping[str, Any]) -> None:
         top = ", ".join(f"{r[:10]} {p:.2f}" for r, p in event["top"][:3])
         click.echo(f"  top suspects: {top}; no culprit {event['no_culprit']:.2f}", err=True)
 
-    def on_step_end(self, record: StepRecord) -> None:
-        click.echo(f"  {_rev_label(record.commit, record.data_rev)} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
+    def on_step_end(self, step: Step) -> None:
+        label = _rev_label(step.commit, step.data_rev)
+        click.echo(f"  {label} is {step.verdict.value} ({_summary(encode_step(step))}, {step.result.duration:.1f}s)", err=True)
 
 
 def _rev_label(commit: str, data_rev: str | None) -> str:
@@ -84,7 +89,7 @@ def _summary(step: dict[str, Any]) -> str:
 
 def print_result(repo: Path, result: SessionResult) -> None:
     click.echo("")
-    if result.status == "found" and result.culprit:
+    if result.status is Status.FOUND and result.culprit:
         info = commit_info(repo, [result.culprit])[result.culprit]
         click.echo(f"{result.culprit} is the first bad commit")
         if result.probability < 1.0:
@@ -93,7 +98,7 @@ def print_result(repo: Path, result: SessionResult) -> None:
         click.echo(f"Date:   {info.date}")
         click.echo(f"\n    {info.subject}\n")
         stat = show_stat(repo, result.culprit)
-        if result.axis == "data":
+        if result.axis.value == "data":
             click.echo("(the first bad DATA revision: its DVC-tracked inputs, built with the fixed code)")
         elif stat:
             click.echo(stat)
@@ -129,9 +134,9 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
     att = result.attribution
     if att:
         how = "tested crossings: " + ", ".join(
-            f"{k.replace('_', ' ')} -> {att[k]}" for k in ("parent_code_culprit_data", "culprit_code_parent_data") if k in att
-        ) if att.get("tested") else "only the " + att["culprit_is"] + " changed in this commit"
-        click.echo(f"\nCulprit is the {att['culprit_is'].upper()} ({how})")
+            f"{k.replace('_', ' ')} -> {v.value}" for k, v in att.crossings.items()
+        ) if att.tested else "only the " + att.culprit_is + " changed in this commit"
+        click.echo(f"\nCulprit is the {att.culprit_is.upper()} ({how})")
     parents = git(repo, "rev-list", "--parents", "-n", "1", result.culprit).split()[1:]
     if not parents:
         return

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 
 from bisector.core.errors import UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
+from bisector.journal.codec import encode_build, encode_observation
+from bisector.run.step import verify_revision
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -414,42 +416,14 @@ def pin_from_session(repo_path: Path, summary: Any, name: str, *, rev: str | Non
 
 
 def verify_rev(repo: Path, rev: str, *, data_rev: str | None = None, workspace_factory: Any = None) -> dict[str, Any]:
-    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, probes of bisector.toml.
+    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, configured as
+    a step of `bisector run` (see `bisector.run.step.verify_revision`).
 
-    Returns {"verdict", "summary", "build", "observations"} (observations as journal JSON).
-    The workspace is the session's (`session.make_workspace`: DVC-aware where the session is).
+    Returns {"verdict", "summary", "build", "observations"} (as the journal writes them).
     """
-    import inspect
-    import secrets
-    import shutil
-
-    from bisector.run import session
-    from bisector.build.run import BuildConfig
-    from bisector.io.config import load_file_config, probe_specs, table
-    from bisector.journal.writer import JOURNAL_DIR
-    from bisector.probes.registry import make_suite
-    from bisector.run.step import execute_step
-    from bisector.io.workspace import state_dir
-
-    config = load_file_config(repo)
-    b = table(config, "build")
-    build = BuildConfig(command=b.get("command"), timeout=b.get("timeout"), on_failure=b.get("on_failure", "skip"))
-    suite = make_suite(probe_specs(config, None, None), user_cwd=Path(os.getcwd()),
-                       frozen_dir=repo / JOURNAL_DIR / "frozen")
-    session_dir = state_dir(repo) / "pin-verify" / f"{os.getpid()}-{secrets.token_hex(3)}"
-    ws = (workspace_factory or getattr(session, "make_workspace", session.Workspace))(repo, session_dir)
-    if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
-        raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
-    try:
-        ws.open(rev)
-        out = execute_step(ws, suite, build, rev, 0, session_dir / "logs", data_rev=data_rev)
-    finally:
-        ws.close()
-        shutil.rmtree(session_dir, ignore_errors=True)
-    summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in out.observations)
-    if not out.observations:
-        summary = f"build {out.build.get('status')}"
-    return {"verdict": out.verdict.value, "summary": summary, "build": out.build, "observations": out.observations}
+    out = verify_revision(repo, rev, data_rev, workspace_factory=workspace_factory)
+    return {"verdict": out.verdict.value, "summary": out.summary(), "build": encode_build(out.build),
+            "observations": [encode_observation(o) for o in out.observations]}
 
 
 # --------------------------------------------------------------------- restore
