@@ -56,7 +56,6 @@ class JournalRunner:
         self.steps = list(steps)
         self.numbered = numbered
         self.i = 0
-        self._k = 1  # the last round size guessed
 
     @property
     def left(self) -> list[Step]:
@@ -75,21 +74,33 @@ class JournalRunner:
         return k - self.i
 
     def pick_round(self, ask: Callable[[int], list[str]], jobs: int) -> list[str]:
-        """The next round's keys: `ask(jobs)`, or for older journals the first round size (the
-        last one first, then 1, 2, ...) that the journal's next steps match."""
+        """The next round's keys: `ask(jobs)`. Older journals did not record `jobs`, and numbered
+        only their search rounds: the round size k (1 to 64) is the one whose `ask(k)` the
+        journal's next steps match, preferring the match that is exactly the next numbered
+        search round, then the longest."""
         if self.numbered:
             return ask(jobs)
-        tried: list[str] | None = None
-        for k in dict.fromkeys([self._k, *range(1, MAX_JOBS + 1)]):
+        j = self.i
+        while (j < len(self.steps) and self.steps[j].round == self.steps[self.i].round
+               and self.steps[j].role in (Role.SEARCH, Role.CALIBRATE)):
+            j += 1
+        first: list[str] | None = None
+        best: list[str] | None = None
+        best_n = 0
+        for k in range(1, MAX_JOBS + 1):
             keys = ask(k)
             if not keys:
-                return [] if k == self._k or tried is None else tried
-            tried = tried or keys
+                return []
+            first = first or keys
             n = self._match(keys)
-            if n == len(keys) or (n and self.i + n == len(self.steps)):
-                self._k = k
-                return keys
-        return tried or []
+            if n and (n == len(keys) or self.i + n == len(self.steps)):
+                if n == j - self.i:
+                    return keys
+                if n > best_n:
+                    best, best_n = keys, n
+            if len(keys) < k:  # the search has no more to offer
+                break
+        return best or first or []
 
     def _group(self, keys: Sequence[str]) -> list[Step]:
         if not self.numbered:
