@@ -10,7 +10,8 @@ import click
 
 from bisector.core.model import Role, Status, Step, StepRequest
 from bisector.journal.codec import encode_step
-from bisector.io.git import repo_root
+from bisector.io.data import data_diff, params_diff
+from bisector.io.git import git, repo_root
 from bisector.io.history import commit_info, show_stat
 from bisector.journal.read import SessionSummary, find_session
 from bisector.run.session import Handler, SessionResult
@@ -128,9 +129,6 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
     """Attribution, data diff and params diff of the culprit (DVC repositories)."""
     if not (repo / ".dvc").is_dir() or not result.culprit:
         return
-    from bisector.io.data import data_diff, params_diff
-    from bisector.io.git import git
-
     att = result.attribution
     if att:
         how = "tested crossings: " + ", ".join(

@@ -17,6 +17,7 @@ from bisector.journal.replay import replay
 from bisector.probes.base import Observation, ProbeContext
 from bisector.probes.suite import SuiteResult
 from bisector.run.session import Handler, RunOptions, Session
+from tests.fixtures.dvcrepos import template
 from tests.fixtures.repos import GitRepo, linear_history
 
 
@@ -116,8 +117,6 @@ def test_replay_of_a_noisy_session(repo: GitRepo) -> None:
 
 @pytest.mark.slow
 def test_replay_of_a_data_axis_session(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    from tests.fixtures.dvcrepos import template
-
     tpl, c = template(tmp_path_factory)
     r = tpl.copy_to(tmp_path / "copy")
     probe = tmp_path / "probe.sh"

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult
 from bisector.io.git import git
+from bisector.io.process import capture
 from bisector.journal.codec import decode_result
 from bisector.run.step import log_dir, open_workspace, run_env, run_step
 
@@ -308,8 +309,6 @@ def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: di
     """
     import base64
     import fcntl
-
-    from bisector.io.process import capture
 
     clone = Path(local["repo"])
     clone.parent.mkdir(parents=True, exist_ok=True)
