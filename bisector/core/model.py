@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 class Verdict(str, enum.Enum):
@@ -74,6 +74,53 @@ class Point:
     key: str
     code: str
     data: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the search works on: every revision that may be the first bad one.
+
+    `parents` maps each candidate to its parents that are candidates too, newest first (as
+    `git rev-list`). `bad` is in it; known goods are not. `merge_bases` must be checked good
+    first (a good bound that is not an ancestor of the bad one, as `git bisect` does).
+    `true_parents` holds a candidate commit's own parents (all of them, or the first under
+    `first_parent`), from the same `rev-list --parents` output, where they differ from
+    `parents` (some are not candidates: a good bound, or commits outside the pathspec). On the data axis the keys are
+    data revisions, built with the code of `code_rev`; on the code axis `data_rev`, when set,
+    pins the data of every step.
+    """
+
+    bad: str
+    goods: Sequence[str]
+    parents: Mapping[str, tuple[str, ...]]
+    merge_bases: Sequence[str] = ()
+    first_parent: bool = False
+    paths: Sequence[str] = ()
+    axis: Axis = Axis.CODE
+    code_rev: str | None = None
+    data_rev: str | None = None
+    true_parents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    def point(self, key: str) -> Point:
+        """What to build for the search's `key`."""
+        if self.axis is Axis.DATA:
+            return Point(key, self.code_rev or self.bad, key)
+        return Point(key, key, self.data_rev)
+
+    def parents_of(self, key: str) -> tuple[str, ...]:
+        """The revisions that must be good for `key` to be the first bad one (confirmation).
+
+        Data axis: the previous data revision, or the good bound. A pathspec: the parents in
+        the simplified history. Otherwise the commit's own parents (the first under
+        `first_parent`)."""
+        if self.axis is Axis.DATA:
+            return tuple(self.parents.get(key, ())) or tuple(self.goods[:1])
+        if self.paths or key not in self.true_parents:
+            return tuple(self.parents.get(key, ()))
+        return tuple(self.true_parents[key])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -538,3 +538,28 @@ class Search:
                 end = int(enough[0]) + 1 if len(enough) else len(ranked)
                 return SearchResult("ambiguous", None, ranked[0][0], [revs[i] for _, i in ranked[:end]])
             k *= 4
+
+    @classmethod
+    def from_settings(cls, candidates: Any, settings: Mapping[str, Any]) -> "Search":
+        """The search a session runs: `candidates` (a `core.model.Candidates`) and the journaled
+        `search` settings (noise, flaky, learn_noise, confidence, calibration_runs, noise_floor)."""
+        noise: Any = None
+        if settings.get("flaky") is not None:
+            noise = NoiseModel.flaky(settings["flaky"]) if settings["flaky"] > 0 else None
+            if noise is None:
+                noise = NoiseModel.flaky(settings.get("noise_floor", 0.02))
+        elif settings.get("noise"):
+            noise = NoiseModel.symmetric(settings["noise"])
+        learn = bool(settings.get("learn_noise"))
+        if noise is None and not learn:
+            return cls(candidates.parents, candidates.bad)
+        return cls(
+            candidates.parents,
+            candidates.bad,
+            noise=noise,
+            learn_noise=learn,
+            confidence=settings.get("confidence", 0.99),
+            noise_floor=settings.get("noise_floor", 0.02),
+            good=candidates.goods,
+            calibration_runs=settings.get("calibration_runs", 3) if learn else 0,
+        )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from bisector.core.errors import UsageError
+from bisector.core.model import Axis, Candidates
+from bisector.io.data.history import data_revisions
 from bisector.io.git import GitError, git, git_env, is_ancestor, resolve
 from bisector.io.process import iter_lines
 
@@ -22,27 +25,6 @@ class Commit:
     @property
     def short(self) -> str:
         return self.sha[:10]
-
-
-@dataclass
-class Candidates:
-    """What the search works on: every commit that may be the first bad one.
-
-    `parents` maps each candidate to its parents that are candidates too, in
-    `git rev-list` order (newest first). `bad` is in it; known goods are not.
-    `merge_bases` are commits that must be checked good first (a good bound that is
-    not an ancestor of the bad one, as `git bisect` does).
-    """
-
-    bad: str
-    goods: list[str]
-    parents: dict[str, tuple[str, ...]]
-    merge_bases: list[str] = field(default_factory=list)
-    first_parent: bool = False
-    paths: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.parents)
 
 
 def load_candidates(
@@ -107,8 +89,12 @@ def load_candidates(
                 f"empty range: no commit between good and bad {bad_sha[:10]} changes {' '.join(paths)}: widen the pathspec"
             )
         raise UsageError(f"empty range: no commits between good and bad {bad_sha[:10]}")
+    # A candidate's own parents outside the candidates (goods, history the pathspec left out)
+    # are kept apart for the confirmation; the search sees only parents among the candidates.
+    true_parents: dict[str, tuple[str, ...]] = {}
     for sha, ps in parents.items():
         if ps and not all(p in parents for p in ps):
+            true_parents[sha] = ps
             parents[sha] = tuple(p for p in ps if p in parents)
     if bad_sha not in parents:
         # Pathspec-limited: the bad bound itself did not touch the paths. It stays the
@@ -123,7 +109,32 @@ def load_candidates(
         merge_bases=merge_bases,
         first_parent=first_parent,
         paths=list(paths),
+        true_parents=true_parents,
     )
+
+
+def load_start_candidates(repo: Path, start: Mapping[str, Any]) -> Candidates:
+    """The candidates of a session from its `start` event: commits (code axis) or data
+    revisions (data axis). `bisector run`, resume and `replay` all load them here."""
+    axis = Axis(start.get("axis") or "code")
+    paths = list(start.get("paths") or ())
+    if axis is Axis.CODE:
+        c = load_candidates(repo, start["bad"], start["goods"], first_parent=bool(start.get("first_parent")), paths=paths)
+        return dataclasses.replace(c, data_rev=start.get("data_rev"))
+    if not (repo / ".dvc").is_dir():
+        raise UsageError("--axis data needs a DVC repository (no .dvc/ folder here): search the code axis")
+    good = start["goods"][0]
+    revs = data_revisions(repo, good, start["bad"], paths)
+    if not revs:
+        raise UsageError(
+            f"the DVC-tracked inputs did not change between good {good[:10]} and bad {start['bad'][:10]}: "
+            "the cause is in the code, search with --axis code"
+        )
+    shas = [r.sha for r in revs]  # oldest first
+    parents = {sha: ((shas[i - 1],) if i else ()) for i, sha in enumerate(shas)}
+    parents = dict(reversed(list(parents.items())))  # newest first, as rev-list
+    return Candidates(bad=shas[-1], goods=[good], parents=parents, paths=paths, axis=axis,
+                      code_rev=start.get("code_rev") or shas[-1])
 
 
 def commit_info(repo: Path, shas: Iterable[str]) -> dict[str, Commit]:

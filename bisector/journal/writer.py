@@ -14,9 +14,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 JOURNAL_DIR = ".bisector"
-# Fault injection for the crash tests: "N" makes the Nth `step` event of this process a
-# torn write (half the line reaches the disk) followed by SIGKILL, as a power loss would.
-FAULT_TORN_WRITE = "BISECTOR_FAULT_TORN_WRITE"
 
 
 class JournalWriter:
@@ -27,9 +24,6 @@ class JournalWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "ab+")
         self._cut_torn_tail()
-        self._steps = 0
-        fault = os.environ.get(FAULT_TORN_WRITE, "")
-        self._fault_at = int(fault) if fault.isdigit() else None
 
     def _cut_torn_tail(self) -> None:
         f = self._f
@@ -57,10 +51,6 @@ class JournalWriter:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"v": SCHEMA_VERSION, "ts": round(time.time(), 3), "event": event, **fields}
         line = json.dumps(record, sort_keys=False, default=str) + "\n"
-        if event == "step":
-            self._steps += 1
-            if self._steps == self._fault_at:
-                self._torn_write_and_die(line)
         self._f.write(line.encode())
         self._f.flush()
         os.fsync(self._f.fileno())
@@ -68,11 +58,3 @@ class JournalWriter:
 
     def close(self) -> None:
         self._f.close()
-
-    def _torn_write_and_die(self, line: str) -> None:
-        import signal
-
-        self._f.write(line[: len(line) // 2].encode())
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import click
 
-from bisector.core.model import Attribution
+from bisector.core.model import Role, Status, Step, StepRequest
 from bisector.io.data.history import data_diff, params_diff
 from bisector.io.git import git
 from bisector.io.history import commit_info, show_stat
-from bisector.journal.codec import decode_attribution
-from bisector.review.text import ROLE_LABEL, attribution_sentence, warn
+from bisector.review.text import ROLE_LABEL, attribution_sentence, step_summary, warn
 from bisector.review.text import duration as _duration
 from bisector.review.text import rev_label as _rev_label
-from bisector.run.session import Handler, SessionResult, StepRecord
+from bisector.run.session import Handler, SessionResult
 
 __all__ = ["ROLE_LABEL", "CliHandler", "print_result", "warn"]
 
@@ -23,7 +22,7 @@ __all__ = ["ROLE_LABEL", "CliHandler", "print_result", "warn"]
 class CliHandler(Handler):
     """Progress on stderr, one line when a step starts and one when it ends."""
 
-    def on_start(self, info: dict[str, Any]) -> None:
+    def on_start(self, info: Mapping[str, Any]) -> None:
         verb = "Resuming" if info.get("resumed") else "Bisecting"
         click.echo(
             f"{verb} {info['candidates']} commits between good {', '.join(g[:10] for g in info['goods'])} "
@@ -31,41 +30,34 @@ class CliHandler(Handler):
             err=True,
         )
 
-    def on_step_start(self, step: int, commit: str, role: str, left: int, est_steps: int, est_seconds: float | None) -> None:
-        label = ROLE_LABEL.get(role, role)
-        if role == "search":
+    def on_step_start(self, request: StepRequest, left: int, est_steps: int, est_seconds: float | None) -> None:
+        role, point, step = request.role, request.point, request.step
+        if role is Role.SEARCH:
             eta = f", ~{_duration(est_seconds)} left" if est_seconds is not None else ""
             click.echo(
-                f"step {step}: {left} candidates left (about {est_steps} steps{eta}): testing {commit[:10]}",
+                f"step {step}: {left} candidates left (about {est_steps} steps{eta}): testing {point.key[:10]}",
                 err=True,
             )
+        elif role is Role.CROSSING and point.data:
+            click.echo(f"step {step}: crossing {point.code[:10]} code + {point.data[:10]} data", err=True)
         else:
-            click.echo(f"step {step}: {label} {commit if ' ' in commit else commit[:10]}", err=True)
+            click.echo(f"step {step}: {ROLE_LABEL.get(role.value, role.value)} {point.key[:10]}", err=True)
 
     def on_message(self, text: str) -> None:
         click.echo(text, err=True)
 
-    def on_posterior(self, event: dict[str, Any]) -> None:
+    def on_posterior(self, event: Mapping[str, Any]) -> None:
         top = ", ".join(f"{r[:10]} {p:.2f}" for r, p in event["top"][:3])
         click.echo(f"  top suspects: {top}; no culprit {event['no_culprit']:.2f}", err=True)
 
-    def on_step_end(self, record: StepRecord) -> None:
-        click.echo(f"  {_rev_label(record.commit, record.data_rev)} is {record.verdict.value} ({_summary(record.to_json())}, {record.duration:.1f}s)", err=True)
-
-
-def _summary(step: dict[str, Any]) -> str:
-    build = step.get("build", {})
-    if build.get("status") not in (None, "ok", "none", "cached"):
-        return f"build {build['status']}"
-    obs = step.get("observations", [])
-    if len(obs) > 1:  # a suite: each probe's own verdict, then its numbers
-        return "; ".join(f"{o['probe']} {o['verdict']}: {o.get('summary', '')}" for o in obs)
-    return "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in obs) or "-"
+    def on_step_end(self, step: Step) -> None:
+        label = _rev_label(step.commit, step.data_rev)
+        click.echo(f"  {label} is {step.verdict.value} ({step_summary(step)}, {step.result.duration:.1f}s)", err=True)
 
 
 def print_result(repo: Path, result: SessionResult) -> None:
     click.echo("")
-    if result.status == "found" and result.culprit:
+    if result.status is Status.FOUND and result.culprit:
         info = commit_info(repo, [result.culprit])[result.culprit]
         click.echo(f"{result.culprit} is the first bad commit")
         if result.probability < 1.0:
@@ -74,7 +66,7 @@ def print_result(repo: Path, result: SessionResult) -> None:
         click.echo(f"Date:   {info.date}")
         click.echo(f"\n    {info.subject}\n")
         stat = show_stat(repo, result.culprit)
-        if result.axis == "data":
+        if result.axis.value == "data":
             click.echo("(the first bad DATA revision: its DVC-tracked inputs, built with the fixed code)")
         elif stat:
             click.echo(stat)
@@ -105,8 +97,6 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
     if not (repo / ".dvc").is_dir() or not result.culprit:
         return
     att = result.attribution
-    if att is not None and not isinstance(att, Attribution):
-        att = decode_attribution(att)  # the session's result still carries the journal's dict
     if att:
         click.echo(f"\n{attribution_sentence(att)}")
     parents = git(repo, "rev-list", "--parents", "-n", "1", result.culprit).split()[1:]

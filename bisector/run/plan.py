@@ -1,16 +1,32 @@
-"""What a search was asked: the run options, and the settings frozen into the journal from them."""
+"""What a search was asked: the run options, and the plan frozen into the journal from them.
+
+`Plan` is made once per run: from the options and bisector.toml for a new session
+(`Plan.new`), from the journal's `start` event on resume (`Plan.from_start`), or for one
+step of `pin --verify` (`Plan.for_verify`), so every step is configured the same way.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import platform
+import secrets
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from bisector import __version__
+from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
-from bisector.io.git import git
-from bisector.io.history import Candidates
+from bisector.core.model import Axis, Candidates
+from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.git import git, repo_root, resolve
+from bisector.io.history import load_candidates, load_start_candidates
+from bisector.io.workspace import state_dir
+from bisector.journal.read import find_unfinished, journal_dir, read_events
+from bisector.journal.writer import JOURNAL_DIR
 
 
 @dataclass
@@ -83,31 +99,6 @@ def search_settings(opts: RunOptions, table_: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_search(candidates: Candidates, settings: dict[str, Any]) -> Any:
-    from bisector.core.search import NoiseModel, Search
-
-    noise: Any = None
-    if settings.get("flaky") is not None:
-        noise = NoiseModel.flaky(settings["flaky"]) if settings["flaky"] > 0 else None
-        if noise is None:
-            noise = NoiseModel.flaky(settings.get("noise_floor", 0.02))
-    elif settings.get("noise"):
-        noise = NoiseModel.symmetric(settings["noise"])
-    learn = bool(settings.get("learn_noise"))
-    if noise is None and not learn:
-        return Search(candidates.parents, candidates.bad)
-    return Search(
-        candidates.parents,
-        candidates.bad,
-        noise=noise,
-        learn_noise=learn,
-        confidence=settings.get("confidence", 0.99),
-        noise_floor=settings.get("noise_floor", 0.02),
-        good=candidates.goods,
-        calibration_runs=settings.get("calibration_runs", 3) if learn else 0,
-    )
-
-
 def frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]]:
     """The specs to rebuild the suite on resume: command probes point at their frozen script."""
     out = []
@@ -119,3 +110,211 @@ def frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]
             spec.pop("command", None)
         out.append(spec)
     return out
+
+
+def new_session_id() -> str:
+    """UTC time to the millisecond, then a random tag: ids sort in start order (the latest
+    session is the last file), also for sessions started within one second."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    return stamp + "-" + secrets.token_hex(2)
+
+
+def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfig, list[dict[str, Any]], bool]:
+    """The build, the probe specs and stop_early of a step: flags over bisector.toml."""
+    build_table, search_table = table(dict(config), "build"), table(dict(config), "search")
+    build = BuildConfig(
+        command=opts.build if opts.build is not None else build_table.get("command"),
+        timeout=opts.build_timeout or build_table.get("timeout"),
+        on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
+        outputs=tuple(build_table.get("outputs", ())),
+        cache=bool(build_table.get("cache", True)) and not opts.no_cache,
+    )
+    specs = probe_specs(dict(config), opts.probe, opts.probe_timeout)
+    return build, specs, bool(search_table.get("stop_early", True))
+
+
+SuiteFactory = Callable[[list[dict[str, Any]], Path, Path, bool], Any]
+
+
+@dataclass
+class Plan:
+    """One run of a session: its start event (what is journaled and frozen), whether it
+    resumes, and the candidates, loaded once."""
+
+    repo: Path
+    start: dict[str, Any]
+    candidates: Candidates
+    resumed: bool = False
+
+    # ------------------------------------------------------------ making
+    @classmethod
+    def open(cls, options: RunOptions, make_suite: SuiteFactory) -> "Plan":
+        """The unfinished session's plan when the options name its bounds (or none), else a new one."""
+        repo = repo_root(options.repo)
+        unfinished = find_unfinished(repo)
+        if unfinished is None:
+            return cls.new(options, load_file_config(repo), make_suite)
+        start = read_events(unfinished)[0]
+        asked = options.bad is not None or options.goods
+        if asked and not same_bounds(repo, options, start):
+            raise UsageError(
+                f"an unfinished session {start['session']} exists (bad {start['bad'][:10]}, "
+                f"good {', '.join(g[:10] for g in start['goods'])}): resume it with `bisector run`, "
+                "or drop it with `bisector reset`"
+            )
+        return cls.from_start(repo, start, resumed=True)
+
+    @classmethod
+    def from_start(cls, repo: Path, start: Mapping[str, Any], *, resumed: bool = True) -> "Plan":
+        return cls(repo, dict(start), load_start_candidates(repo, start), resumed)
+
+    @classmethod
+    def new(cls, options: RunOptions, file_config: Mapping[str, Any], make_suite: SuiteFactory) -> "Plan":
+        opts = options
+        repo = repo_root(opts.repo)
+        if opts.bad is None:
+            raise UsageError("no bad revision: pass --bad REV (a commit where the probe fails)")
+        if not opts.goods:
+            raise UsageError(
+                "no good revision: pass --good REV (a commit where the probe passes), or pin one "
+                "with `bisector pin NAME --rev REV`"
+            )
+        config = dict(file_config)
+        build, specs, stop_early = step_config(config, opts)
+        search_table = table(config, "search")
+        first_parent = opts.first_parent or bool(search_table.get("first_parent", False))
+        paths = list(opts.paths) or list(search_table.get("paths", []))
+        if opts.axis not in ("code", "data"):
+            raise UsageError(f"--axis must be code or data, not {opts.axis!r}")
+        axis_info: dict[str, Any] = {"axis": opts.axis, "code_rev": None, "data_rev": None, "attribute": opts.attribute}
+        candidates = load_candidates(repo, opts.bad, opts.goods, first_parent=first_parent, paths=paths)
+        if opts.axis == "data":
+            if opts.data_rev:
+                raise UsageError("--data-rev pins the data while code moves: it does not go with --axis data")
+            axis_info["code_rev"] = resolve(repo, opts.code_rev, "code revision") if opts.code_rev else candidates.bad
+        elif opts.code_rev:
+            raise UsageError("--code-rev fixes the code on the data axis: add --axis data")
+        elif opts.data_rev:
+            axis_info["data_rev"] = resolve(repo, opts.data_rev, "data revision")
+        if opts.reuse_from:
+            axis_info["reuse_from"] = opts.reuse_from
+        bounds = {"bad": candidates.bad, "goods": list(candidates.goods), "first_parent": first_parent, "paths": paths}
+        if opts.axis == "data":
+            candidates = load_start_candidates(repo, {**bounds, **axis_info})
+        else:
+            candidates = dataclasses.replace(candidates, data_rev=axis_info["data_rev"])
+        settings = search_settings(opts, search_table)
+        suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)
+        start = {
+            "session": new_session_id(),
+            "bad": candidates.bad,
+            "goods": list(candidates.goods),
+            "merge_bases": list(candidates.merge_bases),
+            "first_parent": first_parent,
+            "paths": paths,
+            **axis_info,
+            "candidates": len(candidates),
+            "search": settings,
+            "config": {
+                "build": build.to_json(),
+                "probes": suite.config(),
+                "probe_specs": frozen_specs(specs, suite),
+                "stop_early": stop_early,
+                "file": config,
+            },
+            "environment": environment(),
+            "argv": sys.argv,
+            "jobs": max(1, opts.jobs),
+        }
+        return cls(repo, start, candidates, False)
+
+    @classmethod
+    def for_verify(cls, repo: Path, rev: str, data_rev: str | None = None) -> "Plan":
+        """One step at `rev` (with the data of `data_rev`), configured as `bisector run` configures
+        its steps: bisector.toml's build (outputs, cache), probes, stop_early and [dvc]."""
+        repo = repo_root(repo)
+        config = load_file_config(repo)
+        build, specs, stop_early = step_config(config, RunOptions(repo=repo))
+        start = {
+            "session": "pin-verify-" + secrets.token_hex(3),
+            "bad": rev,
+            "goods": [],
+            "data_rev": data_rev,
+            "config": {"build": build.to_json(), "probe_specs": specs, "stop_early": stop_early, "file": config},
+        }
+        return cls(repo, start, Candidates(bad=rev, goods=(), parents={rev: ()}, data_rev=data_rev), False)
+
+    # ----------------------------------------------------------- reading
+    @property
+    def session(self) -> str:
+        return str(self.start["session"])
+
+    @property
+    def axis(self) -> Axis:
+        return Axis(self.start.get("axis") or "code")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.start.get("search") or {})
+
+    @property
+    def file_config(self) -> dict[str, Any]:
+        return dict(self.start["config"].get("file", {}))
+
+    @property
+    def dvc(self) -> dict[str, Any]:
+        return dict(table(self.file_config, "dvc"))
+
+    @property
+    def build(self) -> BuildConfig:
+        return BuildConfig.from_json(self.start["config"]["build"])
+
+    @property
+    def probe_specs(self) -> list[dict[str, Any]]:
+        return list(self.start["config"]["probe_specs"])
+
+    @property
+    def stop_early(self) -> bool:
+        return bool(self.start["config"].get("stop_early", True))
+
+    @property
+    def journal(self) -> Path:
+        return journal_dir(self.repo) / f"{self.session}.jsonl"
+
+    @property
+    def frozen_dir(self) -> Path:
+        return self.repo / JOURNAL_DIR / "frozen"
+
+    @property
+    def session_dir(self) -> Path:
+        return state_dir(self.repo) / "sessions" / self.session
+
+    def make_suite(self, make_suite: SuiteFactory) -> Any:
+        return make_suite(self.probe_specs, Path(os.getcwd()), self.frozen_dir, self.stop_early)
+
+    def worker_spec(self) -> dict[str, Any]:
+        """What a remote worker needs to rebuild a step from plain data (see `run.step.run_step`)."""
+        return {
+            "repo": str(self.repo),
+            "workspace_dir": str(self.session_dir / "remote"),
+            "build": self.build.to_json(),
+            "probe_specs": self.probe_specs,
+            "stop_early": self.stop_early,
+            "user_cwd": os.getcwd(),
+            "frozen_dir": str(self.frozen_dir),
+            "env": {},
+            "dvc": self.dvc,
+            # Workers that do not share this filesystem clone the code from here instead.
+            **{k: v for k, v in table(self.file_config, "executor").items() if k in ("repo_url", "worker_cache")},
+        }
+
+
+def same_bounds(repo: Path, opts: RunOptions, start: Mapping[str, Any]) -> bool:
+    """Whether the options name the bounds of `start` (missing ones count as the same)."""
+    try:
+        bad = resolve(repo, opts.bad, "bad revision") if opts.bad else start["bad"]
+        goods = [resolve(repo, g, "good revision") for g in opts.goods] or start["goods"]
+    except UsageError:
+        return False
+    return bad == start["bad"] and sorted(set(goods)) == sorted(set(start["goods"]))

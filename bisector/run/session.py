@@ -1,58 +1,141 @@
-"""The search loop: verify the bounds, ask the search, materialize, build, probe, journal.
+"""A session: the wiring around the one loop (`core.loop.Bisection`).
 
-Collaborators are injected (`make_suite`, `workspace_factory`) so tests can drive the loop
-with scripted verdicts; events go to a `Handler` so the CLI and other front ends share it.
+`Session.run` takes the repository lock, makes the plan (new, or the unfinished session's),
+opens the journal, makes the executor, runs the bisection, attributes a culprit to code or
+data, and journals the end. Collaborators are injected (`suite_factory`,
+`workspace_factory`) so tests can drive it with scripted verdicts; what happens goes to a
+`Handler` so the CLI and other front ends share it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import secrets
-import statistics
-import sys
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping
 
-from bisector.build.run import BuildConfig
-from bisector.io.config import load_file_config, probe_specs, table
-from bisector.core.errors import BisectorError, BoundsError, ContradictionError, ProbeAbort, UsageError
+from bisector.core.errors import BoundsError, ContradictionError, ProbeAbort, UsageError
+from bisector.core.loop import Bisection, Estimate, LoopEvents, PosteriorSummary, Runner
+from bisector.core.model import (
+    Attribution,
+    Axis,
+    Outcome,
+    Point,
+    Role,
+    Status,
+    Step,
+    StepRequest,
+)
+from bisector.core.search import Search
+from bisector.io.data import attribution, classify_culprit
 from bisector.io.git import git, repo_root
-from bisector.io.history import Candidates, load_candidates
-from bisector.journal.codec import decode_observation
-from bisector.journal.writer import JOURNAL_DIR, JournalWriter
-from bisector.journal.read import apply_undo, find_session, find_unfinished, journal_dir, read_events
-from bisector.run.records import Handler, SessionResult, StepRecord
-from bisector.run.plan import RunOptions, environment, frozen_specs, make_search, search_settings
-from bisector.run.step import StepOutcome
-from bisector.core.model import Verdict
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
+from bisector.journal.codec import decode_step, encode_outcome, encode_step
+from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events
+from bisector.journal.reuse import Reusable, reusable_observations
+from bisector.journal.writer import JournalWriter
+from bisector.run.executors.factory import make_executor
+from bisector.run.plan import Plan, RunOptions
+from bisector.run.rounds import ExecutorRunner, ReuseRunner
+from bisector.run.wiring import make_suite
+
+__all__ = ["Handler", "JournaledEvents", "RunOptions", "Session", "SessionResult", "reset"]
+
+STATUS_OF = {BoundsError: Status.BOUNDS, ContradictionError: Status.CONTRADICTION, ProbeAbort: Status.ABORT}
 
 
-def default_suite_factory(specs: list[dict[str, Any]], user_cwd: Path, frozen_dir: Path, stop_early: bool):
-    # Imported here: the registry pulls in the built-in probes (which import torch lazily).
-    from bisector.probes.registry import make_suite
+@dataclass
+class SessionResult:
+    outcome: Outcome
+    session: str
+    journal: Path
+    axis: Axis = Axis.CODE
+    steps: Mapping[str, int] = field(default_factory=dict)  # probes per role value
+    elapsed: float = 0.0
+    resumed: bool = False
 
-    return make_suite(specs, user_cwd=user_cwd, frozen_dir=frozen_dir, stop_early=stop_early)
+    @property
+    def status(self) -> Status:
+        return self.outcome.status
+
+    @property
+    def culprit(self) -> str | None:
+        return self.outcome.culprit
+
+    @property
+    def probability(self) -> float:
+        return self.outcome.probability
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return self.outcome.candidates
+
+    @property
+    def message(self) -> str:
+        return self.outcome.message
+
+    @property
+    def attribution(self) -> Attribution | None:
+        return self.outcome.attribution
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status is Status.FOUND else 1
 
 
-def make_workspace(repo: Path, session_dir: Path, dvc: dict[str, Any] | None = None) -> Workspace:
-    """A plain git worktree, or one that also materializes DVC data when the repo uses DVC."""
-    if (repo / ".dvc").is_dir():
-        from bisector.io.data import DvcWorkspace
+class Handler:
+    """Receives the session's events. The default does nothing; the CLI prints progress."""
 
-        dvc = dvc or {}
-        return DvcWorkspace(
-            repo,
-            session_dir,
-            link_type=dvc.get("link_type", "reflink,copy"),
-            timeout=dvc.get("timeout"),
-            data_paths=dvc.get("data_paths", ()),
-            verify=bool(dvc.get("verify", False)),
-        )
-    return Workspace(repo, session_dir)
+    def on_start(self, info: Mapping[str, Any]) -> None: ...  # the start event + resumed + journal
+
+    def on_step_start(self, request: StepRequest, left: int, est_steps: int, est_seconds: float | None) -> None: ...
+
+    def on_step_end(self, step: Step) -> None: ...
+
+    def on_posterior(self, event: Mapping[str, Any]) -> None: ...
+
+    def on_message(self, text: str) -> None: ...
+
+    def on_result(self, result: SessionResult) -> None: ...
 
 
+class JournaledEvents(LoopEvents):
+    """The loop's events, journaled and shown."""
+
+    def __init__(self, writer: JournalWriter, handler: Handler, suite: Any):
+        self.writer, self.handler, self.suite = writer, handler, suite
+
+    def on_step_start(self, request: StepRequest, estimate: Estimate) -> None:
+        self.handler.on_step_start(request, estimate.left, estimate.steps, estimate.seconds)
+
+    def on_step(self, step: Step) -> None:
+        self.writer.append("step", **encode_step(step))
+        self.handler.on_step_end(step)
+
+    def on_undo(self, retracted: Step | None) -> None:
+        if retracted is None:
+            self.handler.on_message("Nothing to undo: the bounds are not undone.")
+            return
+        self.writer.append("undo", step=retracted.number)
+        self.handler.on_message(f"Undid step {retracted.number} ({retracted.commit[:10]} {retracted.verdict.value})")
+
+    def on_baseline(self, step: Step) -> None:
+        taken = self.suite.set_baselines(list(step.result.observations))
+        if taken:
+            self.writer.append("baseline", commit=step.commit, step=step.number, probes=taken)
+
+    def on_posterior(self, after_step: int, post: PosteriorSummary) -> None:
+        event = {
+            "after_step": after_step,
+            "top": [[key, p] for key, p in post.top],
+            "no_culprit": post.no_culprit,
+            "rates": list(post.rates),
+        }
+        self.writer.append("posterior", **event)
+        self.handler.on_posterior(event)
 
 
 class Session:
@@ -68,148 +151,12 @@ class Session:
     ):
         self.options = options
         self.handler = handler or Handler()
-        self.suite_factory = suite_factory or default_suite_factory
+        self.suite_factory = suite_factory or make_suite
         self.workspace_factory = workspace_factory
         self.repo = repo_root(options.repo)
         self.state = state_dir(self.repo)
-        self.records: list[StepRecord] = []
-        self.observed: dict[str, Verdict] = {}
-        self._step_times: list[float] = []
-        self._replayed_steps: set[int] = set()
-        self._next_step = 1
-        self.rounds = 0
-        self.jobs = max(1, options.jobs)
-        self.infra_notes: dict[int, list[str]] = {}
+        self.rounds = 0  # search rounds sent by this run (the `end` event's `rounds`)
 
-    # ----------------------------------------------------------------- setup
-    def _new_session_id(self) -> str:
-        """UTC time to the millisecond, then a random tag: ids sort in start order (the latest
-        session is the last file), also for sessions started within one second."""
-        now = time.time()
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}"
-        return stamp + "-" + secrets.token_hex(2)
-
-    def _prepare(self) -> tuple[dict[str, Any], bool]:
-        """Return the start event (new or from the unfinished journal) and whether we resume."""
-        opts = self.options
-        unfinished = find_unfinished(self.repo)
-        if unfinished is not None:
-            start = read_events(unfinished)[0]
-            asked = opts.bad is not None or opts.goods
-            if not asked or self._same_bounds(start):
-                return start, True
-            raise UsageError(
-                f"an unfinished session {start['session']} exists (bad {start['bad'][:10]}, "
-                f"good {', '.join(g[:10] for g in start['goods'])}): resume it with `bisector run`, "
-                "or drop it with `bisector reset`"
-            )
-        if opts.bad is None:
-            raise UsageError("no bad revision: pass --bad REV (a commit where the probe fails)")
-        if not opts.goods:
-            from bisector.io.git import resolve as _resolve
-            from bisector.review.pins.store import latest_ancestor_pin
-
-            pin = latest_ancestor_pin(self.repo, _resolve(self.repo, opts.bad, "bad revision"))
-            if pin is None:
-                raise UsageError(
-                    "no good revision: pass --good REV (a commit where the probe passes), or pin one "
-                    "with `bisector pin NAME --rev REV`"
-                )
-            opts.goods = [pin.commit]
-            self.handler.on_message(f"No --good given: using pin @{pin.name} ({pin.commit[:10]}), the most recent pin before the bad revision")
-        config = load_file_config(self.repo)
-        build_table = table(config, "build")
-        search_table = table(config, "search")
-        build = BuildConfig(
-            command=opts.build if opts.build is not None else build_table.get("command"),
-            timeout=opts.build_timeout or build_table.get("timeout"),
-            on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
-            outputs=tuple(build_table.get("outputs", ())),
-            cache=bool(build_table.get("cache", True)) and not opts.no_cache,
-        )
-        specs = probe_specs(config, opts.probe, opts.probe_timeout)
-        stop_early = bool(search_table.get("stop_early", True))
-        first_parent = opts.first_parent or bool(search_table.get("first_parent", False))
-        paths = list(opts.paths) or list(search_table.get("paths", []))
-        from bisector.io.git import resolve
-
-        if opts.axis not in ("code", "data"):
-            raise UsageError(f"--axis must be code or data, not {opts.axis!r}")
-        axis_info = {"axis": opts.axis, "code_rev": None, "data_rev": None, "attribute": opts.attribute}
-        candidates = load_candidates(self.repo, opts.bad, opts.goods, first_parent=first_parent, paths=paths)
-        if opts.axis == "data":
-            if opts.data_rev:
-                raise UsageError("--data-rev pins the data while code moves: it does not go with --axis data")
-            axis_info["code_rev"] = resolve(self.repo, opts.code_rev, "code revision") if opts.code_rev else candidates.bad
-        elif opts.code_rev:
-            raise UsageError("--code-rev fixes the code on the data axis: add --axis data")
-        elif opts.data_rev:
-            axis_info["data_rev"] = resolve(self.repo, opts.data_rev, "data revision")
-        if opts.reuse_from:
-            axis_info["reuse_from"] = opts.reuse_from
-        start_partial = {"bad": candidates.bad, "goods": candidates.goods, "first_parent": first_parent,
-                         "paths": paths, **axis_info}
-        candidates = self._load_candidates(start_partial)
-        settings = search_settings(opts, search_table)
-        session_id = self._new_session_id()
-        frozen_dir = self.repo / JOURNAL_DIR / "frozen"
-        suite = self.suite_factory(specs, Path(os.getcwd()), frozen_dir, stop_early)
-        start = {
-            "session": session_id,
-            "bad": candidates.bad,
-            "goods": candidates.goods,
-            "merge_bases": candidates.merge_bases,
-            "first_parent": first_parent,
-            "paths": paths,
-            **axis_info,
-            "candidates": len(candidates),
-            "search": settings,
-            "config": {
-                "build": build.to_json(),
-                "probes": suite.config(),
-                "probe_specs": frozen_specs(specs, suite),
-                "stop_early": stop_early,
-                "file": config,
-            },
-            "environment": environment(),
-            "argv": sys.argv,
-        }
-        return start, False
-
-    def _load_candidates(self, start: dict[str, Any]) -> Candidates:
-        """The search's candidates: commits (code axis) or data revisions (data axis)."""
-        if start.get("axis", "code") != "data":
-            return load_candidates(
-                self.repo, start["bad"], start["goods"], first_parent=start["first_parent"], paths=start["paths"]
-            )
-        if not (self.repo / ".dvc").is_dir():
-            raise UsageError("--axis data needs a DVC repository (no .dvc/ folder here): search the code axis")
-        from bisector.io.data import data_revisions
-
-        good = start["goods"][0]
-        revs = data_revisions(self.repo, good, start["bad"], start["paths"])
-        if not revs:
-            raise UsageError(
-                f"the DVC-tracked inputs did not change between good {good[:10]} and bad {start['bad'][:10]}: "
-                "the cause is in the code, search with --axis code"
-            )
-        shas = [r.sha for r in revs]  # oldest first
-        parents = {sha: ((shas[i - 1],) if i else ()) for i, sha in enumerate(shas)}
-        parents = dict(reversed(list(parents.items())))  # newest first, as rev-list
-        return Candidates(bad=shas[-1], goods=[good], parents=parents, paths=list(start["paths"]))
-
-    def _same_bounds(self, start: dict[str, Any]) -> bool:
-        from bisector.io.git import resolve
-
-        opts = self.options
-        try:
-            bad = resolve(self.repo, opts.bad, "bad revision") if opts.bad else start["bad"]
-            goods = [resolve(self.repo, g, "good revision") for g in opts.goods] or start["goods"]
-        except UsageError:
-            return False
-        return bad == start["bad"] and sorted(set(goods)) == sorted(set(start["goods"]))
-
-    # ------------------------------------------------------------------ run
     def run(self) -> SessionResult:
         lock = RepoLock(self.state / "lock")
         lock.acquire()
@@ -220,473 +167,91 @@ class Session:
 
     def _run_locked(self) -> SessionResult:
         started = time.monotonic()
-        start, resumed = self._prepare()
-        self.start = start
-        self.frozen_file_config = start["config"].get("file", {})
-        self.dvc_settings = dict(table(self.frozen_file_config, "dvc"))
-        self.session_id = start["session"]
-        self.journal_path = journal_dir(self.repo) / f"{self.session_id}.jsonl"
-        cfg = start["config"]
-        self.build_config = BuildConfig.from_json(cfg["build"])
-        frozen_dir = self.repo / JOURNAL_DIR / "frozen"
-        self.suite = self.suite_factory(cfg["probe_specs"], Path(os.getcwd()), frozen_dir, cfg["stop_early"])
-        if resumed and self.suite.config() != cfg["probes"]:
+        plan = self.plan = Plan.open(self.options, self.suite_factory)
+        suite = plan.make_suite(self.suite_factory)
+        if plan.resumed and suite.config() != plan.start["config"]["probes"]:
             raise UsageError(
-                f"the probe inputs of session {self.session_id} changed since it started: "
+                f"the probe inputs of session {plan.session} changed since it started: "
                 "restore them, or drop the session with `bisector reset`"
             )
-        self.reusable: dict[str, dict[str, Any]] = {}
-        if start.get("reuse_from"):
-            from bisector.journal.replay import reusable_observations
-
-            old = find_session(self.repo, start["reuse_from"])
-            self.reusable = reusable_observations(
-                old, self.suite.config(), build_config=self.build_config.to_json(), repo=self.repo
-            )
-            if not resumed:
-                self.handler.on_message(f"Reusing up to {len(self.reusable)} observations of session {old.id}")
-        self.axis = start.get("axis", "code")
-        self.code_rev = start.get("code_rev")
-        self.pinned_data_rev = start.get("data_rev")
-        self.candidates = self._load_candidates(start)
-        self.session_dir = self.state / "sessions" / self.session_id
+        reusable, reuse_from = Reusable(), plan.start.get("reuse_from")
+        if reuse_from:
+            old = find_session(self.repo, reuse_from)
+            reusable = reusable_observations(old, suite.config(), build_config=plan.build.to_json(), repo=self.repo)
+            if not plan.resumed:
+                self.handler.on_message(f"Reusing up to {len(reusable)} observations of session {old.id}")
         prune_stale(self.repo, self.state / "sessions")
+        jobs = max(1, self.options.jobs)
         # Made before anything is journaled: an executor that cannot start (a missing extra,
         # an unreachable scheduler) must not leave an empty unfinished session behind.
-        self.executor = self._make_executor()
-        writer = JournalWriter(self.journal_path)
-        self.writer = writer
-        previous: list[StepRecord] = []
-        if resumed:
-            previous = [StepRecord.from_json(e) for e in apply_undo(read_events(self.journal_path))]
-            writer.append("resume", pid=os.getpid())
+        executor = make_executor(plan, suite, jobs=jobs, executor=self.options.executor,
+                                 workspace_factory=self.workspace_factory)
+        writer = JournalWriter(plan.journal)
+        history: list[Step] = []
+        if plan.resumed:
+            history = [decode_step(e, plan.axis.value) for e in apply_undo(read_events(plan.journal))]
+            writer.append("resume", pid=os.getpid(), jobs=jobs)
         else:
-            writer.append("start", **start)
-        self.handler.on_start({**start, "resumed": resumed, "journal": str(self.journal_path)})
-        self.search = make_search(self.candidates, start.get("search", {}))
-        self.noisy = self.search.noise is not None
-        self.max_steps = start.get("search", {}).get("max_steps")
-        for rec in previous:
-            self._remember(rec)
-        try:
-            self.executor.open(self.candidates.bad)
-            result = self._search_loop()
-            if result.status == "found" and result.culprit:
-                result.attribution = self._attribute(result.culprit)
-        except (BoundsError, ContradictionError, ProbeAbort) as exc:
-            status = {BoundsError: "bounds", ContradictionError: "contradiction", ProbeAbort: "abort"}[type(exc)]
-            result = SessionResult(self.session_id, self.journal_path, status, message=str(exc))
-        finally:
-            self.executor.close()
-            import shutil
-
-            shutil.rmtree(self.session_dir, ignore_errors=True)
-        result.resumed = resumed
-        result.axis = self.axis
-        result.elapsed = time.monotonic() - started
-        result.steps = self._counts()
-        writer.append(
-            "end",
-            status=result.status,
-            culprit=result.culprit,
-            probability=result.probability,
-            candidates=result.candidates,
-            message=result.message,
-            steps=result.steps,
-            elapsed=round(result.elapsed, 3),
-            attribution=result.attribution,
-            rounds=self.rounds,
+            writer.append("start", **plan.start)
+        self.handler.on_start({**plan.start, "resumed": plan.resumed, "journal": str(plan.journal)})
+        settings, candidates = plan.settings, plan.candidates
+        bisection = self.bisection = Bisection(
+            candidates,
+            lambda: Search.from_settings(candidates, settings),
+            jobs=jobs,
+            max_steps=settings.get("max_steps"),
+            needs_baseline=bool(getattr(suite, "needs_baseline", False)),
+            repeatable=bool(getattr(suite, "repeatable", True)),
+            history=history,
+            events=JournaledEvents(writer, self.handler, suite),
         )
+        runner: Runner = ExecutorRunner(executor, plan.session_dir / "logs")
+        if reusable:
+            runner = ReuseRunner(runner, self.repo, reusable, str(reuse_from))
+        try:
+            executor.open(candidates.bad)
+            outcome = bisection.run(runner)
+            if outcome.status is Status.FOUND and outcome.culprit:
+                outcome = dataclasses.replace(outcome, attribution=self.attribute(bisection, runner, outcome.culprit))
+        except (BoundsError, ContradictionError, ProbeAbort) as exc:
+            outcome = Outcome(STATUS_OF[type(exc)], message=str(exc))
+        finally:
+            self.rounds = bisection.search_rounds
+            executor.close()
+            shutil.rmtree(plan.session_dir, ignore_errors=True)
+        result = SessionResult(outcome, plan.session, plan.journal, plan.axis, bisection.counts(),
+                               time.monotonic() - started, plan.resumed)
+        writer.append("end", **encode_outcome(outcome), steps=dict(result.steps), elapsed=round(result.elapsed, 3),
+                      rounds=self.rounds)
         writer.close()
         self.handler.on_result(result)
         return result
 
-    def _make_executor(self) -> Any:
-        from bisector.run.executors.local import LocalExecutor, parse_executor
-
-        jobs = max(1, self.options.jobs)
-        address = parse_executor(self.options.executor)
-        if address is not None:
-            from bisector.run.executors.dask import DaskExecutor  # needs the `dask` extra
-
-            return DaskExecutor(address, self._remote_spec_base(), jobs=jobs)
-        workers = table(self.frozen_file_config, "workers")
-        gpus = [str(g) for g in workers.get("gpus", [])]
-        slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpus]
-        factory = self.workspace_factory or (lambda repo, d: make_workspace(repo, d, self.dvc_settings))
-        if jobs == 1:
-            make = lambda i: factory(self.repo, self.session_dir)  # noqa: E731
-        else:
-            make = lambda i: factory(self.repo, self.session_dir / f"slot-{i}")  # noqa: E731
-        cache = None
-        if self.build_config.cache:
-            from bisector.build.cache import BuildCache
-
-            cache = BuildCache.for_repo(self.repo)
-        return LocalExecutor(jobs, make, self.suite, self.build_config, slot_env, cache=cache)
-
-    def _remote_spec_base(self) -> dict[str, Any]:
-        """What a remote worker needs to rebuild a step from plain data (see step.run_step)."""
-        return {
-            "repo": str(self.repo),
-            "workspace_dir": str(self.session_dir / "remote"),
-            "build": self.build_config.to_json(),
-            "probe_specs": self.start["config"]["probe_specs"],
-            "stop_early": self.start["config"]["stop_early"],
-            "user_cwd": os.getcwd(),
-            "frozen_dir": str(self.repo / JOURNAL_DIR / "frozen"),
-            "env": {},
-            "dvc": self.dvc_settings,
-            # Workers that do not share this filesystem clone the code from here instead.
-            **{k: v for k, v in table(self.frozen_file_config, "executor").items() if k in ("repo_url", "worker_cache")},
-        }
-
-    def _counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.records:
-            counts[r.role] = counts.get(r.role, 0) + 1
-        return counts
-
-    def _remember(self, rec: StepRecord) -> None:
-        """Feed a step replayed from the journal to the search state."""
-        self._replayed_steps.add(rec.step)
-        self._next_step = max(self._next_step, rec.step + 1)
-        self.records.append(rec)
-        self.observed[self._key(rec)] = rec.verdict
-        self._step_times.append(rec.duration)
-        self._tell(rec)
-
-    def _tell(self, rec: StepRecord) -> None:
-        """Give one observation to the search (goods count too under noise: they calibrate it)."""
-        if rec.verdict is Verdict.ABORT:
-            return
-        key = self._key(rec)
-        if rec.role == "crossing":
-            return
-        if key in self.candidates.parents or (self.noisy and key in self.candidates.goods):
-            self.search.record(key, rec.verdict)
-
-    def _key(self, rec: StepRecord) -> str:
-        """What the search calls this step: the commit, or on the data axis the data revision."""
-        return (rec.data_rev or rec.commit) if self.axis == "data" else rec.commit
-
-    def _search_loop(self) -> SessionResult:
-        c = self.candidates
-        bounds = [(c.bad, "bad-bound", Verdict.BAD)]
-        bounds += [(g, "good-bound", Verdict.GOOD) for g in c.goods]
-        bounds += [(mb, "merge-base", Verdict.GOOD) for mb in c.merge_bases]
-        if getattr(self.suite, "needs_baseline", False):
-            # Probes with rules relative to the good bound need its observation first.
-            self._round([(g, "good-bound") for g in c.goods[:1] if g not in self.observed])
-            self._set_baselines()
-        # The bounds are independent: with several workers they are checked in one round.
-        first = self._round([(rev, role) for rev, role, _ in bounds if rev not in self.observed])
-        if self.noisy:
-            # One run decides nothing under noise: bounds are observations like any other,
-            # and a bad bound that only failed by chance ends as "no culprit".
-            for rec in first:
-                if rec.verdict is Verdict.ABORT:
-                    raise ProbeAbort(self._abort_message(rec))
-                self._tell(rec)
-                self._journal_posterior(rec.step)
-        else:
-            for rev, role, expected in bounds:
-                self._check_bound(rev, role, expected)
-        while True:
-            revs = self.search.next(self.jobs)
-            revs = list(dict.fromkeys(revs))
-            if not self.noisy:
-                revs = [r for r in revs if r not in self.observed]  # never ask the same question twice
-            if not revs:
-                break
-            if self.max_steps is not None and len(self.records) >= self.max_steps:
-                break
-            self.rounds += 1
-            role = {r: ("calibrate" if r in self.candidates.goods or r == self.candidates.bad else "search") for r in revs}
-            for rec in self._round([(r, role[r]) for r in revs]):
-                if rec.verdict is Verdict.ABORT:
-                    raise ProbeAbort(self._abort_message(rec))
-                self._tell(rec)
-                self._journal_posterior(rec.step)
-        r = self.search.result()
-        if self.noisy:
-            return self._noisy_result(r)
-        if r.status != "found" or r.culprit is None:
-            return SessionResult(
-                self.session_id,
-                self.journal_path,
-                r.status,
-                probability=r.probability,
-                candidates=list(r.candidates),
-                message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
-            )
-        return self._confirm(r.culprit, r.probability)
-
-    def _confirm(self, culprit: str, probability: float) -> SessionResult:
-        """The culprit's parents must have been observed good (its own verdict is bad)."""
-        if self.axis == "data":
-            parents = list(self.candidates.parents.get(culprit, ())) or self.candidates.goods[:1]
-        elif self.candidates.paths:
-            # History simplified by the pathspec: the rewritten parents are the ones that count.
-            parents = list(self.candidates.parents.get(culprit, ()))
-        else:
-            parents = git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
-            if self.candidates.first_parent:
-                parents = parents[:1]
-        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD]
-        self._round([(p, "confirm") for p in todo if p not in self.observed])
-        for p in todo:
-            verdict = self.observed[p]
-            if verdict is Verdict.GOOD:
-                continue
-            if verdict is Verdict.ABORT:
-                raise ProbeAbort(self._abort_message(self._record_of(p)))
-            return SessionResult(
-                self.session_id,
-                self.journal_path,
-                "not-confirmed",
-                culprit=culprit,
-                candidates=[culprit, p],
-                message=(
-                    f"confirmation failed: parent {p[:10]} of {culprit[:10]} is {verdict.value}, "
-                    "so the probe is not monotone here (flaky, or more than one change)"
-                ),
-            )
-        return SessionResult(
-            self.session_id, self.journal_path, "found", culprit=culprit, probability=probability, candidates=[culprit]
-        )
-
-    def _attribute(self, culprit: str) -> dict[str, Any] | None:
+    def attribute(self, bisection: Bisection, runner: Runner, culprit: str) -> Attribution | None:
         """Code, data or both? When the culprit commit changed both (or when asked), test the
         crossings: parent code + culprit data, and culprit code + parent data."""
-        if self.axis != "code" or self.pinned_data_rev or not (self.repo / ".dvc").is_dir():
+        plan, c = self.plan, bisection.candidates
+        if plan.axis is not Axis.CODE or plan.start.get("data_rev") or not (self.repo / ".dvc").is_dir():
             return None
-        from bisector.io.data import attribution, classify_culprit
-
         changed = classify_culprit(self.repo, culprit)
-        if not (changed["code"] and changed["data"]) and not self.start.get("attribute"):
+        if not (changed["code"] and changed["data"]) and not plan.start.get("attribute"):
             which = "data" if changed["data"] and not changed["code"] else "code"
-            return {"culprit_is": which, "changed": changed, "tested": False}
-        parents = git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+            return Attribution(which, changed, tested=False)
+        if c.paths or culprit not in c.true_parents:  # a pathspec rewrites the parents
+            parents = tuple(git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:])
+        else:
+            parents = tuple(c.true_parents[culprit])
         if not parents:
-            return {"culprit_is": "unknown", "changed": changed, "tested": False, "why": "root commit"}
+            return Attribution("unknown", changed, tested=False, why="root commit")
         parent = parents[0]
         pairs = {"parent_code_culprit_data": (parent, culprit), "culprit_code_parent_data": (culprit, parent)}
-        done = {(r.commit, r.data_rev): r for r in self.records if r.role == "crossing"}
-        todo = [(culprit, "crossing", c, d) for c, d in pairs.values() if (c, d) not in done]
-        for rec in self._round(todo):
-            done[(rec.commit, rec.data_rev)] = rec
+        done = {(s.commit, s.data_rev): s for s in bisection.steps if s.role is Role.CROSSING}
+        todo = [(Point(culprit, code, data), Role.CROSSING) for code, data in pairs.values() if (code, data) not in done]
+        for step in bisection.round(runner, todo):
+            done[(step.commit, step.data_rev)] = step
         verdicts = {name: done[pair].verdict for name, pair in pairs.items()}
         which = attribution(verdicts["parent_code_culprit_data"], verdicts["culprit_code_parent_data"])
-        return {"culprit_is": which, "changed": changed, "tested": True,
-                **{name: v.value for name, v in verdicts.items()}}
-
-    def _set_baselines(self) -> None:
-        good = self.candidates.goods[0]
-        rec = self._record_of(good)
-        taken = self.suite.set_baselines([decode_observation(o) for o in rec.observations])
-        if taken:
-            self.writer.append("baseline", commit=good, step=rec.step, probes=taken)
-
-    def _journal_posterior(self, step: int) -> None:
-        if not self.noisy:
-            return
-        post = self.search.posterior()
-        top = sorted(((p, r) for r, p in post.items() if r is not None), reverse=True)[:5]
-        event = {
-            "after_step": step,
-            "top": [[r, round(p, 6)] for p, r in top],
-            "no_culprit": round(post.get(None, 0.0), 6),
-            "rates": [round(x, 4) for x in self.search.rates()],
-        }
-        self.writer.append("posterior", **event)
-        self.handler.on_posterior(event)
-
-    def _noisy_result(self, r: Any) -> SessionResult:
-        post = self.search.posterior()
-        if r.status == "found" and r.culprit is not None:
-            return SessionResult(self.session_id, self.journal_path, "found", culprit=r.culprit,
-                                 probability=r.probability, candidates=list(r.candidates[:5]))
-        if r.status == "no_culprit":
-            return SessionResult(
-                self.session_id, self.journal_path, "no_culprit", probability=r.probability,
-                candidates=list(r.candidates[:5]),
-                message=(f"the failures look like noise: P(no culprit) = {r.probability:.3f}; "
-                         "the bad bound does not fail reliably"),
-            )
-        top = ", ".join(f"{c[:10]} {post.get(c, 0):.2f}" for c in r.candidates[:5])
-        return SessionResult(
-            self.session_id, self.journal_path, "ambiguous" if r.status == "ambiguous" else "undecided",
-            probability=r.probability, candidates=list(r.candidates[:5]),
-            message=f"no single culprit above the target {self.search.confidence:g}; top candidates: {top}",
-        )
-
-    def _record_of(self, key: str) -> StepRecord:
-        return next(r for r in reversed(self.records) if self._key(r) == key and r.role != "crossing")
-
-    def _check_bound(self, rev: str, role: str, expected: Verdict) -> None:
-        rec = self._record_of(rev)
-        if rec.verdict is expected:
-            if rev in self.candidates.parents and not self._replayed(rec):
-                self.search.record(rev, rec.verdict)
-            return
-        summary = "; ".join(f"{o['probe']}: {o.get('summary', '')}" for o in rec.observations)
-        if not rec.observations:
-            summary = f"build {rec.build.get('status')}"
-            summary += "; " + rec.notes[0] if rec.notes else ""
-        what = {"bad-bound": "bad bound", "good-bound": "good bound", "merge-base": "merge base"}[role]
-        if rec.verdict is Verdict.ABORT:
-            raise ProbeAbort(self._abort_message(rec))
-        if rec.verdict is Verdict.SKIP:
-            fix = "fix the build or probe for that commit, or pick another bound"
-        elif role == "bad-bound":
-            fix = "it is not broken for this probe: pick a broken --bad or check the probe"
-        elif role == "good-bound":
-            fix = "pick an older good revision or check the probe"
-        else:
-            fix = "the regression is older than the fork point of the good revision: pick an older good revision"
-        raise BoundsError(f"the {what} {rev[:10]} is {rec.verdict.value} ({summary}): {fix}")
-
-    def _replayed(self, rec: StepRecord) -> bool:
-        return rec.step in self._replayed_steps
-
-    def _abort_message(self, rec: StepRecord) -> str:
-        tail = ""
-        for o in rec.observations:
-            if o["verdict"] == "abort":
-                tail = o.get("evidence", {}).get("log_tail", "")
-                break
-        if not rec.observations and rec.build.get("status") not in (None, "ok", "none", "cached"):
-            msg = f"the build {rec.build['status']} at {rec.commit[:10]} (step {rec.step}) and build.on_failure is abort"
-            tail = rec.build.get("tail", "")
-        else:
-            msg = f"the probe aborted at {rec.commit[:10]} (step {rec.step}); the search stopped"
-        if tail:
-            msg += ". Log tail: " + " | ".join(tail.splitlines()[-3:])
-        return msg
-
-    # ----------------------------------------------------------------- steps
-    def _estimate(self) -> tuple[int, int, float | None]:
-        left = self.search.remaining()
-        est = self.search.estimated_steps()
-        times = self._step_times[-9:]
-        rounds = -(-est // self.jobs) if self.jobs > 1 else est
-        seconds = statistics.median(times) * rounds if times else None
-        return left, est, seconds
-
-    def _round(self, todo: Sequence[tuple[str, ...]]) -> list[StepRecord]:
-        """Run steps (up to `jobs` at once); journal each as it finishes; retry lost steps once."""
-        from bisector.run.executors.local import StepRequest
-
-        if not todo:
-            return []
-        roles: dict[int, str] = {}
-        requests = []
-        left, est, secs = self._estimate()
-        for item in todo:
-            key, role = item[0], item[1]
-            if len(item) == 4:
-                rev, data_rev = item[2], item[3]  # an explicit (code, data) pair: a crossing
-            elif self.axis == "data":
-                rev, data_rev = self.code_rev, key
-            else:
-                rev, data_rev = key, self.pinned_data_rev
-            n = self._next_step
-            self._next_step += 1
-            roles[n] = role
-            label = f"{rev[:10]} code + {data_rev[:10]} data" if role == "crossing" and data_rev else key
-            self.handler.on_step_start(n, label, role, left, est, secs)
-            runs = 1 + sum(1 for r in self.records if r.role != "crossing" and self._key(r) == key)
-            # A repeat (noisy search) of a suite that answers the same on the same build must
-            # rebuild: the new build (a new training run) is the new sample.
-            fresh = runs > 1 and not getattr(self.suite, "repeatable", True)
-            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev, runs, fresh))
-        records = []
-        if self.reusable:
-            requests = self._reuse(requests, roles, records)
-        attempts: dict[int, int] = {}
-        while requests:
-            retry = []
-            for req, outcome in self.executor.run_round(requests):
-                if isinstance(outcome, BaseException):
-                    if isinstance(outcome, (KeyboardInterrupt, BisectorError)):
-                        raise outcome
-                    attempts[req.step] = attempts.get(req.step, 0) + 1
-                    note = f"infrastructure failure ({type(outcome).__name__}: {str(outcome)[:200]})"
-                    if attempts[req.step] < 2:
-                        self.infra_notes.setdefault(req.step, []).append(note + "; retried once")
-                        retry.append(req)
-                        continue
-                    outcome = StepOutcome(req.rev, Verdict.SKIP, {"status": "lost"}, [], 0.0, req.data_rev,
-                                          notes=[note + "; retried once, then skipped"])
-                rec = StepRecord(
-                    step=req.step,
-                    commit=req.rev,
-                    role=roles[req.step],
-                    verdict=outcome.verdict,
-                    build=outcome.build,
-                    observations=outcome.observations,
-                    duration=outcome.duration,
-                    data_rev=outcome.data_rev,
-                    worker=outcome.worker,
-                    notes=self.infra_notes.get(req.step, []) + outcome.notes,
-                )
-                if self._is_undo(rec):
-                    self._undo_previous()
-                    continue
-                self._journal_step(rec, round=self.rounds)
-                self._step_times.append(rec.duration)
-                records.append(rec)
-            requests = retry
-        return records
-
-    def _journal_step(self, rec: StepRecord, **extra: Any) -> None:
-        self.writer.append("step", **rec.to_json(), **extra)
-        self.records.append(rec)
-        if rec.role != "crossing":
-            self.observed[self._key(rec)] = rec.verdict
-        self.handler.on_step_end(rec)
-
-    def _reuse(self, requests: list[Any], roles: dict[int, str], records: list[StepRecord]) -> list[Any]:
-        """Steps an earlier session already ran with the same code, data and probe: journal
-        its observations (marked `reused_from`) instead of building and probing again."""
-        from bisector.journal.replay import find_reusable
-
-        todo = []
-        for req in requests:
-            old = find_reusable(self.repo, self.reusable, req.rev, req.data_rev)
-            key = (req.data_rev or req.rev) if self.axis == "data" else req.rev
-            if old is None or key in self.observed:
-                todo.append(req)
-                continue
-            rec = StepRecord(
-                step=req.step, commit=req.rev, role=roles[req.step], verdict=Verdict(old["verdict"]),
-                build=old.get("build", {}), observations=old.get("observations", []), duration=0.0,
-                data_rev=req.data_rev, worker="reused", notes=[f"reused from session {self.start['reuse_from']} step {old['step']}"],
-            )
-            self._journal_step(rec, reused_from=old["step"])
-            records.append(rec)
-        return todo
-
-    @staticmethod
-    def _is_undo(rec: StepRecord) -> bool:
-        return any(o.get("evidence", {}).get("undo") for o in rec.observations)
-
-    def _undo_previous(self) -> None:
-        """A person answered `undo`: retract the previous answer and rebuild the search."""
-        prev = next((r for r in reversed(self.records) if r.role in ("search", "confirm", "calibrate")), None)
-        if prev is None:
-            self.handler.on_message("Nothing to undo: the bounds are not undone.")
-            return
-        self.writer.append("undo", step=prev.step)
-        self.records.remove(prev)
-        self.handler.on_message(f"Undid step {prev.step} ({prev.commit[:10]} {prev.verdict.value})")
-        self.search = make_search(self.candidates, self.start.get("search", {}))
-        self.observed = {}
-        for r in self.records:
-            if r.role != "crossing":
-                self.observed[self._key(r)] = r.verdict
-            self._tell(r)
+        return Attribution(which, changed, tested=True, crossings=verdicts)
 
 
 def reset(repo_path: Path) -> list[str]:
@@ -700,16 +265,12 @@ def reset(repo_path: Path) -> list[str]:
         path = find_unfinished(repo)
         if path is not None:
             w = JournalWriter(path)
-            w.append("end", status="reset", culprit=None, probability=0.0, candidates=[], message="dropped by `bisector reset`", steps={}, elapsed=0)
+            w.append("end", status="reset", culprit=None, probability=0.0, candidates=[],
+                     message="dropped by `bisector reset`", steps={}, elapsed=0)
             w.close()
             dropped.append(path.stem)
         removed = prune_stale(repo, state / "sessions")
-        import shutil
-
         shutil.rmtree(state / "sessions", ignore_errors=True)
         return dropped + [str(p) for p in removed]
     finally:
         lock.release()
-
-
-_make_search = make_search  # the name bisector.journal.replay imports

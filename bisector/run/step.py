@@ -8,54 +8,24 @@ JSON-able dicts (no pickled objects cross the wire but this module's function).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import inspect
 import os
+import shutil
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from bisector.build.cache import BuildCache, dvc_outputs, step_key
 from bisector.build.run import BuildConfig, BuildResult, run_build
-from bisector.journal.codec import encode_observation
+from bisector.core.errors import BisectorError, UsageError
+from bisector.core.model import StepRequest, StepResult, Verdict
+from bisector.io.data.workspace import after_build_check, default_build_command, input_stats
+from bisector.journal.codec import decode_build, encode_result
 from bisector.probes.base import ProbeContext
-from bisector.core.model import Verdict
-
-
-@dataclass
-class StepOutcome:
-    commit: str
-    verdict: Verdict
-    build: dict[str, Any]
-    observations: list[dict[str, Any]]
-    duration: float
-    data_rev: str | None = None
-    worker: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "verdict": self.verdict.value,
-            "build": self.build,
-            "observations": self.observations,
-            "duration": round(self.duration, 3),
-            "data_rev": self.data_rev,
-            "worker": self.worker,
-            "notes": self.notes,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "StepOutcome":
-        return cls(
-            commit=d["commit"],
-            verdict=Verdict(d["verdict"]),
-            build=d.get("build", {}),
-            observations=d.get("observations", []),
-            duration=d.get("duration", 0.0),
-            data_rev=d.get("data_rev"),
-            worker=d.get("worker", ""),
-            notes=d.get("notes", []),
-        )
+from bisector.run.plan import Plan
+from bisector.run.wiring import make_suite, make_workspace
 
 
 def worker_name() -> str:
@@ -72,7 +42,7 @@ def execute_step(
     data_rev: str | None = None,
     env: dict[str, str] | None = None,
     cache: Any = None,
-) -> StepOutcome:
+) -> StepResult:
     """Checkout (code + data), build (or restore from the build cache), probe.
 
     `workspace` offers `path`, `checkout(rev[, data_rev])`, `env()`, `inputs()` and
@@ -80,8 +50,6 @@ def execute_step(
     Data that cannot be had makes the step a skip whose note says which file, which
     revision and why. A failed build maps to `build_config.on_failure` (abort: ABORT).
     """
-    from bisector.core.errors import BisectorError
-
     t0 = time.monotonic()
     log_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -93,31 +61,24 @@ def execute_step(
     except BisectorError as exc:
         if type(exc).__name__ != "DataUnavailable":
             raise
-        return StepOutcome(
-            commit=rev, verdict=Verdict.SKIP, build={"status": "no-data", "cause": getattr(exc, "cause", "")},
-            observations=[], duration=time.monotonic() - t0, data_rev=data_rev, worker=worker_name(),
-            notes=[str(exc)],
+        return StepResult(
+            Verdict.SKIP, decode_build({"status": "no-data", "cause": getattr(exc, "cause", "")}),
+            duration=time.monotonic() - t0, worker=worker_name(), notes=(str(exc),),
         )
     step_env = {**workspace.env(), **(env or {})}
     command = build_config.command
     if command is None and getattr(workspace, "is_dvc", False):
-        from bisector.io.data.workspace import default_build_command
-
         command = default_build_command(workspace.path)
     config = dataclasses.replace(build_config, command=command)
     inputs_before = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
     stats_before = None
     if getattr(workspace, "is_dvc", False):
-        from bisector.io.data.workspace import input_stats
-
         stats_before = input_stats(workspace)
     build = _build(workspace, config, rev, log_dir, step_env, cache)
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
         build_json["data"] = workspace.step_info
     if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached":
-        from bisector.io.data.workspace import after_build_check
-
         modified = after_build_check(workspace, stats_before)
         # A build can also re-record its inputs (`dvc repro` rewrites a changed `.dvc` file,
         # after which `dvc status` is clean): compare the declared hashes too.
@@ -125,25 +86,19 @@ def execute_step(
         modified = sorted(set(modified) | {p for p in inputs_before if inputs_after.get(p) != inputs_before[p]})
         if modified:
             notes.append("the build modified DVC-tracked inputs: " + ", ".join(modified) + " (result suspect)")
-    observations: list[dict[str, Any]] = []
+    observations: tuple[Any, ...] = ()
     if build.ok:
         ctx = ProbeContext(
             workspace=workspace.path, commit=rev, step=step, log_dir=log_dir, data_rev=data_rev, env=step_env
         )
         res = suite.run(ctx)
         verdict = res.verdict
-        observations = [encode_observation(o) for o in res.observations]
+        observations = tuple(res.observations)
     else:
         verdict = Verdict.ABORT if config.on_failure == "abort" else Verdict(config.on_failure)
-    return StepOutcome(
-        commit=rev,
-        verdict=verdict,
-        build=build_json,
-        observations=observations,
-        duration=time.monotonic() - t0,
-        data_rev=data_rev,
-        worker=worker_name(),
-        notes=notes,
+    return StepResult(
+        verdict, decode_build(build_json), observations, duration=time.monotonic() - t0,
+        worker=worker_name(), notes=tuple(notes),
     )
 
 
@@ -153,8 +108,6 @@ def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: di
         return BuildResult("none")
     key = None
     if cache is not None and config.cache:
-        from bisector.build.cache import step_key
-
         data = {p: getattr(i, "hash", str(i)) for p, i in workspace.inputs().items()}
         key = step_key(workspace.repo, rev, data, config.command, {"outputs": list(config.outputs)})
         if cache.lookup(key):
@@ -165,8 +118,6 @@ def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: di
     if result.ok and key is not None:
         outputs = list(config.outputs)
         if not outputs and getattr(workspace, "is_dvc", False):
-            from bisector.build.cache import dvc_outputs
-
             outputs = dvc_outputs(workspace.path)
         outputs = [o for o in outputs if (workspace.path / o).exists()]
         if outputs:
@@ -184,13 +135,11 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     detached worktree at `workspace_dir/w<worker pid>/wt` opened on first use (see
     `open_workspace`), so steps on one worker process reuse one worktree.
     """
-    from bisector.run.session import default_suite_factory
-
     ws = open_workspace(spec)
-    suite = default_suite_factory(
+    suite = make_suite(
         spec["probe_specs"], Path(spec["user_cwd"]), Path(spec["frozen_dir"]), spec["stop_early"]
     )
-    outcome = execute_step(
+    result = execute_step(
         ws,
         suite,
         BuildConfig.from_json(spec["build"]),
@@ -201,7 +150,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
         env=spec.get("env") or None,
         cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) and not spec.get("fresh_build") else None,
     )
-    return outcome.to_json()
+    return encode_result(result)
 
 
 # The workspaces this (worker) process opened, reused by its later steps: a DvcWorkspace keeps
@@ -215,10 +164,6 @@ def open_workspace(spec: dict[str, Any]) -> Any:
     Opening holds an flock on `workspace_dir/.lock`: worker processes starting together would
     otherwise run `git worktree add`/`prune` on one repository at once, which races in git.
     """
-    import fcntl
-
-    from bisector.run.session import make_workspace
-
     root = Path(spec["workspace_dir"]) / f"w{os.getpid()}"
     ws = _workspaces.get(str(root))
     if ws is None or not ws.path.exists():
@@ -234,6 +179,35 @@ def open_workspace(spec: dict[str, Any]) -> Any:
 
 
 def _cache_for(repo: Path) -> Any:
-    from bisector.build.cache import BuildCache
-
     return BuildCache.for_repo(repo)
+
+
+def log_dir(logs: Path, step: int) -> Path:
+    """Where step `step` of a session writes its build and probe logs."""
+    return logs / f"step-{step}"
+
+
+def run_env(request: StepRequest) -> dict[str, str]:
+    """Context for the probe of a repeated run (a seeded probe can draw a new sample)."""
+    return {"BISECTOR_RUN": str(request.run)}
+
+
+def verify_revision(repo: Path, rev: str, data_rev: str | None = None, *,
+                    workspace_factory: Callable[[Path, Path], Any] | None = None) -> StepResult:
+    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, as a step of
+    `bisector run` would with bisector.toml's settings (build outputs and cache, probes,
+    stop_early, [dvc]): what `pin --verify` records."""
+    plan = Plan.for_verify(repo, rev, data_rev)
+    suite = plan.make_suite(make_suite)
+    build = plan.build
+    work_dir = plan.session_dir.parent.parent / "pin-verify" / f"{os.getpid()}-{plan.session[-6:]}"
+    ws = (workspace_factory or (lambda r, d: make_workspace(r, d, plan.dvc)))(plan.repo, work_dir)
+    if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
+        raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
+    try:
+        ws.open(rev)
+        return execute_step(ws, suite, build, rev, 0, work_dir / "logs", data_rev=data_rev,
+                            cache=_cache_for(plan.repo) if build.cache else None)
+    finally:
+        ws.close()
+        shutil.rmtree(work_dir, ignore_errors=True)

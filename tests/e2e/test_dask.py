@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -290,12 +290,16 @@ def _spec_base(repo: GitRepo, tmp_path: Path, probe: str) -> dict:
     }
 
 
+def _request(rev: str, step: int) -> Any:
+    from bisector.core.model import Point, Role, StepRequest
+
+    return StepRequest(step, Point(rev, rev), Role.SEARCH)
+
+
 def test_executor_repeats_a_probe_and_cleans_up(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
     """The executor contract directly: outcomes per request, impure tasks, close removes worktrees only."""
-    from bisector.run.executors.local import StepRequest
     from bisector.run.executors.dask import DaskExecutor
-    from bisector.run.step import StepOutcome
-    from bisector.core.model import Verdict
+    from bisector.core.model import StepResult, Verdict
 
     shas = linear_history(repo, 4, culprit=3)
     probe = f'echo "$BISECTOR_COMMIT $$" >> {tmp_path}/runs.log; grep -q broken state.txt && exit 1; exit 0'
@@ -303,17 +307,17 @@ def test_executor_repeats_a_probe_and_cleans_up(cluster: Cluster, repo: GitRepo,
     ex.open(shas[-1])
     try:
         # The same revision twice (a flaky probe asked again): both really run.
-        reqs = [StepRequest(shas[1], 1, tmp_path / "logs" / "1"), StepRequest(shas[1], 2, tmp_path / "logs" / "2"),
-                StepRequest(shas[2], 3, tmp_path / "logs" / "3")]
-        got = {req.step: out for req, out in ex.run_round(reqs)}
+        reqs = [_request(shas[1], 1), _request(shas[1], 2),
+                _request(shas[2], 3)]
+        got = {req.step: out for req, out in ex.run_round(reqs, tmp_path / "logs")}
         assert sorted(got) == [1, 2, 3]
-        assert all(isinstance(o, StepOutcome) for o in got.values()), got
+        assert all(isinstance(o, StepResult) for o in got.values()), got
         assert [got[1].verdict, got[2].verdict, got[3].verdict] == [Verdict.GOOD, Verdict.GOOD, Verdict.BAD]
         runs = (tmp_path / "runs.log").read_text().splitlines()
         assert sorted(r.split()[0] for r in runs) == sorted([shas[1], shas[1], shas[2]])
         # A step that raises on the worker comes back as an exception, not a crash of the round.
-        bad = [StepRequest("0" * 40, 4, tmp_path / "logs" / "4")]
-        [(req, out)] = list(ex.run_round(bad))
+        bad = [_request("0" * 40, 4)]
+        [(req, out)] = list(ex.run_round(bad, tmp_path / "logs"))
         assert isinstance(out, BaseException)
         assert any((repo.path / ".git" / "bisector" / "sessions" / "direct" / "remote").glob("w*/wt"))
     finally:
@@ -325,7 +329,6 @@ def test_executor_repeats_a_probe_and_cleans_up(cluster: Cluster, repo: GitRepo,
 def test_workers_without_our_filesystem_use_repo_url(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
     """With `repo_url`, workers clone the remote into their cache, get the frozen probe in the spec,
     and never touch the user's repository; close() removes their session files, keeps the clone."""
-    from bisector.run.executors.local import StepRequest
     from bisector.run.executors.dask import DaskExecutor
     from bisector.core.model import Verdict
 
@@ -344,13 +347,13 @@ def test_workers_without_our_filesystem_use_repo_url(cluster: Cluster, repo: Git
     shutil.rmtree(frozen)  # the workers must use the copy shipped in the spec
     ex.open(shas[-1])
     try:
-        reqs = [StepRequest(shas[1], 1, tmp_path / "logs" / "1"), StepRequest(shas[4], 2, tmp_path / "logs" / "2")]
-        got = {req.step: out for req, out in ex.run_round(reqs)}
+        reqs = [_request(shas[1], 1), _request(shas[4], 2)]
+        got = {req.step: out for req, out in ex.run_round(reqs, tmp_path / "logs")}
         assert got[1].verdict is Verdict.GOOD and got[2].verdict is Verdict.BAD, got
         # A commit pushed after the workers cloned is fetched on demand.
         new = repo.commit({"state.txt": "broken\n", "n.txt": "7\n"}, "commit 7")
         repo.git("push", "-q", str(remote), "main")
-        [(_, out)] = list(ex.run_round([StepRequest(new, 3, tmp_path / "logs" / "3")]))
+        [(_, out)] = list(ex.run_round([_request(new, 3)], tmp_path / "logs"))
         assert not isinstance(out, BaseException), out
         assert out.verdict is Verdict.BAD
         assert repo.git("worktree", "list", "--porcelain").count("worktree ") == 1

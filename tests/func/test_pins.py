@@ -17,7 +17,7 @@ from bisector.review.pins.make import pin_from_session
 from bisector.review.pins.store import (
     PINS_FILE, Pin, dumps, expand_rev, latest_ancestor_pin, load_pins, parse, resolve_pin,
 )
-from bisector.journal.replay import find_reusable, reusable_observations
+from bisector.journal.reuse import find_reusable, reusable_observations
 from tests.fixtures.repos import GitRepo, linear_history, snapshot
 
 BISECTOR = [sys.executable, "-m", "bisector.cli"]
@@ -169,15 +169,15 @@ def test_pin_from_session_and_reuse(repo: GitRepo) -> None:
     probes = s.start["config"]["probes"]
     reuse = reusable_observations(s, probes, build_config=s.start["config"]["build"], repo=repo.path)
     assert set(reuse) == {st.commit for st in s.steps}
-    assert all(e["reused_from"] == s.id for e in reuse.values())
+    assert all(e.session == s.id for e in reuse.values())
     assert reusable_observations(s, {**probes, "stop_early": not probes["stop_early"]}) == {}
     # A commit with the same tree (a rebased copy) reuses the observation; another tree does not.
     tested = next(c for c in reuse if c in shas[1:9])
     parent = repo.rev(f"{tested}~1")
     copy = repo.git("commit-tree", f"{tested}^{{tree}}", "-p", parent, "-m", "rebased copy").strip()
     found = find_reusable(repo.path, reuse, copy)
-    assert found is not None and found["commit"] == copy and found["reused_commit"] == tested
-    assert found["verdict"] == reuse[tested]["verdict"]
+    assert found is not None and found.commit == copy and found.reused_commit == tested
+    assert found.verdict == reuse[tested].verdict
     empty_tree = repo.git("mktree", input="").strip()
     other = repo.git("commit-tree", empty_tree, "-m", "unrelated").strip()
     assert find_reusable(repo.path, reuse, other) is None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cli import BISECTOR, bisector, completed_runs, dirty_user_state, journal_events, probe_script, wait_for
+from tests.fixtures.journals import bisector_tearing
 from tests.fixtures.repos import GitRepo, linear_history, snapshot
 
 def test_finds_culprit_and_leaves_checkout_untouched(repo: GitRepo, tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_sigkill_mid_step_and_mid_journal_write_then_resume(repo: GitRepo, tmp_p
     steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
     assert len(steps) == 3
     # Second crash: a torn journal write on the 2nd new step (half a line on disk, then SIGKILL).
-    res = bisector(repo.path, *args, env={"BISECTOR_FAULT_TORN_WRITE": "2"})
+    res = bisector_tearing(repo.path, 2, *args)
     assert res.returncode == -signal.SIGKILL
     raw = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))[-1].read_bytes()
     assert not raw.endswith(b"\n")  # the torn line is there

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
-import os
 import platform
-import secrets
-import shutil
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
 from bisector.core.model import Observation, Role, StepResult, Verdict
-from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.config import load_file_config
 from bisector.io.data.files import data_hashes, flatten, params_at
 from bisector.io.git import git, repo_root, resolve
-from bisector.io.workspace import state_dir
-from bisector.journal.codec import decode_result
 from bisector.journal.read import SessionSummary
-from bisector.journal.writer import JOURNAL_DIR
 from bisector.probes.base import main_number
-from bisector.probes.registry import make_suite
 from bisector.review.pins.store import NAME_RE, Pin, expand_rev, load_pins, save_pins
-from bisector.run.session import make_workspace
-from bisector.run.step import execute_step
+from bisector.run.step import verify_revision
 
 ENV_PACKAGES = ("bisector", "torch", "numpy", "dvc")
 
@@ -138,25 +128,6 @@ def pin_from_session(repo_path: Path, summary: SessionSummary, name: str, *, rev
 
 
 def verify(repo: Path, rev: str, *, data_rev: str | None = None, workspace_factory: Any = None) -> StepResult:
-    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, probes of bisector.toml.
-
-    The workspace is the session's (`make_workspace`: DVC-aware where the session is).
-    """
-    # The run layer is to offer one assembly of a step's configuration for `run` and for
-    # this (`verify_revision`); until then the build and probes are assembled here.
-    config = load_file_config(repo)
-    b = table(config, "build")
-    build = BuildConfig(command=b.get("command"), timeout=b.get("timeout"), on_failure=b.get("on_failure", "skip"))
-    suite = make_suite(probe_specs(config, None, None), user_cwd=Path(os.getcwd()),
-                       frozen_dir=repo / JOURNAL_DIR / "frozen")
-    session_dir = state_dir(repo) / "pin-verify" / f"{os.getpid()}-{secrets.token_hex(3)}"
-    ws = (workspace_factory or make_workspace)(repo, session_dir)
-    if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
-        raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
-    try:
-        ws.open(rev)
-        out = execute_step(ws, suite, build, rev, 0, session_dir / "logs", data_rev=data_rev)
-    finally:
-        ws.close()
-        shutil.rmtree(session_dir, ignore_errors=True)
-    return decode_result(out.to_json())
+    """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, configured
+    exactly as a step of `bisector run` (`bisector.run.step.verify_revision`)."""
+    return verify_revision(repo, rev, data_rev, workspace_factory=workspace_factory)

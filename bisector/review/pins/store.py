@@ -342,5 +342,3 @@ def latest_ancestor_pin(repo: Path, bad_sha: str) -> Pin | None:
         if best is None or distance < best[0]:
             best = (distance, pin)
     return best[1] if best else None
-
-

@@ -20,14 +20,14 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from bisector.core.errors import BisectorError, UsageError
+from bisector.core.model import StepRequest, StepResult
 from bisector.io.git import git
-from bisector.run.step import StepOutcome, run_step
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bisector.run.executors.local import StepRequest
+from bisector.io.process import capture
+from bisector.journal.codec import decode_result
+from bisector.run.step import log_dir, open_workspace, run_env, run_step
 
 MISSING_EXTRA = "the dask executor needs the dask extra: pip install 'bisector[dask]'"
 WORKERS_TIMEOUT = 60.0  # seconds to wait for a first worker
@@ -63,7 +63,7 @@ class DaskExecutor:
             self.spec_base["frozen_files"] = read_frozen(Path(self.spec_base["frozen_dir"]))
         self.workspace_dir = Path(spec_base["workspace_dir"])
         self._client: Any = None
-        self._inflight: dict[Any, "StepRequest"] = {}
+        self._inflight: dict[Any, StepRequest] = {}
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -136,20 +136,18 @@ class DaskExecutor:
             self._remove_worktrees()
 
     # ---------------------------------------------------------------- steps
-    def spec(self, req: "StepRequest") -> dict[str, Any]:
+    def spec(self, req: StepRequest, logs: Path) -> dict[str, Any]:
         return {
             **self.spec_base,
-            "rev": req.rev,
+            "rev": req.point.code,
             "step": req.step,
-            "log_dir": str(req.log_dir),
-            "data_rev": req.data_rev,
-            "env": {**self.spec_base.get("env", {}), **req.env()},
+            "log_dir": str(log_dir(logs, req.step)),
+            "data_rev": req.point.data,
+            "env": {**self.spec_base.get("env", {}), **run_env(req)},
             "fresh_build": req.fresh_build,
         }
 
-    def run_round(
-        self, requests: Sequence["StepRequest"]
-    ) -> Iterator[tuple["StepRequest", StepOutcome | BaseException]]:
+    def run_round(self, requests: Sequence[StepRequest], logs: Path) -> Iterator[tuple[StepRequest, StepResult | BaseException]]:
         if self._client is None:
             raise RuntimeError("DaskExecutor.run_round before open()")
         if self._client.status == "closed":
@@ -163,7 +161,7 @@ class DaskExecutor:
         for req in requests:
             # pure=False: a repeated (flaky) probe of the same revision must really run again.
             fut = self._client.submit(
-                run_step_in_worker, self.spec(req), pure=False, retries=0,
+                run_step_in_worker, self.spec(req, logs), pure=False, retries=0,
                 key=f"bisector-step-{req.step}-{os.urandom(4).hex()}",
             )
             futures[fut] = req
@@ -178,9 +176,9 @@ class DaskExecutor:
             self._stop(self._client)
             raise
 
-    def _outcome(self, fut: Any, req: "StepRequest") -> StepOutcome | BaseException:
+    def _outcome(self, fut: Any, req: StepRequest) -> StepResult | BaseException:
         try:
-            return StepOutcome.from_json(fut.result())
+            return decode_result(fut.result())
         except Exception as exc:  # noqa: BLE001 - KilledWorker, CommClosedError, a task's error: the session decides
             return exc
 
@@ -312,8 +310,6 @@ def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: di
     import base64
     import fcntl
 
-    from bisector.io.process import capture
-
     clone = Path(local["repo"])
     clone.parent.mkdir(parents=True, exist_ok=True)
 
@@ -356,24 +352,7 @@ def prepare_worker(spec: dict[str, Any]) -> None:
     at once, which races in git (".git/worktrees/wt/commondir" missing). The lock is an flock
     on `workspace_dir/.lock`, held only while this worker process creates its worktree.
     """
-    import fcntl
-
-    from bisector.run import step
-    from bisector.probes.registry import make_suite  # noqa: F401 - warm the import run_step needs
-    from bisector.run.session import make_workspace
-
-    opener = getattr(step, "open_workspace", None)
-    if opener is not None:
-        opener(spec)  # opened once per process and kept for run_step (a DvcWorkspace needs that)
-        return
-    workspace_dir = Path(spec["workspace_dir"])
-    ws = make_workspace(Path(spec["repo"]), workspace_dir / f"w{os.getpid()}")  # run_step's layout
-    if not ws.path.exists():
-        workspace_dir.mkdir(parents=True, exist_ok=True)
-        with open(workspace_dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not ws.path.exists():
-                ws.open(spec["rev"])
+    open_workspace(spec)  # opened once per process and kept for run_step (a DvcWorkspace needs that)
 
 
 def stop_worker_steps(spec: dict[str, Any]) -> list[int]:

@@ -1,37 +1,25 @@
 """Where steps run: in the main thread, on K local worker threads, or on a Dask cluster.
 
-Every executor runs rounds: `run_round(requests)` yields (request, outcome) as each step
+Every executor runs rounds: `run_round(requests, logs)` yields (request, result) as each step
 finishes, so the session journals results as they arrive and a crash mid-round loses only
-the unfinished steps. An outcome is a StepOutcome, or an exception the session turns into
-a skip after one retry (an infrastructure failure is not a verdict on the commit).
+the unfinished steps. A result is a `core.model.StepResult`, or an exception that
+`run.rounds.ExecutorRunner` turns into a skip after one retry (an infrastructure failure is
+not a verdict on the commit). Step N logs to `logs/step-N`.
 """
 
 from __future__ import annotations
 
 import queue
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
 from bisector.io.process import kill_all
-from bisector.run.step import StepOutcome, execute_step
-
-
-@dataclass(frozen=True)
-class StepRequest:
-    rev: str
-    step: int
-    log_dir: Path
-    data_rev: str | None = None
-    run: int = 1  # the how-manieth run at this revision (noisy searches repeat)
-    fresh_build: bool = False  # rebuild even if cached: a repeat whose sample is the build itself
-
-    def env(self) -> dict[str, str]:
-        """Context for the probe of a repeated run (a seeded probe can draw a new sample)."""
-        return {"BISECTOR_RUN": str(self.run)}
+from bisector.core.model import StepRequest, StepResult
+from bisector.run.step import execute_step, log_dir, run_env
 
 
 class LocalExecutor:
@@ -75,25 +63,25 @@ class LocalExecutor:
         for ws in self.workspaces:
             ws.close()
 
-    def _run(self, req: StepRequest) -> StepOutcome:
+    def _run(self, req: StepRequest, logs: Path) -> StepResult:
         slot = self._free.get()
         try:
-            env = {**(self.slot_env[slot % len(self.slot_env)] if self.slot_env else {}), **req.env()}
-            outcome = execute_step(
-                self.workspaces[slot], self.suite, self.build_config, req.rev, req.step, req.log_dir, req.data_rev, env,
-                cache=None if req.fresh_build else self.cache,
+            env = {**(self.slot_env[slot % len(self.slot_env)] if self.slot_env else {}), **run_env(req)}
+            point = req.point
+            result = execute_step(
+                self.workspaces[slot], self.suite, self.build_config, point.code, req.step, log_dir(logs, req.step),
+                point.data, env, cache=None if req.fresh_build else self.cache,
             )
-            outcome.worker = f"local-{slot}"
-            return outcome
+            return dataclasses.replace(result, worker=f"local-{slot}")
         finally:
             self._free.put(slot)
 
-    def run_round(self, requests: Sequence[StepRequest]) -> Iterator[tuple[StepRequest, StepOutcome | BaseException]]:
+    def run_round(self, requests: Sequence[StepRequest], logs: Path) -> Iterator[tuple[StepRequest, StepResult | BaseException]]:
         if self._pool is None:
             for req in requests:
-                yield req, self._run(req)
+                yield req, self._run(req, logs)
             return
-        futures: dict[Future[StepOutcome], StepRequest] = {self._pool.submit(self._run, r): r for r in requests}
+        futures: dict[Future[StepResult], StepRequest] = {self._pool.submit(self._run, r, logs): r for r in requests}
         try:
             pending = set(futures)
             while pending:

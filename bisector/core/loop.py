@@ -1,0 +1,325 @@
+"""The one bisection loop: check the bounds, ask the search in rounds, confirm the culprit.
+
+`Bisection` holds the state of one search (the steps so far, what each key was observed to
+be, the search itself) apart from its driver: a `Runner` runs the steps it asks for. The
+session's runner builds and probes (`run.rounds.ExecutorRunner`); replay's runner reads the
+journal (`journal.replay.JournalRunner`). Both go through this loop, so a journal replays
+exactly the decisions the session made. Pure: no git, no files, no processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence
+
+from bisector.core.errors import BoundsError, ProbeAbort
+from bisector.core.model import Candidates, Outcome, Point, Role, Status, Step, StepRequest, Verdict
+from bisector.core.search import Search
+
+BOUND_NAME = {Role.BAD_BOUND: "bad bound", Role.GOOD_BOUND: "good bound", Role.MERGE_BASE: "merge base"}
+UNDOABLE = (Role.SEARCH, Role.CONFIRM, Role.CALIBRATE)
+
+
+class Runner(Protocol):
+    """Runs a round of steps and yields each `Step` as it finishes (in any order).
+
+    May raise ProbeAbort, KeyboardInterrupt or (replay) a divergence. A runner may also offer
+    `pick_round(ask, jobs) -> list[str]`: given `ask(k)` (the keys `search.next(k)` would
+    send), the keys of the next round; replay uses it for journals that did not record the
+    number of workers."""
+
+    def run_round(self, requests: Sequence[StepRequest]) -> Iterator[Step]: ...
+
+
+@dataclass(frozen=True)
+class Estimate:
+    left: int  # candidates left
+    steps: int  # steps the search expects to need
+    seconds: float | None  # from the median of the recent step times; None before any step
+
+
+@dataclass(frozen=True)
+class PosteriorSummary:
+    top: tuple[tuple[str, float], ...]  # the five most likely culprits
+    no_culprit: float
+    rates: tuple[float, ...]  # the noise rates (P(bad | good side), P(bad | bad side))
+
+
+class LoopEvents:
+    """What the loop reports. These do nothing: replay passes them; the session journals."""
+
+    def on_step_start(self, request: StepRequest, estimate: Estimate) -> None: ...
+
+    def on_step(self, step: Step) -> None: ...
+
+    def on_undo(self, retracted: Step | None) -> None: ...  # None: nothing could be undone
+
+    def on_baseline(self, step: Step) -> None: ...
+
+    def on_posterior(self, after_step: int, post: PosteriorSummary) -> None: ...
+
+
+NO_EVENTS = LoopEvents()
+
+
+class Bisection:
+    """One search over `candidates`. `make_search()` builds a fresh `Search` (at the start and
+    after an undo); `history` holds steps already journaled (resume, replay): they are told to
+    the search and never run again."""
+
+    def __init__(
+        self,
+        candidates: Candidates,
+        make_search: Callable[[], Search],
+        *,
+        jobs: int = 1,
+        max_steps: int | None = None,
+        needs_baseline: bool = False,
+        repeatable: bool = True,
+        history: Sequence[Step] = (),
+        events: LoopEvents = NO_EVENTS,
+        first_step: int = 1,
+    ):
+        self.candidates = candidates
+        self.make_search = make_search
+        self.search = make_search()
+        self.noisy = self.search.noise is not None
+        self.jobs = max(1, jobs)
+        self.max_steps = max_steps
+        self.needs_baseline = needs_baseline
+        self.repeatable = repeatable
+        self.events = events
+        self.steps: list[Step] = []
+        self.observed: dict[str, Verdict] = {}
+        self.next_step = first_step
+        self.round_number = max((s.round for s in history), default=0)
+        self.search_rounds = 0  # rounds of search.next() sent by this run
+        self._told: set[int] = set()
+        self._times: list[float] = []
+        for step in history:
+            self._remember(step)
+            self.tell(step)
+
+    # ------------------------------------------------------------------ state
+    def _remember(self, step: Step) -> None:
+        self.next_step = max(self.next_step, step.number + 1)
+        self.steps.append(step)
+        if step.role is not Role.CROSSING:
+            self.observed[step.key] = step.verdict
+        self._times.append(step.result.duration)
+
+    def tell(self, step: Step) -> None:
+        """Give one observation to the search (goods count too under noise: they calibrate it)."""
+        if step.verdict is Verdict.ABORT or step.role is Role.CROSSING:
+            return
+        c = self.candidates
+        if step.key in c.parents or (self.noisy and step.key in c.goods):
+            self.search.record(step.key, step.verdict)
+        self._told.add(step.number)
+
+    def undo(self) -> Step | None:
+        """Retract the last answer of the search (not a bound) and rebuild the search without it."""
+        prev = next((s for s in reversed(self.steps) if s.role in UNDOABLE), None)
+        self.events.on_undo(prev)
+        if prev is None:
+            return None
+        self.steps.remove(prev)
+        self.search = self.make_search()
+        self.observed, self._told = {}, set()
+        for s in self.steps:
+            if s.role is not Role.CROSSING:
+                self.observed[s.key] = s.verdict
+            self.tell(s)
+        return prev
+
+    def step_of(self, key: str) -> Step:
+        """The last step at the search's `key` (crossings aside)."""
+        return next(s for s in reversed(self.steps) if s.key == key and s.role is not Role.CROSSING)
+
+    def estimate(self) -> Estimate:
+        left, est = self.search.remaining(), self.search.estimated_steps()
+        times = self._times[-9:]
+        rounds = -(-est // self.jobs) if self.jobs > 1 else est
+        return Estimate(left, est, statistics.median(times) * rounds if times else None)
+
+    def posterior(self) -> PosteriorSummary:
+        post = self.search.posterior()
+        top = sorted(((p, r) for r, p in post.items() if r is not None), reverse=True)[:5]
+        return PosteriorSummary(
+            top=tuple((r, round(p, 6)) for p, r in top),
+            no_culprit=round(post.get(None, 0.0), 6),
+            rates=tuple(round(x, 4) for x in self.search.rates()),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Steps per role (value), as the `end` event holds them."""
+        out: dict[str, int] = {}
+        for s in self.steps:
+            out[s.role.value] = out.get(s.role.value, 0) + 1
+        return out
+
+    # ----------------------------------------------------------------- rounds
+    def round(self, runner: Runner, todo: Sequence[tuple[Point, Role]]) -> list[Step]:
+        """Send one round (numbered) and record its steps as they come; an `undo` answer
+        retracts the previous answer instead of being recorded."""
+        if not todo:
+            return []
+        self.round_number += 1
+        estimate = self.estimate()
+        requests = []
+        for point, role in todo:
+            runs = 1 + sum(1 for s in self.steps if s.role is not Role.CROSSING and s.key == point.key)
+            # A repeat (noisy search) of a suite that answers the same on the same build must
+            # rebuild: the new build (a new training run) is the new sample.
+            req = StepRequest(self.next_step, point, role, run=runs, fresh_build=runs > 1 and not self.repeatable)
+            self.next_step += 1
+            self.events.on_step_start(req, estimate)
+            requests.append(req)
+        got = []
+        for step in runner.run_round(requests):
+            if step.is_undo:
+                self.undo()
+                continue
+            if step.round != self.round_number:
+                step = dataclasses.replace(step, round=self.round_number)
+            self.events.on_step(step)
+            self._remember(step)
+            got.append(step)
+        return got
+
+    def _ask(self, runner: Runner) -> list[str]:
+        def ask(k: int) -> list[str]:
+            keys = list(dict.fromkeys(self.search.next(k)))
+            if not self.noisy:
+                keys = [x for x in keys if x not in self.observed]  # never ask the same question twice
+            return keys
+
+        pick = getattr(runner, "pick_round", None)
+        return pick(ask, self.jobs) if pick is not None else ask(self.jobs)
+
+    def _told_search(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            if step.verdict is Verdict.ABORT:
+                raise ProbeAbort(abort_message(step))
+            self.tell(step)
+            if self.noisy and self.events is not NO_EVENTS:
+                self.events.on_posterior(step.number, self.posterior())
+
+    # -------------------------------------------------------------------- run
+    def run(self, runner: Runner) -> Outcome:
+        """Bounds, then rounds of `search.next(jobs)`, then the culprit's parents. Raises
+        BoundsError, ContradictionError or ProbeAbort when the search cannot go on."""
+        c = self.candidates
+        bounds = [(c.bad, Role.BAD_BOUND, Verdict.BAD)]
+        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods]
+        bounds += [(m, Role.MERGE_BASE, Verdict.GOOD) for m in c.merge_bases]
+        if self.needs_baseline:
+            # Probes with rules relative to the good bound need its observation first.
+            self.round(runner, [(c.point(g), Role.GOOD_BOUND) for g in c.goods[:1] if g not in self.observed])
+            self.events.on_baseline(self.step_of(c.goods[0]))
+        # The bounds are independent: with several workers they are checked in one round.
+        first = self.round(runner, [(c.point(k), role) for k, role, _ in bounds if k not in self.observed])
+        if self.noisy:
+            # One run decides nothing under noise: bounds are observations like any other,
+            # and a bad bound that only failed by chance ends as "no culprit".
+            self._told_search(first)
+        else:
+            for key, role, expected in bounds:
+                self._check_bound(key, role, expected)
+        while True:
+            keys = self._ask(runner)
+            if not keys or (self.max_steps is not None and len(self.steps) >= self.max_steps):
+                break
+            self.search_rounds += 1
+            special = {c.bad, *c.goods}
+            todo = [(c.point(k), Role.CALIBRATE if k in special else Role.SEARCH) for k in keys]
+            self._told_search(self.round(runner, todo))
+        r = self.search.result()
+        if self.noisy:
+            return self._noisy_outcome()
+        if r.status != "found" or r.culprit is None:
+            if r.status == "running":  # stopped by max_steps
+                return Outcome(Status.UNDECIDED, probability=r.probability, candidates=tuple(r.candidates),
+                               message=f"the step limit ({self.max_steps}) was reached: {self.search.remaining()} candidates remain")
+            return Outcome(
+                Status(r.status),
+                probability=r.probability,
+                candidates=tuple(r.candidates),
+                message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
+            )
+        return self._confirm(runner, r.culprit, r.probability)
+
+    def _check_bound(self, key: str, role: Role, expected: Verdict) -> None:
+        step = self.step_of(key)
+        if step.verdict is expected:
+            if step.number not in self._told:
+                self.tell(step)
+            return
+        if step.verdict is Verdict.ABORT:
+            raise ProbeAbort(abort_message(step))
+        if step.verdict is Verdict.SKIP:
+            fix = "fix the build or probe for that commit, or pick another bound"
+        elif role is Role.BAD_BOUND:
+            fix = "it is not broken for this probe: pick a broken --bad or check the probe"
+        elif role is Role.GOOD_BOUND:
+            fix = "pick an older good revision or check the probe"
+        else:
+            fix = "the regression is older than the fork point of the good revision: pick an older good revision"
+        raise BoundsError(f"the {BOUND_NAME[role]} {key[:10]} is {step.verdict.value} ({step.result.summary()}): {fix}")
+
+    def _confirm(self, runner: Runner, culprit: str, probability: float) -> Outcome:
+        """The culprit's parents must have been observed good (its own verdict is bad)."""
+        c = self.candidates
+        todo = [p for p in c.parents_of(culprit) if self.observed.get(p) is not Verdict.GOOD]
+        self.round(runner, [(c.point(p), Role.CONFIRM) for p in todo if p not in self.observed])
+        for p in todo:
+            verdict = self.observed.get(p, Verdict.SKIP)
+            if verdict is Verdict.GOOD:
+                continue
+            if verdict is Verdict.ABORT:
+                raise ProbeAbort(abort_message(self.step_of(p)))
+            return Outcome(
+                Status.NOT_CONFIRMED,
+                culprit=culprit,
+                candidates=(culprit, p),
+                message=(
+                    f"confirmation failed: parent {p[:10]} of {culprit[:10]} is {verdict.value}, "
+                    "so the probe is not monotone here (flaky, or more than one change)"
+                ),
+            )
+        return Outcome(Status.FOUND, culprit=culprit, probability=probability, candidates=(culprit,))
+
+    def _noisy_outcome(self) -> Outcome:
+        r = self.search.result()
+        top5 = tuple(r.candidates[:5])
+        if r.status == "found" and r.culprit is not None:
+            return Outcome(Status.FOUND, culprit=r.culprit, probability=r.probability, candidates=top5)
+        if r.status == "no_culprit":
+            return Outcome(
+                Status.NO_CULPRIT, probability=r.probability, candidates=top5,
+                message=(f"the failures look like noise: P(no culprit) = {r.probability:.3f}; "
+                         "the bad bound does not fail reliably"),
+            )
+        post = self.search.posterior()
+        top = ", ".join(f"{k[:10]} {post.get(k, 0):.2f}" for k in top5)
+        return Outcome(
+            Status.AMBIGUOUS if r.status == "ambiguous" else Status.UNDECIDED,
+            probability=r.probability, candidates=top5,
+            message=f"no single culprit above the target {self.search.confidence:g}; top candidates: {top}",
+        )
+
+
+def abort_message(step: Step) -> str:
+    """Why the search stopped at an aborted step, with the last lines of the log."""
+    tail = next((str(o.evidence.get("log_tail", "")) for o in step.result.observations if o.verdict is Verdict.ABORT), "")
+    build = step.result.build
+    if not step.result.observations and not build.ok:
+        msg = f"the build {build.status} at {step.commit[:10]} (step {step.number}) and build.on_failure is abort"
+        tail = build.tail
+    else:
+        msg = f"the probe aborted at {step.commit[:10]} (step {step.number}); the search stopped"
+    if tail:
+        msg += ". Log tail: " + " | ".join(tail.splitlines()[-3:])
+    return msg
