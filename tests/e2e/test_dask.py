@@ -191,7 +191,7 @@ def test_dask_run_on_a_dvc_repository(cluster: Cluster, tmp_path_factory: pytest
                                       tmp_path: Path) -> None:
     """Each step on a worker checks out its revision's DVC data (the second step on a worker too)."""
     from bisector.run import step
-    from dvcrepos import template
+    from tests.fixtures.dvcrepos import template
 
     if not hasattr(step, "open_workspace"):
         pytest.xfail("run_step must keep each worker's opened DvcWorkspace (step.open_workspace)")
