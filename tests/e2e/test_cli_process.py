@@ -12,10 +12,22 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cli import (
-    answer_questions, bisector_process, completed_runs, dirty_user_state, journal_events, journals, probe_script,
-    start_bisector, wait_for,
+    answer_questions,
+    bisector_process,
+    completed_runs,
+    dirty_user_state,
+    journal_events,
+    journals,
+    probe_script,
+    start_bisector,
+    wait_for,
 )
-from tests.fixtures.procs import assert_no_processes_in, assert_no_worktrees, kill_leftovers, wait_until
+from tests.fixtures.procs import (
+    assert_no_processes_in,
+    assert_no_worktrees,
+    kill_leftovers,
+    wait_until,
+)
 from tests.fixtures.repos import GitRepo, linear_history, snapshot
 
 
@@ -75,7 +87,7 @@ def test_ctrl_c_keeps_checkout_and_resumes(repo: GitRepo, tmp_path: Path) -> Non
     proc = start_bisector(repo.path, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(marker)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "resume" in err
     assert snapshot(repo.path) == before  # worktree removed, nothing else touched
@@ -193,7 +205,7 @@ def test_manual_probe_with_undo(repo: GitRepo) -> None:
 
 def test_help_stays_light() -> None:
     res = subprocess.run([sys.executable, "-m", "bisector.cli", "--help"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60)
+                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60, check=False)
     assert res.returncode == 0 and "sessions" in res.stdout and "replay" in res.stdout
     heavy = {"dvc", "torch", "numpy", "git", "yaml", "matplotlib", "tabulate"}
     imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
@@ -212,7 +224,7 @@ def test_help_does_not_import_heavy_modules() -> None:
         "heavy = [m for m in ('dvc', 'torch', 'numpy', 'git') if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
 
@@ -226,6 +238,6 @@ def test_journal_view_does_not_import_torch_or_dvc(repo: GitRepo, tmp_path: Path
         "try:\n    main(['journal'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "print('HEAVY', sorted(m for m in ('torch', 'dvc', 'numpy') if m in sys.modules))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     assert "HEAVY []" in res.stdout

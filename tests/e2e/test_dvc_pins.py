@@ -13,7 +13,8 @@ import pytest
 
 from bisector.review.pins.store import load_pins
 from tests.fixtures.cli import bisector
-from tests.fixtures.repos import GitRepo, tree_sha as tree
+from tests.fixtures.repos import GitRepo
+from tests.fixtures.repos import tree_sha as tree
 
 
 @pytest.mark.slow

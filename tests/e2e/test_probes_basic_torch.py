@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import mlfixtures as mf
-from bisector.probes.registry import make_probe
 from bisector.core.model import Verdict
+from bisector.probes.registry import make_probe
+from tests.fixtures import mlfixtures as mf
 
 
 @pytest.fixture(scope="module")
