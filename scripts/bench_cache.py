@@ -21,21 +21,15 @@ Wall time is the whole CLI process. Builds are counted from each session's journ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, add_keep_option, bisector_run, temp_dir
 
-from bisector.demo.ml import make_ml_demo_repo  # noqa: E402
+from bisector.demo.ml import make_ml_demo_repo
 
 # The warm run's probe: the same threshold as the demo's metric probe, as a command probe.
 PROBE = "python -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))[sys.argv[2]] < 0.9)' metrics.json accuracy"
@@ -48,11 +42,6 @@ def quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def sessions(repo: Path) -> set[Path]:
-    d = repo / ".bisector" / "sessions"
-    return set(d.glob("*.jsonl")) if d.is_dir() else set()
-
-
 def cache_bytes(repo: Path) -> tuple[int, int]:
     root = repo / ".git" / "bisector" / "cache"
     entries = [d for sub in root.iterdir() if sub.is_dir() and sub.name != "tmp" for d in sub.iterdir()] \
@@ -62,24 +51,14 @@ def cache_bytes(repo: Path) -> tuple[int, int]:
 
 
 def run(repo: Path, label: str, extra: list[str], env: dict[str, str]) -> dict:
-    before = sessions(repo)
-    argv = [sys.executable, "-m", "bisector.cli", "run", "-C", str(repo), "--good", FIRST[0], "--bad", "main", *extra]
-    t0 = time.monotonic()
-    res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    new = sorted(sessions(repo) - before)
-    if res.returncode not in (0, 1) or len(new) != 1:
-        print(res.stdout, res.stderr, file=sys.stderr)
-        raise SystemExit(f"{label}: bisector run exited {res.returncode}, {len(new)} new journal(s)")
-    events = [json.loads(line) for line in new[0].read_text().splitlines() if line.strip()]
-    steps = [e for e in events if e["event"] == "step"]
+    r = bisector_run(repo, ["--good", FIRST[0], "--bad", "main", *extra], env, label)
+    steps = r.steps
     status = Counter(e.get("build", {}).get("status") for e in steps)
     build_s = sum(e["build"].get("duration", 0) or 0 for e in steps if e.get("build", {}).get("status") in ("ok", "cached"))
-    end = next((e for e in reversed(events) if e["event"] == "end"), {})
     return {
-        "label": label, "wall": wall, "rc": res.returncode, "steps": len(steps), "status": status,
+        "label": label, "wall": r.wall, "rc": r.rc, "steps": len(steps), "status": status,
         "step_s": sum(e.get("duration", 0) for e in steps), "build_s": build_s,
-        "culprit": (end.get("culprit") or "")[:10], "argv": argv,
+        "culprit": (r.end.get("culprit") or "")[:10], "argv": r.argv,
         "builds": [f"{e['build'].get('status')} {e['build'].get('duration') or 0:.1f}" for e in steps],
     }
 
@@ -89,12 +68,11 @@ FIRST: list[str] = []
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (printed)")
+    add_keep_option(ap)
     ap.add_argument("--no-run-cache-row", action="store_true", help="skip run 3 (warm, --no-cache)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT)}
-    try:
+    with temp_dir("bench-cache-", args.keep) as tmp:
         t0 = time.monotonic()
         repo, shas = make_ml_demo_repo(tmp)
         FIRST.append(shas[0])
@@ -130,11 +108,6 @@ def main() -> None:
         for r in rows:
             print("  " + " ".join(quote(a) for a in ["python", *r["argv"][1:]]).replace(str(repo), "REPO")
                   .replace(shas[0], "FIRST"))
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -40,24 +40,19 @@ Uses python, git and dvc only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shlex
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, add_keep_option, bisector_run, temp_dir
 
-import bisector.io.data.workspace as dws  # noqa: E402
-import bisector.io.workspace as bws  # noqa: E402
-from bisector.io.data.dvccli import dvc_executable  # noqa: E402
+import bisector.io.data.workspace as dws
+import bisector.io.workspace as bws
+from bisector.io.data.dvccli import dvc_executable
 
 PROBE = "! grep -q culprit data/labels.csv"
 TIMES: dict[str, float] = defaultdict(float)
@@ -227,25 +222,15 @@ def part_a2(repo: Path, shas: list[str], session: Path, env: dict) -> list[dict]
 
 
 def part_b(repo: Path, shas: list[str], env: dict) -> dict:
-    argv = [sys.executable, "-m", "bisector.cli", "run", "-C", str(repo), "--good", shas[0], "--bad", "main",
-            "--build", "true", "--probe", PROBE]
-    t0 = time.monotonic()
-    res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    journals = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
-    if res.returncode not in (0, 1) or not journals:
-        print(res.stdout, res.stderr, file=sys.stderr)
-        raise SystemExit(f"bisector run exited {res.returncode}")
-    events = [json.loads(line) for line in journals[-1].read_text().splitlines() if line.strip()]
+    r = bisector_run(repo, ["--good", shas[0], "--bad", "main", "--build", "true", "--probe", PROBE], env)
     steps = []
-    for e in (e for e in events if e["event"] == "step"):
+    for e in r.steps:
         build = e.get("build", {}).get("duration") or 0.0
         probe = sum(o.get("duration") or 0.0 for o in e.get("observations", []))
         steps.append({"step": e.get("step"), "role": e.get("role"), "commit": e["commit"], "verdict": e["verdict"],
                       "duration": e["duration"], "build": build, "probe": probe,
                       "overhead": e["duration"] - build - probe, "build_status": e.get("build", {}).get("status")})
-    end = next((e for e in reversed(events) if e["event"] == "end"), {})
-    return {"argv": argv, "wall": wall, "rc": res.returncode, "steps": steps, "culprit": end.get("culprit")}
+    return {"argv": r.argv, "wall": r.wall, "rc": r.rc, "steps": steps, "culprit": r.end.get("culprit")}
 
 
 def mb(n: float) -> str:
@@ -257,10 +242,14 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1000, help="dataset size (default 1000)")
     ap.add_argument("--files", type=int, default=200, help="binary files in data/ (default 200)")
     ap.add_argument("--revs", type=int, default=8, help="revisions (default 8)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (printed)")
+    add_keep_option(ap)
     ap.add_argument("--dir", default=None, help="parent of the temp dir (default: the system temp dir)")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="bench-materialize-", dir=args.dir))
+    with temp_dir("bench-materialize-", args.keep, args.dir) as base:
+        bench(args, base)
+
+
+def bench(args: argparse.Namespace, base: Path) -> None:
     env = {
         **os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(ROOT),
         "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -269,70 +258,64 @@ def main() -> None:
     }
     os.environ.update({k: env[k] for k in ("DVC_NO_ANALYTICS", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
                                            "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")})
-    try:
-        t0 = time.monotonic()
-        print(f"repository: {args.files} x {args.size_mb / args.files:.1f} MB random files + labels.csv in data/ "
-              f"(dvc add data), {args.revs} revisions, only labels.csv changes between them; in {base}")
-        repo, shas = make_repo(base, args.size_mb, args.files, args.revs, env)
-        print(f"  built in {time.monotonic() - t0:.1f} s")
+    t0 = time.monotonic()
+    print(f"repository: {args.files} x {args.size_mb / args.files:.1f} MB random files + labels.csv in data/ "
+          f"(dvc add data), {args.revs} revisions, only labels.csv changes between them; in {base}")
+    repo, shas = make_repo(base, args.size_mb, args.files, args.revs, env)
+    print(f"  built in {time.monotonic() - t0:.1f} s")
 
-        startup = []
-        for _ in range(3):
-            t1 = time.monotonic()
-            subprocess.run([dvc_executable(), "--version"], cwd=repo, env=env, check=True, capture_output=True)
-            startup.append(time.monotonic() - t1)
-        print(f"  `dvc --version` (CLI start-up, no repository work): median {sorted(startup)[1]:.2f} s of 3; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    startup = []
+    for _ in range(3):
+        t1 = time.monotonic()
+        subprocess.run([dvc_executable(), "--version"], cwd=repo, env=env, check=True, capture_output=True)
+        startup.append(time.monotonic() - t1)
+    print(f"  `dvc --version` (CLI start-up, no repository work): median {sorted(startup)[1]:.2f} s of 3; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-        print("\nA. DvcWorkspace.checkout(rev), successive revisions (step 1 = first materialization)")
-        rows = part_a(repo, shas, base / "session-a")
-        keys = ["git checkout", "git clean", "dvc checkout", "dvc fetch"]
-        print(f"{'step':>4} {'wall s':>7} " + " ".join(f"{k:>12}" for k in keys) + f" {'other s':>7} "
-              f"{'MB written':>10} {'MB read':>7} {'files rewritten':>15} {'MB rewritten':>12} {'+ dvc status s':>14} "
-              f"{'(MB read)':>9}")
-        for r in rows:
-            p = r["parts"]
-            other = r["wall"] - sum(p.values())
-            print(f"{r['step']:>4} {r['wall']:>7.2f} " + " ".join(f"{p.get(k, 0):>12.2f}" for k in keys)
-                  + f" {other:>7.2f} {mb(r['write']):>10} {mb(r['read']):>7} {r['files']:>15} {mb(r['file_bytes']):>12}"
-                  + f" {r['status']:>14.2f} {mb(r['status_read']):>9}" + (f"  modified: {r['modified']}" if r["modified"] else ""))
-        later = rows[1:]
-        if later:
-            print(f"steps 2..{len(rows)}: mean {sum(r['wall'] for r in later) / len(later):.2f} s, "
-                  f"max {max(r['wall'] for r in later):.2f} s, mean {mb(sum(r['write'] for r in later) / len(later))} "
-                  f"MB written per step; + after_build_check (`dvc status`) mean "
-                  f"{sum(r['status'] for r in later) / len(later):.2f} s")
+    print("\nA. DvcWorkspace.checkout(rev), successive revisions (step 1 = first materialization)")
+    rows = part_a(repo, shas, base / "session-a")
+    keys = ["git checkout", "git clean", "dvc checkout", "dvc fetch"]
+    print(f"{'step':>4} {'wall s':>7} " + " ".join(f"{k:>12}" for k in keys) + f" {'other s':>7} "
+          f"{'MB written':>10} {'MB read':>7} {'files rewritten':>15} {'MB rewritten':>12} {'+ dvc status s':>14} "
+          f"{'(MB read)':>9}")
+    for r in rows:
+        p = r["parts"]
+        other = r["wall"] - sum(p.values())
+        print(f"{r['step']:>4} {r['wall']:>7.2f} " + " ".join(f"{p.get(k, 0):>12.2f}" for k in keys)
+              + f" {other:>7.2f} {mb(r['write']):>10} {mb(r['read']):>7} {r['files']:>15} {mb(r['file_bytes']):>12}"
+              + f" {r['status']:>14.2f} {mb(r['status_read']):>9}" + (f"  modified: {r['modified']}" if r["modified"] else ""))
+    later = rows[1:]
+    if later:
+        print(f"steps 2..{len(rows)}: mean {sum(r['wall'] for r in later) / len(later):.2f} s, "
+              f"max {max(r['wall'] for r in later):.2f} s, mean {mb(sum(r['write'] for r in later) / len(later))} "
+              f"MB written per step; + after_build_check (`dvc status`) mean "
+              f"{sum(r['status'] for r in later) / len(later):.2f} s")
 
-        print("\nA'. by hand in one worktree: git checkout --force, git clean -ffd (no -x), dvc checkout --force")
-        rows2 = part_a2(repo, shas, base / "session-a2", env)
-        keys2 = ["git checkout", "git clean", "dvc checkout"]
-        print(f"{'step':>4} {'wall s':>7} " + " ".join(f"{k:>12}" for k in keys2) +
-              f" {'MB written':>10} {'MB read':>7} {'files rewritten':>15} {'MB rewritten':>12}")
-        for r in rows2:
-            print(f"{r['step']:>4} {r['wall']:>7.2f} " + " ".join(f"{r['parts'][k]:>12.2f}" for k in keys2)
-                  + f" {mb(r['write']):>10} {mb(r['read']):>7} {r['files']:>15} {mb(r['file_bytes']):>12}")
-        later2 = rows2[1:]
-        print(f"steps 1..{len(later2)}: mean {sum(r['wall'] for r in later2) / len(later2):.2f} s, "
-              f"mean {mb(sum(r['write'] for r in later2) / len(later2))} MB written per step")
+    print("\nA'. by hand in one worktree: git checkout --force, git clean -ffd (no -x), dvc checkout --force")
+    rows2 = part_a2(repo, shas, base / "session-a2", env)
+    keys2 = ["git checkout", "git clean", "dvc checkout"]
+    print(f"{'step':>4} {'wall s':>7} " + " ".join(f"{k:>12}" for k in keys2) +
+          f" {'MB written':>10} {'MB read':>7} {'files rewritten':>15} {'MB rewritten':>12}")
+    for r in rows2:
+        print(f"{r['step']:>4} {r['wall']:>7.2f} " + " ".join(f"{r['parts'][k]:>12.2f}" for k in keys2)
+              + f" {mb(r['write']):>10} {mb(r['read']):>7} {r['files']:>15} {mb(r['file_bytes']):>12}")
+    later2 = rows2[1:]
+    print(f"steps 1..{len(later2)}: mean {sum(r['wall'] for r in later2) / len(later2):.2f} s, "
+          f"mean {mb(sum(r['write'] for r in later2) / len(later2))} MB written per step")
 
-        print("\nB. bisector run (real CLI), per-step duration from the journal")
-        b = part_b(repo, shas, env)
-        print(f"{'step':>4} {'role':<12} {'commit':<10} {'verdict':<7} {'duration':>8} {'build':>6} {'probe':>6} "
-              f"{'overhead':>8}")
-        for s in b["steps"]:
-            print(f"{s['step']:>4} {s['role'] or '':<12} {s['commit'][:10]:<10} {s['verdict']:<7} {s['duration']:>8.2f} "
-                  f"{s['build']:>6.2f} {s['probe']:>6.2f} {s['overhead']:>8.2f}")
-        ov = [s["overhead"] for s in b["steps"]]
-        print(f"{len(ov)} steps; overhead (duration - build - probe) mean {sum(ov) / len(ov):.2f} s, "
-              f"max {max(ov):.2f} s; whole run {b['wall']:.1f} s, exit {b['rc']}, culprit "
-              f"{(b['culprit'] or '-')[:10]} (planted {shas[max(1, (2 * len(shas)) // 3)][:10]})")
-        print(f"  load average at the end {os.getloadavg()[0]:.1f}")
-        print("  command: " + shlex.join(["python", *b["argv"][1:]]).replace(str(repo), "REPO").replace(shas[0], "REV0"))
-    finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+    print("\nB. bisector run (real CLI), per-step duration from the journal")
+    b = part_b(repo, shas, env)
+    print(f"{'step':>4} {'role':<12} {'commit':<10} {'verdict':<7} {'duration':>8} {'build':>6} {'probe':>6} "
+          f"{'overhead':>8}")
+    for s in b["steps"]:
+        print(f"{s['step']:>4} {s['role'] or '':<12} {s['commit'][:10]:<10} {s['verdict']:<7} {s['duration']:>8.2f} "
+              f"{s['build']:>6.2f} {s['probe']:>6.2f} {s['overhead']:>8.2f}")
+    ov = [s["overhead"] for s in b["steps"]]
+    print(f"{len(ov)} steps; overhead (duration - build - probe) mean {sum(ov) / len(ov):.2f} s, "
+          f"max {max(ov):.2f} s; whole run {b['wall']:.1f} s, exit {b['rc']}, culprit "
+          f"{(b['culprit'] or '-')[:10]} (planted {shas[max(1, (2 * len(shas)) // 3)][:10]})")
+    print(f"  load average at the end {os.getloadavg()[0]:.1f}")
+    print("  command: " + shlex.join(["python", *b["argv"][1:]]).replace(str(repo), "REPO").replace(shas[0], "REV0"))
 
 
 if __name__ == "__main__":

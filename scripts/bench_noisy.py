@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bisector.core.search import NoiseModel, Search  # noqa: E402
 from bisector.core.model import Verdict  # noqa: E402
+from tests.fixtures import histories  # noqa: E402
 
 MAX_RUNS = 3000  # a trial that has not stopped by then counts as wrong, with these runs
 
@@ -36,24 +37,13 @@ _HISTORIES: dict = {}
 def history(n: int) -> tuple[dict[str, tuple[str, ...]], str, list[int]]:
     """(candidates newest first, head, ancestor bitsets) for c1..cN; c0 (the good bound) is outside.
 
-    Linear by default; `--shape` takes a DAG shape from tests/fixtures/gitgen.py (its root is the good bound).
+    Linear by default; `--shape` takes a DAG shape from tests/fixtures/histories.py (its root is the good bound).
     """
     key = (SHAPE, n)
     if key not in _HISTORIES:
-        if SHAPE == "linear":
-            ps = [()] + [(i - 1,) for i in range(1, n + 1)]
-        else:
-            from tests.fixtures import gitgen
-
-            ps = gitgen.shape(SHAPE, n + 1)
-        anc = []
-        for i, p in enumerate(ps):
-            a = 1 << i
-            for q in p:
-                a |= anc[q]
-            anc.append(a)
-        parents = {f"c{i}": tuple(f"c{q}" for q in ps[i] if q) for i in range(len(ps) - 1, 0, -1)}
-        _HISTORIES[key] = (parents, f"c{len(ps) - 1}", anc)
+        ps = histories.linear(n + 1) if SHAPE == "linear" else histories.shape(SHAPE, n + 1)
+        parents = histories.as_candidates(ps, prefix="c", root=False)
+        _HISTORIES[key] = (parents, f"c{len(ps) - 1}", histories.ancestors(ps))
     return _HISTORIES[key]
 
 
@@ -77,7 +67,7 @@ def trial_ours(n: int, kind: str, rate: float, culprit: int | None, learn: bool,
     runs = 0
     while runs < MAX_RUNS and (nxt := s.next()):
         i = int(nxt[0][1:])
-        fail = probe(rng, culprit is not None and bool(anc[i] >> culprit & 1), kind, rate)
+        fail = probe(rng, culprit is not None and histories.is_bad(anc, i, culprit), kind, rate)
         s.record(nxt[0], Verdict.BAD if fail else Verdict.GOOD)
         runs += 1
     res = s.result()
@@ -134,7 +124,7 @@ def trial_parallel(n: int, rate: float, workers: int, seed: int) -> tuple[bool, 
     while runs < MAX_RUNS and (nxt := s.next(workers)):
         rounds += 1
         for rev in nxt:
-            fail = probe(rng, bool(anc[int(rev[1:])] >> culprit & 1), "sym", rate)
+            fail = probe(rng, histories.is_bad(anc, int(rev[1:]), culprit), "sym", rate)
             s.record(rev, Verdict.BAD if fail else Verdict.GOOD)
             runs += 1
     return s.result().culprit == f"c{culprit}", rounds, runs
@@ -195,7 +185,7 @@ def main() -> None:
     ap.add_argument("--only-parallel", action="store_true")
     ap.add_argument("--skip-no-culprit", action="store_true")
     ap.add_argument("--seed-offset", type=int, default=0, help="use seeds offset.. offset+trials-1")
-    ap.add_argument("--shape", default="linear", help="linear, or a DAG shape of tests/fixtures/gitgen.py (no baselines)")
+    ap.add_argument("--shape", default="linear", help="linear, or a DAG shape of tests/fixtures/histories.py (no baselines)")
     args = ap.parse_args()
     global SHAPE, SEED_OFFSET
     SHAPE, SEED_OFFSET = args.shape, args.seed_offset

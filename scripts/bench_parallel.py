@@ -20,16 +20,13 @@ import json
 import math
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _bench import ROOT, add_keep_option, temp_dir
 
 ENV = {
     **os.environ,
@@ -194,15 +191,14 @@ def main() -> int:
     ap.add_argument("--dask", default="2,4")
     ap.add_argument("--noisy-trials", type=int, default=500)
     ap.add_argument("--noise", type=float, default=0.1)
-    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    add_keep_option(ap)
     args = ap.parse_args()
     n = args.commits
     culprits = [int(c) for c in args.culprits.split(",") if c]
     local = [int(k) for k in args.local.split(",") if k]
     dask = [int(k) for k in args.dask.split(",") if k]
-    work = Path(tempfile.mkdtemp(prefix="bench-parallel-"))
     rows = []
-    try:
+    with temp_dir("bench-parallel-", args.keep) as work:
         probe = work / "probe.sh"
         probe.write_text(f"#!/bin/sh\nsleep {args.sleep}\ngrep -q broken state.txt && exit 1\nexit 0\n")
         probe.chmod(0o755)
@@ -256,11 +252,6 @@ def main() -> int:
                        headers=hdr, tablefmt="github"))
         print()
         print(noisy(n, args.noise, 4, args.noisy_trials))
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

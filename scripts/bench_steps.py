@@ -6,17 +6,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _bench  # noqa: F401  (puts the repository root on sys.path)
 
-from tests.fixtures import gitgen  # noqa: E402
-from bisector.core.search import Search  # noqa: E402
-from bisector.core.model import Verdict  # noqa: E402
+from tests.fixtures import gitgen
+from bisector.core.search import Search
+from bisector.core.model import Verdict
 
 
 def main() -> None:

@@ -17,12 +17,12 @@ import pytest
 pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
-from tests.fixtures.cli import bisector, journal_events, probe_script  # noqa: E402
+from tests.fixtures.cli import BISECTOR, journal_events, probe_script  # noqa: E402
+from tests.fixtures.cli import bisector_process as bisector  # noqa: E402  (a real process: Dask clients and workers)
 from tests.fixtures.cli import wait_for as _wait_for  # noqa: E402
 from tests.fixtures.repos import GitRepo, linear_history, snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
 
 
 def _die_with_us() -> None:  # pragma: no cover - runs in the child

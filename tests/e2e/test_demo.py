@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
+from tests.fixtures.cli import BISECTOR
 
 
 def test_plain_demo_finds_the_planted_regression() -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import hashlib
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import CliResult, bisector, journal_events, shell_probe
 from tests.fixtures.dvcrepos import DvcRepo, template
-from tests.fixtures.repos import snapshot
+from tests.fixtures.repos import GitRepo, linear_history, snapshot
 
 pytestmark = pytest.mark.slow
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
 
 
 @pytest.fixture
@@ -22,30 +20,33 @@ def ml(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> tuple[DvcRep
     return tpl.copy_to(tmp_path / "copy"), commits
 
 
-def run(r: DvcRepo, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BISECTOR, *args], cwd=r.path, capture_output=True, text=True, env=r.env, timeout=300)
+def run(r: DvcRepo, *args: str) -> CliResult:
+    """`bisector ARGS` in process in the DVC repository, with its hermetic environment."""
+    return bisector(r.path, *args, env=r.env)
 
 
-def probe(tmp_path: Path, body: str) -> str:
-    p = tmp_path / "probe.sh"
-    p.write_text("#!/bin/sh\n" + body + "\n")
-    p.chmod(0o755)
-    return str(p)
+def probe(tmp_path: Path, body: str, name: str = "probe.sh") -> str:
+    return str(shell_probe(tmp_path, body + "\n", name=name))
 
 
 def events(r: DvcRepo) -> list[dict]:
-    path = sorted((r.path / ".bisector" / "sessions").glob("*.jsonl"))[-1]
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return journal_events(r.path)
+
+
+def bisect_found(ml: tuple[DvcRepo, dict[str, str]], tmp_path: Path, body: str, *more: str) -> CliResult:
+    """`bisector run` from `init` to `images` with a probe of this body; asserts it blames `both`."""
+    r, c = ml
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", probe(tmp_path, body), *more)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['both']} is the first bad commit" in res.stdout
+    return res
 
 
 def test_code_axis_finds_data_culprit_and_attributes_it(ml, tmp_path: Path) -> None:
     r, c = ml
     before = snapshot(r.path)
     # The model is broken once it was trained on "charlie" (the `both` commit changed code and data).
-    p = probe(tmp_path, "! grep -q charlie model.txt")
-    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert f"{c['both']} is the first bad commit" in res.stdout
+    res = bisect_found(ml, tmp_path, "! grep -q charlie model.txt")
     assert "Culprit is the DATA" in res.stdout
     assert "modified  data/raw.txt" in res.stdout
     ev = events(r)
@@ -57,10 +58,7 @@ def test_code_axis_finds_data_culprit_and_attributes_it(ml, tmp_path: Path) -> N
     assert all(e["build"]["status"] in ("ok", "cached") for e in steps)
     assert snapshot(r.path) == before
     # A second search over the same range with another probe rebuilds nothing (build cache).
-    p2 = tmp_path / "p2.sh"
-    p2.write_text("#!/bin/sh\n! grep -q charlie model.txt\n")
-    p2.chmod(0o755)
-    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", str(p2))
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", probe(tmp_path, "! grep -q charlie model.txt", "p2.sh"))
     assert res.returncode == 0, res.stderr
     steps = [e for e in events(r) if e["event"] == "step" and e["role"] != "crossing"]
     assert steps and all(e["build"]["status"] == "cached" for e in steps)
@@ -68,20 +66,13 @@ def test_code_axis_finds_data_culprit_and_attributes_it(ml, tmp_path: Path) -> N
 
 
 def test_code_culprit_attributed_to_code(ml, tmp_path: Path) -> None:
-    r, c = ml
-    p = probe(tmp_path, "! grep -q '^v3:' model.txt")
-    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert f"{c['both']} is the first bad commit" in res.stdout
+    res = bisect_found(ml, tmp_path, "! grep -q '^v3:' model.txt")
     assert "Culprit is the CODE" in res.stdout
 
 
 def test_data_axis_with_fixed_code(ml, tmp_path: Path) -> None:
     r, c = ml
-    p = probe(tmp_path, "! grep -q charlie model.txt")
-    res = run(r, "run", "--axis", "data", "--good", c["init"], "--bad", c["images"], "--probe", p)
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert f"{c['both']} is the first bad commit" in res.stdout
+    res = bisect_found(ml, tmp_path, "! grep -q charlie model.txt", "--axis", "data")
     assert "first bad DATA revision" in res.stdout
     ev = events(r)
     assert ev[0]["axis"] == "data" and ev[0]["code_rev"] == c["images"]
@@ -102,18 +93,13 @@ def test_missing_data_makes_the_bound_unusable_with_a_reason(ml, tmp_path: Path)
 
 
 def test_only_the_combination_fails_is_both(ml, tmp_path: Path) -> None:
-    r, c = ml
-    p = probe(tmp_path, "! grep -q '^v3:charlie' model.txt")
-    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", p)
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert f"{c['both']} is the first bad commit" in res.stdout
+    r, _ = ml
+    res = bisect_found(ml, tmp_path, "! grep -q '^v3:charlie' model.txt")
     assert "Culprit is the CODE and the DATA" in res.stdout
     assert events(r)[-1]["attribution"]["culprit_is"] == "both"
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
-    import hashlib
-
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -167,12 +153,9 @@ def test_data_axis_without_data_changes_is_an_error(ml, tmp_path: Path) -> None:
 
 
 def test_data_axis_outside_a_dvc_repo(tmp_path: Path) -> None:
-    from tests.fixtures.repos import GitRepo, linear_history
-
     repo = GitRepo.init(tmp_path / "plain")
     shas = linear_history(repo, 4, culprit=3)
-    res = subprocess.run([*BISECTOR, "run", "--axis", "data", "--good", shas[0], "--bad", "main", "--probe", "true"],
-                         cwd=repo.path, capture_output=True, text=True, timeout=60)
+    res = bisector(repo.path, "run", "--axis", "data", "--good", shas[0], "--bad", "main", "--probe", "true")
     assert res.returncode == 2
     assert "--axis data needs a DVC repository" in res.stderr
 

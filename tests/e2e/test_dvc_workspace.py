@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from tests.fixtures.dvcrepos import DvcRepo, template
@@ -41,6 +43,17 @@ def session_dir(tmp_path: Path) -> Path:
     return tmp_path / "state" / "sessions" / "s1"
 
 
+@contextlib.contextmanager
+def opened(repo_path: Path, session_dir: Path, rev: str, **options: object) -> Iterator[DvcWorkspace]:
+    """A DvcWorkspace opened at `rev`, closed on the way out."""
+    ws = DvcWorkspace(repo_path, session_dir, **options)  # type: ignore[arg-type]
+    ws.open(rev)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
 def read(ws: DvcWorkspace, rel: str) -> str:
     return (ws.path / rel).read_text()
 
@@ -55,9 +68,7 @@ def test_code_a_with_data_b_and_back(ml, session_dir) -> None:
     with open(repo.path / ".dvc" / "config.local", "a") as f:  # the user's own link type is not used
         f.write("    type = hardlink\n    shared = group\n")
     before = snapshot(repo.path)
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["codeV2"])
-    try:
+    with opened(repo.path, session_dir, rev=c["codeV2"]) as ws:
         conf = ws.path / ".dvc" / "config.local"
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600
         text = conf.read_text()
@@ -81,8 +92,6 @@ def test_code_a_with_data_b_and_back(ml, session_dir) -> None:
         ws.checkout(c["both"], data_rev=c["init"])
         assert read(ws, "data/labels.txt") == "L1\n" and read(ws, "data/raw.txt") == "charlie\n"
         assert ws.step_info["overlaid"] == ["data/labels.txt.dvc"]
-    finally:
-        ws.close()
     assert not ws.path.exists() and not (session_dir / "dvc-site").exists()
     assert snapshot(repo.path) == before
 
@@ -90,9 +99,7 @@ def test_code_a_with_data_b_and_back(ml, session_dir) -> None:
 def test_repro_trains_on_the_overlaid_data_and_build_cache_round_trip(ml, session_dir) -> None:
     repo, c = ml
     cache = BuildCache(session_dir.parent.parent / "cache")
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["codeV2"])
-    try:
+    with opened(repo.path, session_dir, rev=c["codeV2"]) as ws:
         ws.checkout(c["codeV2"], data_rev=c["init"])
         command = default_build_command(ws.path)
         assert command == "dvc repro"
@@ -112,15 +119,11 @@ def test_repro_trains_on_the_overlaid_data_and_build_cache_round_trip(ml, sessio
         assert read(ws, "model.txt") != "v2:alpha:L1:1\n"
         assert cache.restore(key, ws.path) == outputs
         assert read(ws, "model.txt") == "v2:alpha:L1:1\n"
-    finally:
-        ws.close()
 
 
 def test_commit_before_dvc_init_is_code_only(ml, session_dir) -> None:
     repo, c = ml
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["pre"])
-    try:
+    with opened(repo.path, session_dir, rev=c["pre"]) as ws:
         ws.checkout(c["pre"])
         assert ws.step_info == {"dvc": False}
         assert sorted(p.name for p in ws.path.iterdir() if p.name != ".git") == [".dvc", "README.md"]
@@ -130,97 +133,71 @@ def test_commit_before_dvc_init_is_code_only(ml, session_dir) -> None:
         assert exc.value.cause == NOT_COMBINABLE
         ws.checkout(c["dataB"])  # config.local survived the clean
         assert read(ws, "data/raw.txt") == "bravo\n"
-    finally:
-        ws.close()
 
 
 def test_not_pushed_names_file_revision_and_cause(ml, session_dir) -> None:
     repo, c = ml
     repo.cache_object(repo.md5_of("data/raw.txt.dvc", c["unpushed"])).unlink()
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["unpushed"])
-    try:
+    with opened(repo.path, session_dir, rev=c["unpushed"]) as ws:
         with pytest.raises(DataUnavailable) as exc:
             ws.checkout(c["labels"], data_rev=c["unpushed"])
         err = exc.value
         assert (err.path, err.rev, err.cause) == ("data/raw.txt", c["unpushed"], NOT_PUSHED)
         msg = str(err)
         assert "data/raw.txt" in msg and c["unpushed"][:10] in msg and "not pushed" in msg and "\n" not in msg
-    finally:
-        ws.close()
 
 
 def test_unreachable_remote(ml, session_dir) -> None:
     repo, c = ml
     repo.cache_object(repo.md5_of("data/raw.txt.dvc", c["dataB"])).unlink()
     shutil.rmtree(repo.remote)
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["dataB"])
-    try:
+    with opened(repo.path, session_dir, rev=c["dataB"]) as ws:
         with pytest.raises(DataUnavailable) as exc:
             ws.checkout(c["dataB"])
         assert (exc.value.path, exc.value.rev, exc.value.cause) == ("data/raw.txt", c["dataB"], REMOTE_UNREACHABLE)
         assert str(repo.remote.resolve()) in str(exc.value)
-    finally:
-        ws.close()
 
 
 def test_fetch_restores_an_object_missing_from_the_cache(ml, session_dir) -> None:
     repo, c = ml
     obj = repo.cache_object(repo.md5_of("data/raw.txt.dvc", c["dataB"]))
     obj.unlink()
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["dataB"])
-    try:
+    with opened(repo.path, session_dir, rev=c["dataB"]) as ws:
         ws.checkout(c["dataB"])
         assert ws.step_info["fetched"] and read(ws, "data/raw.txt") == "bravo\n" and obj.is_file()
-    finally:
-        ws.close()
 
 
 def test_in_place_write_leaves_the_user_cache_intact(ml, session_dir) -> None:
     repo, c = ml
     md5 = repo.md5_of("data/raw.txt.dvc", c["dataB"])
     obj = repo.cache_object(md5)
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["dataB"])
-    try:
+    with opened(repo.path, session_dir, rev=c["dataB"]) as ws:
         ws.checkout(c["dataB"])
         build(ws, "echo corrupted > data/raw.txt")  # truncates and rewrites the same inode
         assert read(ws, "data/raw.txt") == "corrupted\n"
         assert obj.read_text() == "bravo\n" and hashlib.md5(obj.read_bytes()).hexdigest() == md5
         assert after_build_check(ws) == ["data/raw.txt"]
-    finally:
-        ws.close()
 
 
 def test_default_cache_dir_inside_the_repo(ml, session_dir) -> None:
     repo, c = ml
     os.rename(repo.cache, repo.path / ".dvc" / "cache")
     (repo.path / ".dvc" / "config.local").unlink()
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["dataB"])
-    try:
+    with opened(repo.path, session_dir, rev=c["dataB"]) as ws:
         assert f"dir = {(repo.path / '.dvc' / 'cache').resolve()}" in (ws.path / ".dvc" / "config.local").read_text()
         ws.checkout(c["dataB"])
         assert read(ws, "data/raw.txt") == "bravo\n" and not ws.step_info["fetched"]
-    finally:
-        ws.close()
 
 
 def test_unsupported_link_type(ml, session_dir) -> None:
     repo, c = ml
-    ws = DvcWorkspace(repo.path, session_dir, link_type="reflink")  # ext4/tmpfs: no reflinks
-    ws.open(c["dataB"])
-    try:
+    with opened(repo.path, session_dir, link_type="reflink", rev=c["dataB"]) as ws:  # ext4/tmpfs: no reflinks
         try:
             ws.checkout(c["dataB"])
         except DataUnavailable as exc:
             assert exc.cause == LINK_UNSUPPORTED and "reflink,copy" in str(exc)
         else:
             pytest.skip("this filesystem supports reflinks")
-    finally:
-        ws.close()
 
 
 def test_missing_plugin_for_the_remote(ml, session_dir) -> None:
@@ -228,16 +205,12 @@ def test_missing_plugin_for_the_remote(ml, session_dir) -> None:
     repo.cache_object(repo.md5_of("data/raw.txt.dvc", c["dataB"])).unlink()
     with open(repo.path / ".dvc" / "config.local", "a") as f:
         f.write("['remote \"store\"']\n    url = s3://bisector-test-bucket/data\n")
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["dataB"])
-    try:
+    with opened(repo.path, session_dir, rev=c["dataB"]) as ws:
         with pytest.raises(DataUnavailable) as exc:
             ws.checkout(c["dataB"])
         if exc.value.cause != PLUGIN_MISSING:
             pytest.skip("dvc-s3 is installed here")  # then the bucket is unreachable instead
         assert exc.value.path == "data/raw.txt" and "dvc[s3]" in str(exc.value)
-    finally:
-        ws.close()
 
 
 def test_hardlinks_across_filesystems(ml) -> None:
@@ -262,13 +235,9 @@ def test_folder_input_with_an_entry_never_pushed(ml, session_dir) -> None:
     entry = hashlib.md5(b"image c\n").hexdigest()
     repo.cache_object(entry).unlink()
     (repo.remote / "files" / "md5" / entry[:2] / entry[2:]).unlink()
-    ws = DvcWorkspace(repo.path, session_dir)
-    ws.open(c["images"])
-    try:
+    with opened(repo.path, session_dir, rev=c["images"]) as ws:
         with pytest.raises(DataUnavailable) as exc:
             ws.checkout(c["images"])
         assert (exc.value.path, exc.value.rev, exc.value.cause) == ("data/images", c["images"], NOT_PUSHED)
         ws.checkout(c["both"])  # the folder is not an input there: fine
         assert not (ws.path / "data" / "images").exists()
-    finally:
-        ws.close()

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import CliResult
+from tests.fixtures.cli import bisector as run
 from tests.fixtures.repos import GitRepo, linear_history
 
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
 
-
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BISECTOR, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
-def assert_error(res: subprocess.CompletedProcess[str], fragment: str, code: int = 2) -> None:
+def assert_error(res: CliResult, fragment: str, code: int = 2) -> None:
     assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -121,20 +115,3 @@ def test_verbose_shows_traceback(repo: GitRepo, history: list[str]) -> None:
     res = run(repo.path, "-v", "run", "--good", "nosuchrev", "--bad", "main", "--probe", PROBE)
     assert res.returncode == 2
     assert "Traceback" in res.stderr and "Error: unknown good revision" in res.stderr
-
-
-def test_help_does_not_import_heavy_modules() -> None:
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from bisector.cli.main import main\n"
-        "r = CliRunner().invoke(main, ['--help'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "r = CliRunner().invoke(main, ['run', '--help'])\n"
-        "assert 'Exit codes' in r.output, r.output\n"
-        "heavy = [m for m in ('dvc', 'torch', 'numpy', 'git') if m in sys.modules]\n"
-        "print(heavy)\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "[]"

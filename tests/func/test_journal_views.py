@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fixtures.repos import GitRepo, linear_history
-from tests.fixtures.cli import bisector, probe_script
+from tests.fixtures.cli import bisect, bisector, probe_script
 
 
 def _journal(repo: GitRepo) -> Path:
@@ -14,7 +14,7 @@ def _journal(repo: GitRepo) -> Path:
 
 def test_corrupt_and_truncated_journal_is_shown_with_warnings(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 16, culprit=9)
-    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path))).returncode == 0
+    assert bisect(repo.path, shas[0], probe_script(tmp_path)).returncode == 0
     path = _journal(repo)
     lines = path.read_text().splitlines(keepends=True)
     lines[3] = "{this is not json\n"  # an edited middle line
@@ -32,7 +32,7 @@ def test_corrupt_and_truncated_journal_is_shown_with_warnings(repo: GitRepo, tmp
 
 def test_journal_without_start_event(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 8, culprit=5)
-    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path))).returncode == 0
+    assert bisect(repo.path, shas[0], probe_script(tmp_path)).returncode == 0
     path = _journal(repo)
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("garbage\n" + "".join(lines[1:]))
@@ -40,19 +40,3 @@ def test_journal_without_start_event(repo: GitRepo, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "no readable start event" in res.stderr
     assert "check good" in res.stdout
-
-
-def test_journal_view_does_not_import_torch_or_dvc(repo: GitRepo, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    shas = linear_history(repo, 6, culprit=4)
-    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path))).returncode == 0
-    code = (
-        "import sys\nfrom bisector.cli.main import main\n"
-        "try:\n    main(['journal'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'dvc', 'numpy') if m in sys.modules))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    assert "HEAVY []" in res.stdout

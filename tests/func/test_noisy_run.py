@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fixtures.cli import bisector, journal_events
+from tests.fixtures.cli import bisect, bisector, journal_events
 from tests.fixtures.repos import GitRepo, linear_history
 
 
@@ -24,7 +24,7 @@ def flaky_probe(tmp_path: Path, lie_at: int) -> Path:
 def test_repeats_see_their_run_number_and_survive_a_lie(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 40, culprit=25)
     probe = flaky_probe(tmp_path, lie_at=21)  # the first commit the search tests
-    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "--noise", "0.1")
+    res = bisect(repo.path, shas[0], probe, "--noise", "0.1")
     assert res.returncode == 0, res.stderr
     assert f"{shas[24]} is the first bad commit" in res.stdout and "Probability: 0.99" in res.stdout
     runs = [line.split() for line in (tmp_path / "runs.log").read_text().splitlines()]

@@ -1,12 +1,8 @@
-"""Pins end to end: pin (verified), list, show, restore, @NAME revisions, broken files, lost commits."""
+"""Pins in process: pin (verified), list, show, restore, @NAME revisions, broken files, lost commits (DVC data: tests/e2e)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +14,8 @@ from bisector.review.pins.store import (
     PINS_FILE, Pin, dumps, expand_rev, latest_ancestor_pin, load_pins, parse, resolve_pin,
 )
 from bisector.journal.reuse import find_reusable, reusable_observations
-from tests.fixtures.repos import GitRepo, linear_history, snapshot
-
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
-
-
-def bisector(cwd: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run([*BISECTOR, *args], cwd=cwd, capture_output=True, text=True, env=env, input=input, timeout=120)
+from tests.fixtures.cli import bisector
+from tests.fixtures.repos import GitRepo, linear_history, snapshot, tree_sha as tree
 
 
 def with_probe(repo: GitRepo) -> None:
@@ -34,11 +24,6 @@ def with_probe(repo: GitRepo) -> None:
         "check.sh": "grep -q broken state.txt && exit 1\nexit 0\n",
         "bisector.toml": '[probe]\nrun = "sh check.sh"\ntimeout = 30\n',
     })
-
-
-def tree(path: Path, rev: str = "HEAD") -> str:
-    return subprocess.run(["git", "-C", str(path), "rev-parse", f"{rev}^{{tree}}"], capture_output=True,
-                          text=True, check=True).stdout.strip()
 
 
 def test_pin_verify_list_show_restore(repo: GitRepo, tmp_path: Path) -> None:
@@ -181,55 +166,3 @@ def test_pin_from_session_and_reuse(repo: GitRepo) -> None:
     empty_tree = repo.git("mktree", input="").strip()
     other = repo.git("commit-tree", empty_tree, "-m", "unrelated").strip()
     assert find_reusable(repo.path, reuse, other) is None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.mark.slow
-def test_dvc_pin_restores_the_same_data(repo: GitRepo, tmp_path: Path) -> None:
-    dvc = Path(sys.executable).parent / "dvc"
-    if not dvc.exists() and shutil.which("dvc") is None:
-        pytest.skip("dvc is not installed")
-    dvc_cmd = str(dvc) if dvc.exists() else "dvc"
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-
-    def run_dvc(*args: str) -> None:
-        subprocess.run([dvc_cmd, *args], cwd=repo.path, check=True, capture_output=True, env=env)
-
-    repo.commit({"README": "x\n"}, "init")
-    run_dvc("init", "-q")
-    repo.write({"data/train.csv": "a,b\n1,2\n", "params.yaml": "train:\n  lr: 0.1\n  layers: [8, 4]\n"})
-    run_dvc("add", "-q", "data/train.csv")
-    first = repo.commit(message="data v1")
-    repo.write({"data/train.csv": "a,b\n1,2\n3,4\n", "params.yaml": "train:\n  lr: 0.2\n  layers: [8, 4]\n"})
-    run_dvc("add", "-q", "data/train.csv")
-    repo.commit(message="data v2")
-    v1 = b"a,b\n1,2\n"
-    assert bisector(repo.path, "pin", "v1", "--rev", first).returncode == 0
-    pin = load_pins(repo.path)["v1"]
-    assert pin.data == {"data/train.csv": "md5:" + hashlib.md5(v1).hexdigest()}
-    assert pin.params == {"train.lr": 0.1, "train.layers": [8, 4]}
-    dest = tmp_path / "v1"
-    res = bisector(repo.path, "restore", "v1", str(dest))
-    assert res.returncode == 0, res.stderr
-    assert (dest / "data" / "train.csv").read_bytes() == v1
-    assert tree(dest) == tree(repo.path, first)
-    assert (repo.path / "data" / "train.csv").read_bytes() != v1  # the user's checkout is untouched
-    # The report of a session whose culprit changed data and params shows both diffs.
-    res = bisector(repo.path, "run", "--good", "@v1", "--bad", "main", "--probe", "grep -q 'lr: 0.1' params.yaml")
-    if res.returncode == 2 and "unknown good revision: @v1" in res.stderr:  # before git.resolve calls expand_rev
-        res = bisector(repo.path, "run", "--good", first, "--bad", "main", "--probe", "grep -q 'lr: 0.1' params.yaml")
-    assert res.returncode == 0, res.stderr
-    assert bisector(repo.path, "report", "-o", str(tmp_path / "r.md")).returncode == 0
-    report = (tmp_path / "r.md").read_text()
-    v2 = b"a,b\n1,2\n3,4\n"
-    assert f"| data/train.csv | modified | md5:{hashlib.md5(v1).hexdigest()} | md5:{hashlib.md5(v2).hexdigest()} |" in report
-    assert "| train.lr | 0.1 | 0.2 |" in report
-    # Data gone from the cache: a one-line error, the code still restored.
-    shutil.rmtree(repo.path / ".dvc" / "cache")
-    res = bisector(repo.path, "restore", "v1", str(tmp_path / "again"))
-    assert res.returncode == 1
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "data object(s) are gone from the DVC cache (data/train.csv)" in lines[0]

@@ -9,27 +9,16 @@ same culprit".
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bisector.demo.plain import CULPRIT, make_demo_repo
+from tests.fixtures.cli import bisector, journals
 
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def bisector(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BISECTOR, *args], cwd=cwd, capture_output=True, text=True, env=dict(os.environ), timeout=180)
-
-
-def journals(repo: Path) -> list[Path]:
-    return sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))
 
 
 def end_event(journal: Path) -> dict:
@@ -179,7 +168,7 @@ def test_reproduce_command_reruns_the_search_to_the_same_culprit(demo: tuple[Pat
     assert replay == [f"bisector replay {shlex.quote(str(journal))}"]
 
     before = set(journals(repo))
-    res = bisector(repo, *words[1:])  # `bisector run ...` as `python -m bisector.cli run ...`
+    res = bisector(repo, *words[1:])  # `bisector run ...` as the CLI's `run ...`
     assert res.returncode == 0, f"`{command}` failed:\n{res.stdout}\n{res.stderr}"
     culprit = shas[CULPRIT - 1]
     assert f"{culprit} is the first bad commit" in res.stdout, res.stdout + res.stderr

@@ -1,41 +1,31 @@
-"""Journal review end to end: sessions table, Markdown report (+ plot), replay, the manual probe."""
+"""Journal review in process: sessions table, Markdown report (+ plot), replay, the manual probe on stdin."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from bisector.probes.base import ProbeContext
+from bisector.probes.manual import ManualProbe, is_undo
+from tests.fixtures.cli import bisect, bisector, journals, shell_probe
 from tests.fixtures.repos import GitRepo, linear_history
-
-BISECTOR = [sys.executable, "-m", "bisector.cli"]
-
-
-def bisector(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BISECTOR, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
 
 
 def probe(tmp_path: Path) -> Path:
-    p = tmp_path / "probe.sh"
-    p.write_text("#!/bin/sh\ngrep -q broken state.txt && exit 1\nexit 0\n")
-    p.chmod(0o755)
-    return p
+    return shell_probe(tmp_path, "grep -q broken state.txt && exit 1\nexit 0\n", name="probe.sh")
 
 
 @pytest.fixture
 def session(repo: GitRepo, tmp_path: Path) -> tuple[GitRepo, list[str], Path]:
     """A finished session on 16 commits, culprit commit 11; returns (repo, shas, journal)."""
     shas = linear_history(repo, 16, culprit=11)
-    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe(tmp_path)))
+    res = bisect(repo.path, shas[0], probe(tmp_path))
     assert res.returncode == 0, res.stderr
-    journals = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))
-    return repo, shas, journals[-1]
+    return repo, shas, journals(repo.path)[-1]
 
 
 def test_sessions_table(session: tuple[GitRepo, list[str], Path]) -> None:
@@ -48,14 +38,14 @@ def test_sessions_table(session: tuple[GitRepo, list[str], Path]) -> None:
     assert f"{shas[0][:7]}..{shas[15][:7]}" in row and " found " in row and shas[10][:10] in row
 
 
-def test_report_without_matplotlib(session: tuple[GitRepo, list[str], Path], tmp_path: Path) -> None:
+def test_report_without_matplotlib(session: tuple[GitRepo, list[str], Path], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     repo, shas, journal = session
-    # A matplotlib that cannot be imported, whatever is installed.
-    fake = tmp_path / "nompl" / "matplotlib"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    # A matplotlib that cannot be imported, whatever is installed (or already imported).
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
     out = tmp_path / "review" / "report.md"
-    res = bisector(repo.path, "report", "-o", str(out), env={"PYTHONPATH": f"{fake.parent}{os.pathsep}{os.getcwd()}"})
+    res = bisector(repo.path, "report", "-o", str(out))
     assert res.returncode == 0, res.stderr
     assert "pip install 'bisector[plot]'" in res.stdout
     text = out.read_text()
@@ -112,87 +102,40 @@ def test_replay_ok_and_tampered(session: tuple[GitRepo, list[str], Path], tmp_pa
     assert res.returncode == 1 and "the journal's result is found" in res.stdout
 
 
-MANUAL_DRIVER = textwrap.dedent("""
-    import json, sys
-    from pathlib import Path
-    from bisector.probes.base import ProbeContext
-    from bisector.probes.manual import ManualProbe, is_undo
-    log_dir = Path(sys.argv[1])
-    (log_dir / "probe-command.log").write_text("loss 0.25\\naccuracy 0.91\\n")
+def test_manual_probe_through_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "probe-command.log").write_text("loss 0.25\naccuracy 0.91\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("maybe\ngood\nb\n\nundo\n"))  # not a terminal: one answer a line
     probe = ManualProbe({"name": "eyes"})
-    for step in range(1, int(sys.argv[2]) + 1):
-        ctx = ProbeContext(workspace=Path("/ws"), commit="c" * 40, step=step, log_dir=log_dir)
-        obs = probe.run(ctx)
-        print(json.dumps({"verdict": obs.verdict.value, "undo": is_undo(obs), "summary": obs.summary}))
-""")
-
-
-def test_manual_probe_through_stdin(tmp_path: Path) -> None:
-    res = subprocess.run([sys.executable, "-c", MANUAL_DRIVER, str(tmp_path), "4"], capture_output=True, text=True,
-                         input="maybe\ngood\nb\n\nundo\n", timeout=60)
-    assert res.returncode == 0, res.stderr
-    answers = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [a["verdict"] for a in answers] == ["good", "bad", "skip", "abort"]
-    assert [a["undo"] for a in answers] == [False, False, True, False]
-    assert answers[3]["summary"].startswith("no answer (end of input)")
-    err = res.stderr
+    answers = [probe.run(ProbeContext(workspace=Path("/ws"), commit="c" * 40, step=step, log_dir=tmp_path))
+               for step in range(1, 5)]
+    assert [a.verdict.value for a in answers] == ["good", "bad", "skip", "abort"]
+    assert [is_undo(a) for a in answers] == [False, False, True, False]
+    assert answers[3].summary.startswith("no answer (end of input)")
+    err = capsys.readouterr().err
     assert "== step 1: revision " + "c" * 40 in err and "workspace: /ws" in err
     assert "probe command log" in err and "| accuracy 0.91" in err  # the earlier probe's evidence
     assert "not an answer: 'maybe'" in err
 
 
-def test_manual_probe_in_a_real_run(repo: GitRepo, tmp_path: Path) -> None:
-    from bisector.probes import registry
-
-    if "manual" not in registry.BUILTINS:
-        pytest.skip("the `manual` probe type is not registered yet")
-    shas = linear_history(repo, 12, culprit=8)
-    repo.write({"bisector.toml": '[[probes]]\ntype = "manual"\n'})
-    proc = subprocess.Popen([*BISECTOR, "run", "--good", shas[0], "--bad", "main"], cwd=repo.path,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdin and proc.stderr and proc.stdout
-    asked = []
-    for line in proc.stderr:
-        if line.startswith("== step "):
-            sha = line.split("revision ")[1].split()[0]
-            asked.append(sha)
-            proc.stdin.write(("bad" if shas.index(sha) >= 7 else "good") + "\n")
-            proc.stdin.flush()
-    out = proc.stdout.read()
-    assert proc.wait(60) == 0, out
-    assert f"{shas[7]} is the first bad commit" in out
-    assert len(asked) == len(set(asked)) <= 2 + 4
-
-
-def test_help_stays_light() -> None:
-    res = subprocess.run([*BISECTOR, "--help"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60)
-    assert res.returncode == 0 and "sessions" in res.stdout and "replay" in res.stdout
-    heavy = {"dvc", "torch", "numpy", "git", "yaml", "matplotlib", "tabulate"}
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines() if "|" in line}
-    assert not heavy & imported
-
-
 def test_replay_parallel_rounds_and_failed_bounds(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 20, culprit=13)
     p = str(probe(tmp_path))
-    assert bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", p, "-j", "3").returncode == 0
+    assert bisect(repo.path, shas[0], p, "-j", "3").returncode == 0
     # The good bound is bad: both bounds are probed in one round, then the session stops.
-    assert bisector(repo.path, "run", "--good", shas[14], "--bad", "main", "--probe", p).returncode == 1
-    journals = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))
-    assert len(journals) == 2
-    parallel, bounds = (bisector(repo.path, "replay", str(j)) for j in journals)
+    assert bisect(repo.path, shas[14], p).returncode == 1
+    assert len(journals(repo.path)) == 2
+    parallel, bounds = (bisector(repo.path, "replay", str(j)) for j in journals(repo.path))
     assert parallel.returncode == 0 and f"first bad commit {shas[12]}" in parallel.stdout
     assert bounds.returncode == 0 and "result bounds" in bounds.stdout
 
 
 def test_noisy_session_report_shows_posteriors_and_replays(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 12, culprit=8)
-    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe(tmp_path)), "--noise", "0.1")
+    res = bisect(repo.path, shas[0], probe(tmp_path), "--noise", "0.1")
     assert res.returncode == 0, res.stderr
     out = tmp_path / "noisy.md"
     assert bisector(repo.path, "report", "-o", str(out)).returncode == 0
     assert "- Posterior after this step: `" in out.read_text() and "noise rates [0.1, 0.9]" in out.read_text()
-    journal = sorted((repo.path / ".bisector" / "sessions").glob("*.jsonl"))[-1]
-    res = bisector(repo.path, "replay", str(journal))
+    res = bisector(repo.path, "replay", str(journals(repo.path)[-1]))
     assert res.returncode == 0 and f"first bad commit {shas[7]}" in res.stdout

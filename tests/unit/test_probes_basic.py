@@ -53,29 +53,6 @@ def test_cases_are_frozen_at_construction(tmp_path):
     assert probe(tmp_path, cases="cases.jsonl").config()["cases"]["sha256"] != sha
 
 
-@pytest.fixture(scope="module")
-def classifier_setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("basic-classifier")
-    mf.classifier_cases(root / "cases.jsonl", n=12)
-    mf.classifier_project(root / "ok", "ok")
-    mf.classifier_project(root / "shuffled", "shuffled")
-    return root
-
-
-@pytest.mark.parametrize("variant, verdict", [("ok", Verdict.GOOD), ("shuffled", Verdict.BAD)])
-def test_torch_classifier_predictions(classifier_setup, variant, verdict, tmp_path):
-    p = make_probe({"type": "basic", "model": "src.serve:load", "cases": "cases.jsonl", "threshold": 0.75},
-                   user_cwd=classifier_setup, frozen_dir=tmp_path / "frozen")
-    obs = p.run(mf.make_ctx(classifier_setup / variant, tmp_path / "logs"))
-    assert obs.verdict is verdict, obs.summary
-    n_failed, n = obs.counts
-    assert n == 12
-    if variant == "ok":
-        assert n_failed == 0
-    else:
-        assert n_failed >= 6 and "input" in obs.evidence["failures"][0]
-
-
 def test_a_model_without_the_needed_method_is_skip_not_bad(tmp_path):
     (tmp_path / "cases.jsonl").write_text(json.dumps({"input": [1, 2], "expected": 1}) + "\n")
     ws = mf.text_project(tmp_path / "ws", "ok")  # a text model: no predict()

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bisector.core.search import Search
 from bisector.core.model import Verdict
+from tests.fixtures.histories import ancestors, as_candidates, is_bad
 
 
 @st.composite
@@ -28,22 +29,8 @@ def dags(draw, max_n: int = 60) -> tuple[list[tuple[int, ...]], int]:
     return parents, culprit
 
 
-def ancestry(parents: list[tuple[int, ...]]) -> list[int]:
-    anc = []
-    for i, ps in enumerate(parents):
-        a = 1 << i
-        for p in ps:
-            a |= anc[p]
-        anc.append(a)
-    return anc
-
-
-def as_candidates(parents: list[tuple[int, ...]]) -> dict[str, tuple[str, ...]]:
-    return {f"r{i}": tuple(f"r{p}" for p in parents[i]) for i in range(len(parents) - 1, -1, -1)}
-
-
 def run(parents, culprit, skipped=frozenset()):
-    anc = ancestry(parents)
+    anc = ancestors(parents)
     head = f"r{len(parents) - 1}"
     s = Search(as_candidates(parents), head)
     s.record(head, Verdict.BAD)
@@ -52,7 +39,7 @@ def run(parents, culprit, skipped=frozenset()):
         (rev,) = nxt
         assert rev not in asked, f"asked {rev} twice"
         i = int(rev[1:])
-        v = Verdict.SKIP if i in skipped else Verdict.BAD if anc[i] >> culprit & 1 else Verdict.GOOD
+        v = Verdict.SKIP if i in skipped else Verdict.BAD if is_bad(anc, i, culprit) else Verdict.GOOD
         before = s.remaining()
         s.record(rev, v)
         if v != Verdict.SKIP:
