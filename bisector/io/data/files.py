@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import yaml
+
 from bisector.io.git import git, git_env
 from bisector.io.process import capture, run_process
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -35,20 +39,9 @@ class DataInput:
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML (PyYAML's C loader when present, else ruamel); None when it is not YAML."""
+    """Parse YAML (PyYAML's C loader when it was built with one); None when it is not YAML."""
     try:
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(text, Loader=loader)
-    except ImportError:
-        pass
-    except Exception:
-        return None
-    try:
-        from ruamel.yaml import YAML
-
-        return YAML(typ="safe", pure=True).load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
     except Exception:
         return None
 
