@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bisector.build.run import BuildConfig, BuildResult, run_build
+from bisector.io.workspace import flock
 from bisector.probes.base import ProbeContext
 from bisector.core.model import Verdict
 
@@ -214,8 +215,6 @@ def open_workspace(spec: dict[str, Any]) -> Any:
     Opening holds an flock on `workspace_dir/.lock`: worker processes starting together would
     otherwise run `git worktree add`/`prune` on one repository at once, which races in git.
     """
-    import fcntl
-
     from bisector.run.session import make_workspace
 
     root = Path(spec["workspace_dir"]) / f"w{os.getpid()}"
@@ -225,8 +224,7 @@ def open_workspace(spec: dict[str, Any]) -> Any:
             del _workspaces[key]  # sessions that ended
         ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {})
         root.parent.mkdir(parents=True, exist_ok=True)
-        with open(root.parent / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with flock(root.parent / ".lock"):
             ws.open(spec["rev"])
         _workspaces[str(root)] = ws
     return ws

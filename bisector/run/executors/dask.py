@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from bisector.core.errors import BisectorError, UsageError
 from bisector.io.git import git
+from bisector.io.process import capture, kill_under
+from bisector.io.workspace import flock
 from bisector.run.step import StepOutcome, run_step
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,7 +133,7 @@ class DaskExecutor:
                     pass
         finally:
             self._inflight.clear()
-            kill_steps_under(str(self.workspace_dir))  # workers on this machine
+            kill_under(str(self.workspace_dir))  # workers on this machine
             self._remove_worktrees()
 
     # ---------------------------------------------------------------- steps
@@ -310,9 +311,6 @@ def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: di
     not have is the user's to fix (push it), so that is a UsageError, which stops the session.
     """
     import base64
-    import fcntl
-
-    from bisector.io.process import capture
 
     clone = Path(local["repo"])
     clone.parent.mkdir(parents=True, exist_ok=True)
@@ -320,8 +318,7 @@ def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: di
     def has(r: str) -> bool:
         return capture(["git", "-C", str(clone), "cat-file", "-e", f"{r}^{{commit}}"], cwd=clone).returncode == 0
 
-    with open(f"{clone}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flock(f"{clone}.lock"):
         if not (clone / ".git").is_dir():
             tmp = clone.with_name(clone.name + f".tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -356,8 +353,6 @@ def prepare_worker(spec: dict[str, Any]) -> None:
     at once, which races in git (".git/worktrees/wt/commondir" missing). The lock is an flock
     on `workspace_dir/.lock`, held only while this worker process creates its worktree.
     """
-    import fcntl
-
     from bisector.run import step
     from bisector.probes.registry import make_suite  # noqa: F401 - warm the import run_step needs
     from bisector.run.session import make_workspace
@@ -370,79 +365,25 @@ def prepare_worker(spec: dict[str, Any]) -> None:
     ws = make_workspace(Path(spec["repo"]), workspace_dir / f"w{os.getpid()}")  # run_step's layout
     if not ws.path.exists():
         workspace_dir.mkdir(parents=True, exist_ok=True)
-        with open(workspace_dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with flock(workspace_dir / ".lock"):
             if not ws.path.exists():
                 ws.open(spec["rev"])
 
 
 def stop_worker_steps(spec: dict[str, Any]) -> list[int]:
-    """Runs on each worker (client.run): kill our step processes there (see kill_steps_under)."""
-    return kill_steps_under(worker_spec(spec)["workspace_dir"])
+    """Runs on each worker (client.run): kill our step processes there (see io.process.kill_under)."""
+    return kill_under(worker_spec(spec)["workspace_dir"])
 
 
 def clean_worker(spec: dict[str, Any]) -> None:
     """Runs on each worker (client.run) with `repo_url`: remove the session's worktrees and files there."""
-    import fcntl
-
     local = worker_spec(spec)
     workspace_dir = Path(local["workspace_dir"])
-    kill_steps_under(str(workspace_dir))
+    kill_under(str(workspace_dir))
     clone = Path(local["repo"])
     if workspace_dir.is_dir() and clone.is_dir():
-        with open(workspace_dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with flock(workspace_dir / ".lock"):
             for wt in sorted(workspace_dir.glob("*/wt")):
                 git(clone, "worktree", "remove", "--force", str(wt), check=False)
             git(clone, "worktree", "prune", check=False)
     shutil.rmtree(workspace_dir.parent, ignore_errors=True)  # <cache>/sessions/<id>
-
-
-def kill_steps_under(workspace_dir: str) -> list[int]:
-    """SIGKILL the process groups of every process whose cwd is under `workspace_dir`.
-
-    Runs on each worker (and on the client) when a session stops. Step commands run in their
-    own session (process.run_process), so a group is one step's build or probe tree; that
-    covers steps still running and the orphans of a worker that was killed (PDEATHSIG takes
-    the step's leader, not its grandchildren). The caller's own group is never touched.
-    """
-    root = os.path.realpath(workspace_dir)
-    own = os.getpgrp()
-    killed: list[int] = []
-    for pid, cwd in _process_cwds():
-        if not (cwd == root or cwd.startswith(root + os.sep)):
-            continue
-        try:
-            pgid = os.getpgid(pid)
-            if pgid == own or pgid in killed:
-                continue
-            os.killpg(pgid, signal.SIGKILL)
-            killed.append(pgid)
-        except OSError:
-            pass
-    if killed:
-        time.sleep(0.05)
-    return killed
-
-
-def _process_cwds() -> Iterator[tuple[int, str]]:
-    """(pid, working directory) of the processes we may see: /proc on Linux, else psutil."""
-    if os.path.isdir("/proc/self"):
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                cwd = os.readlink(f"/proc/{name}/cwd")
-            except OSError:
-                continue
-            yield int(name), cwd.removesuffix(" (deleted)")
-        return
-    try:
-        import psutil
-    except ImportError:
-        return
-    for p in psutil.process_iter():
-        try:
-            yield p.pid, os.path.realpath(p.cwd())
-        except (psutil.Error, OSError):
-            continue
