@@ -125,7 +125,7 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
     if not (repo / ".dvc").is_dir() or not result.culprit:
         return
     from bisector.io.data import data_diff, params_diff
-    from bisector.io.git import git
+    from bisector.io.git import parents as git_parents
 
     att = result.attribution
     if att:
@@ -133,7 +133,7 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
             f"{k.replace('_', ' ')} -> {att[k]}" for k in ("parent_code_culprit_data", "culprit_code_parent_data") if k in att
         ) if att.get("tested") else "only the " + att["culprit_is"] + " changed in this commit"
         click.echo(f"\nCulprit is the {att['culprit_is'].upper()} ({how})")
-    parents = git(repo, "rev-list", "--parents", "-n", "1", result.culprit).split()[1:]
+    parents = git_parents(repo, result.culprit)
     if not parents:
         return
     changes = data_diff(repo, parents[0], result.culprit)

@@ -341,10 +341,10 @@ def _posterior(post: Any) -> str:
 
 
 def _first_parent(repo: Path, sha: str) -> str:
-    from bisector.io.git import git
+    from bisector.io.git import parents
 
-    parents = git(repo, "rev-list", "--parents", "-n", "1", sha).split()[1:]
-    return parents[0] if parents else ""
+    found = parents(repo, sha)
+    return found[0] if found else ""
 
 
 def _build(e: Mapping[str, Any]) -> str:

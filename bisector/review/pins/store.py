@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bisector.core.errors import UsageError
-from bisector.io.git import git, git_ok, is_ancestor, repo_root
+from bisector.io.git import Blobs, git, git_ok, is_ancestor, repo_root, show
+from bisector.io.git import parents as git_parents
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -206,9 +207,7 @@ def get_pin(repo: Path, name: str) -> Pin:
 
 # ------------------------------------------------------------ what a revision holds
 def _show(repo: Path, rev: str, path: str) -> str | None:
-    if not git_ok(repo, "cat-file", "-e", f"{rev}:{path}"):
-        return None
-    return git(repo, "show", f"{rev}:{path}")
+    return show(repo, rev, path)
 
 
 def _yaml(text: str, where: str) -> Any:
@@ -402,7 +401,7 @@ def pin_from_session(repo_path: Path, summary: Any, name: str, *, rev: str | Non
     culprit = (summary.end or {}).get("culprit")
     chosen = goods[0]
     if rev is None and culprit:
-        parents = git(repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+        parents = git_parents(repo, culprit)
         chosen = next((e for e in goods if e["commit"] in parents), goods[0])
     elif rev is None:
         chosen = next((e for e in goods if e["role"] == "good-bound"), goods[0])
@@ -476,10 +475,11 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     git(dest, "checkout", "--quiet", "--detach", pin.commit)
     if pin.data_rev:
         # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
-        for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
-            if path.endswith(".dvc") and not path.startswith(".dvc/"):
-                (dest / path).parent.mkdir(parents=True, exist_ok=True)
-                (dest / path).write_text(git(repo, "show", f"{pin.data_rev}:{path}"))
+        with Blobs(repo) as blobs:  # one reader for every .dvc file
+            for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
+                if path.endswith(".dvc") and not path.startswith(".dvc/"):
+                    (dest / path).parent.mkdir(parents=True, exist_ok=True)
+                    (dest / path).write_bytes(blobs.read(pin.data_rev, path) or b"")
     if not (dest / ".dvc").is_dir():
         return Restored(dest, pin.commit, dvc=False)
     from bisector.io.data.dvccli import dvc_env, read_user_config, run_dvc, strip_ansi, write_config_local
