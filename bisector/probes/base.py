@@ -7,6 +7,7 @@ replayed from it), never pickled objects.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol
@@ -29,8 +30,6 @@ class ProbeContext:
 
 def probe_env(ctx: ProbeContext) -> dict[str, str]:
     """The environment of a probe process: ours, the step's extras, and the BISECTOR_* context."""
-    import os
-
     env = dict(os.environ)
     env.update(ctx.env)
     env.update(
