@@ -131,14 +131,14 @@ def commits(repo: Path, shas: Iterable[str]) -> dict[str, CommitMeta]:
     out: dict[str, CommitMeta] = {}
     if not shas:
         return out
-    import gitdb.exc  # comes with gitpython
+    from git.exc import BadName, BadObject  # gitpython: kept out of `bisector --help`
 
     with reader(repo) as r:
         for sha in shas:
             try:
                 c = r.commit(sha)
                 raw = r.odb.stream(c.binsha).read()
-            except (ValueError, gitdb.exc.BadName, gitdb.exc.BadObject) as exc:
+            except (ValueError, BadName, BadObject) as exc:
                 raise GitError(f"git log failed: bad object {sha} ({exc.__class__.__name__})") from None
             out[sha] = _parse_commit(c.hexsha, raw)
     return out
@@ -189,11 +189,11 @@ class Blobs:
 
     def read(self, rev: str, path: str) -> bytes | None:
         """The blob at `rev:path`, or None where that is not a file (missing path or revision)."""
-        import gitdb.exc
+        from git.exc import BadName, BadObject
 
         try:
             obj = self._r.rev_parse(f"{rev}:{path}")
-        except (ValueError, IndexError, KeyError, gitdb.exc.BadName, gitdb.exc.BadObject):
+        except (ValueError, IndexError, KeyError, BadName, BadObject):
             return None
         if obj.type != "blob":
             return None
