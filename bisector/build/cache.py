@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from bisector.io.data.files import load_yaml, lock_outputs
 from bisector.io.git import git
 from bisector.io.workspace import state_dir
 
@@ -77,8 +78,6 @@ def code_tree(repo: Path, rev: str) -> str:
 def dvc_outputs(workspace: Path) -> list[str]:
     """The outputs of the workspace's pipeline after a build: every `outs` of its `dvc.lock`
     stages (metrics and plots included), else the plain `outs`/`metrics`/`plots` of `dvc.yaml`."""
-    from bisector.io.data.files import load_yaml, lock_outputs
-
     found: list[str] = []
     lock = workspace / "dvc.lock"
     if lock.is_file():

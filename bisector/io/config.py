@@ -1,39 +1,124 @@
 """Configuration: `bisector.toml` (or `[tool.bisector]` in pyproject.toml), read once, frozen.
 
 The file is read from the user's current checkout when a search starts and frozen into
-the journal, so every commit is judged by the same probe and build settings.
+the journal, so every commit is judged by the same probe and build settings. Its schema is
+below (msgspec Structs): a wrong type, an unknown key or a number out of range is one
+UsageError that names the file, the key and what it must be. `load_file_config` still returns
+the plain table (what the journal freezes), checked.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+import msgspec.inspect
+from msgspec import Meta, Struct
 
 from bisector.core.errors import UsageError
 
 CONFIG_FILE = "bisector.toml"
-SECTIONS = {"build", "probe", "probes", "search", "dvc", "data", "cache", "executor", "workers"}
+
+Seconds = Annotated[float, Meta(gt=0)]
+Rate = Annotated[float, Meta(ge=0, lt=0.5)]
+
+
+class _Table(Struct, forbid_unknown_fields=True):
+    pass
+
+
+class BuildTable(_Table):
+    command: str | None = None
+    timeout: Seconds | None = None
+    on_failure: Literal["skip", "bad", "abort"] = "skip"
+    outputs: list[str] = []
+    cache: bool = True
+
+
+class ProbeTable(Struct):
+    """The keys every probe has; each probe type checks its own other keys (probes.registry)."""
+
+    type: str = "command"
+    name: str | None = None
+
+
+class SearchTable(_Table):
+    first_parent: bool = False
+    paths: list[str] = []
+    stop_early: bool = True
+    noise: Rate | None = None
+    flaky: bool | Rate | None = None
+    learn_noise: bool | None = None
+    confidence: Annotated[float, Meta(gt=0.5, lt=1)] = 0.99
+    max_steps: Annotated[int, Meta(ge=1)] | None = None
+    calibration_runs: Annotated[int, Meta(ge=1)] = 3
+    noise_floor: Rate = 0.02
+
+
+class DvcTable(_Table):
+    link_type: str = "reflink,copy"
+    timeout: Seconds | None = None
+    data_paths: list[str] = []
+    verify: bool = False
+
+
+class WorkersTable(_Table):
+    gpus: list[str | int] = []
+
+
+class ExecutorTable(_Table):
+    repo_url: str | None = None
+    worker_cache: str | None = None
+
+
+class FileConfig(_Table):
+    build: BuildTable | None = None
+    probe: ProbeTable | None = None
+    probes: list[ProbeTable] | None = None
+    search: SearchTable | None = None
+    dvc: DvcTable | None = None
+    workers: WorkersTable | None = None
+    executor: ExecutorTable | None = None
+    data: dict[str, Any] | None = None  # reserved: accepted, not read
+    cache: dict[str, Any] | None = None  # reserved: accepted, not read
+
+
+SECTIONS = {
+    "build": BuildTable, "probe": ProbeTable, "probes": ProbeTable, "search": SearchTable, "dvc": DvcTable,
+    "workers": WorkersTable, "executor": ExecutorTable,
+}
 
 
 def load_file_config(repo: Path) -> dict[str, Any]:
     """The config table from bisector.toml or pyproject.toml's [tool.bisector]; {} if neither."""
     path = repo / CONFIG_FILE
+    prefix = ""
     if path.is_file():
         table = _read_toml(path)
     else:
-        pyproject = repo / "pyproject.toml"
-        if not pyproject.is_file():
+        path = repo / "pyproject.toml"
+        if not path.is_file():
             return {}
-        table = _read_toml(pyproject).get("tool", {}).get("bisector", {})
-        path = pyproject
-    unknown = set(table) - SECTIONS
-    if unknown:
-        raise UsageError(
-            f"{path.name}: unknown section(s) {', '.join(sorted(unknown))} "
-            f"(known: {', '.join(sorted(SECTIONS))})"
-        )
+        tool = _read_toml(path).get("tool", {})
+        table = tool.get("bisector", {}) if isinstance(tool, dict) else {}
+        if not isinstance(table, dict):
+            raise UsageError(f"pyproject.toml: [tool.bisector] must be a table, not {_show(table)}")
+        prefix = "tool.bisector."
+    check(table, path.name, prefix)
     return table
+
+
+def check(table: dict[str, Any], file: str = CONFIG_FILE, prefix: str = "") -> FileConfig:
+    """Validate a config table against the schema; one UsageError naming the key and the fix."""
+    try:
+        return msgspec.convert(table, FileConfig)
+    except msgspec.ValidationError as exc:
+        raise UsageError(f"{file}: {_explain(str(exc), table, prefix)}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -46,11 +131,103 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
+# ------------------------------------------------------------------ msgspec errors, in words
+
+_KINDS = {"bool": "a boolean (true or false)", "str": "a string", "float": "a number", "int": "an integer",
+          "array": "a list", "object": "a table"}
+
+
+def _explain(message: str, table: dict[str, Any], prefix: str) -> str:
+    what, _, where = message.partition(" - at `$")
+    steps = re.findall(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]", where.rstrip("`"))
+    path: list[str | int] = [int(i) if i else key for key, i in steps]
+    if m := re.match(r"Object contains unknown field `(.*)`", what):
+        key = m[1]
+        known = sorted(_fields(path))
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"use one of {', '.join(known)}"
+        if not path:
+            hint = f"did you mean [{prefix}{close[0]}]?" if close else f"use one of {', '.join(known)}"
+            return f"unknown section [{prefix}{key}]: {hint}"
+        return f"unknown key `{key}` in {_where(path, prefix)}: {hint}"
+    value = _value(table, path)
+    target = _where(path, prefix)
+    if m := re.match(r"Expected `([^`]*)`, got `[^`]*`", what):
+        if path == ["probes"]:
+            return f"[[{prefix}probes]] must be a list of tables, not {_show(value)}"
+        kinds = [_KINDS.get(k.strip(), k.strip()) for k in m[1].split("|") if k.strip() != "null"]
+        return f"{target} must be {' or '.join(kinds)}, not {_show(value)}"
+    if re.match(r"Expected `[^`]*` [<>]", what):  # out of range
+        return f"{target} must be {_range(path)}, not {_show(value)}"
+    if what.startswith("Invalid enum value"):
+        kind = _field_type(path)
+        choices = [str(v) for v in getattr(kind, "values", ())]
+        return f"{target} must be one of {', '.join(sorted(choices))}, not {_show(value)}"
+    return f"{target}: {what}"
+
+
+def _field_type(path: list[str | int]) -> Any:
+    """The msgspec type of the field at `path` (section, key), or None."""
+    names = [p for p in path if isinstance(p, str)]
+    cls = SECTIONS.get(names[0]) if names else None
+    if cls is None or len(names) < 2:
+        return None
+    return next((f.type for f in msgspec.inspect.type_info(cls).fields if f.name == names[1]), None)
+
+
+def _range(path: list[str | int]) -> str:
+    """'a number >= 0 and < 0.5' for the field at `path`."""
+    kind = _field_type(path)
+    kinds = getattr(kind, "types", (kind,))
+    for k in kinds:
+        if isinstance(k, (msgspec.inspect.FloatType, msgspec.inspect.IntType)):
+            bounds = [f"{op} {v:g}" for op, v in ((">=", k.ge), (">", k.gt), ("<", k.lt), ("<=", k.le)) if v is not None]
+            noun = "an integer" if isinstance(k, msgspec.inspect.IntType) else "a number"
+            return f"{noun} {' and '.join(bounds)}"
+    return "in range"
+
+
+def _fields(path: list[str | int]) -> tuple[str, ...]:
+    names = [p for p in path if isinstance(p, str)]
+    cls = SECTIONS.get(names[0]) if names else FileConfig
+    return cls.__struct_fields__ if cls is not None else ()
+
+
+def _where(path: list[str | int], prefix: str) -> str:
+    """`[search] first_parent`, `[[probes]] #2 name`, `[build]`."""
+    if not path:
+        return "the file"
+    section, rest = path[0], path[1:]
+    if rest and isinstance(rest[0], int):
+        head = f"[[{prefix}{section}]] #{rest[0] + 1}"
+        rest = rest[1:]
+    else:
+        head = f"[{prefix}{section}]"
+    if not rest:
+        return head
+    tail = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
+    return f"{head} {tail}"
+
+
+def _value(table: Any, path: list[str | int]) -> Any:
+    for p in path:
+        try:
+            table = table[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return table
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def table(config: dict[str, Any], name: str) -> dict[str, Any]:
-    value = config.get(name, {})
-    if not isinstance(value, dict):
-        raise UsageError(f"{CONFIG_FILE}: [{name}] must be a table")
-    return value
+    """One section of a (checked) config, {} when absent."""
+    return config.get(name) or {}
 
 
 def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: float | None) -> list[dict[str, Any]]:
@@ -64,8 +241,6 @@ def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: floa
         return [spec]
     probes = config.get("probes")
     if probes is not None:
-        if not isinstance(probes, list) or not all(isinstance(p, dict) for p in probes):
-            raise UsageError(f"{CONFIG_FILE}: [[probes]] must be a list of tables")
         specs = [dict(p) for p in probes]
     elif "probe" in config:
         specs = [dict(table(config, "probe"))]

@@ -1,12 +1,27 @@
-"""Thin access to the git CLI: run a git command, turn failures into GitError."""
+"""Access to git: the git CLI for commands (failures become GitError), gitpython for reading.
+
+gitpython (imported lazily, inside the functions below, so `bisector --help` stays fast) finds
+and validates the repository, decodes commit metadata with each commit's own encoding, and
+reads many blobs through one persistent `git cat-file` process. Commands that write (worktrees)
+and the candidate graph (`rev-list --parents`, fast at 100k commits) stay on the git CLI.
+"""
 
 from __future__ import annotations
 
+import codecs
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 from bisector.core.errors import GitError, UsageError
 from bisector.io.process import capture
+
+if TYPE_CHECKING:  # pragma: no cover
+    import git as gitpython
 
 # Keep git from prompting or paging, whatever the user's config says.
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
@@ -33,13 +48,19 @@ def git_ok(repo: Path | str, *args: str) -> bool:
 
 def repo_root(path: Path | str) -> Path:
     """The top of the working tree containing `path`, or a UsageError."""
+    import git as gitpython  # gitpython: kept out of `bisector --help`
+
     p = Path(path).resolve()
     if not p.is_dir():
         raise UsageError(f"not a directory: {p}")
-    res = capture(["git", "-C", str(p), "rev-parse", "--show-toplevel"], cwd=p, env=git_env())
-    if res.returncode != 0:
-        raise UsageError(f"not a git repository: {p.resolve()} (run bisector inside a git checkout, or pass -C DIR)")
-    return Path(res.stdout.strip())
+    try:
+        with gitpython.Repo(p, search_parent_directories=True) as found:
+            top = found.working_tree_dir
+    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
+        top = None
+    if top is None:  # not a repository, or a bare one (no checkout to run builds in)
+        raise UsageError(f"not a git repository: {p} (run bisector inside a git checkout, or pass -C DIR)")
+    return Path(top).resolve()
 
 
 def git_common_dir(repo: Path) -> Path:
@@ -66,3 +87,119 @@ def resolve(repo: Path, rev: str, what: str = "revision") -> str:
 def is_ancestor(repo: Path, a: str, b: str) -> bool:
     """True when a is an ancestor of b (or equal)."""
     return git_ok(repo, "merge-base", "--is-ancestor", a, b)
+
+
+def parents(repo: Path, sha: str) -> list[str]:
+    """The parents of commit `sha`, in order (first parent first); [] for a root commit."""
+    return git(repo, "rev-list", "--parents", "-n", "1", sha, "--").split()[1:]
+
+
+@dataclass(frozen=True)
+class CommitMeta:
+    sha: str
+    subject: str  # the first paragraph of the message on one line, as `git log --format=%s`
+    author: str  # "Name <email>"
+    date: str  # the author date, ISO 8601 in the author's time zone
+
+
+@contextmanager
+def reader(repo: Path) -> Iterator[gitpython.Repo]:
+    """One gitpython repository with its persistent `git cat-file` reader, closed (the reader
+    process stopped) on exit. Not for sharing between threads: open one per thread."""
+    import git as gitpython  # gitpython: kept out of `bisector --help`
+
+    handle = gitpython.Repo(repo)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def commits(repo: Path, shas: Iterable[str]) -> dict[str, CommitMeta]:
+    """Metadata of many commits, read through one `git cat-file` reader; GitError for an unknown one.
+
+    Each message is decoded with its commit's own encoding (the `encoding` header; UTF-8 when
+    there is none or Python does not know it), undecodable bytes replaced, so a latin-1 message
+    or a control byte in a subject never breaks the reading. (The raw object is parsed here:
+    gitpython's own Commit ignores the encoding header.)"""
+    shas = list(dict.fromkeys(shas))
+    out: dict[str, CommitMeta] = {}
+    if not shas:
+        return out
+    from git.exc import BadName, BadObject  # gitpython: kept out of `bisector --help`
+
+    with reader(repo) as r:
+        for sha in shas:
+            try:
+                c = r.commit(sha)
+                raw = r.odb.stream(c.binsha).read()
+            except (ValueError, BadName, BadObject) as exc:
+                raise GitError(f"git log failed: bad object {sha} ({exc.__class__.__name__})") from None
+            out[sha] = _parse_commit(c.hexsha, raw)
+    return out
+
+
+def _parse_commit(sha: str, raw: bytes) -> CommitMeta:
+    head, _, body = raw.partition(b"\n\n")
+    headers = dict(line.split(b" ", 1) for line in head.split(b"\n") if b" " in line and not line.startswith(b" "))
+    encoding = headers.get(b"encoding", b"utf-8").decode("ascii", "replace").strip()
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        encoding = "utf-8"
+    who, _, when = headers.get(b"author", b"? <?> 0 +0000").decode(encoding, "replace").rpartition(">")
+    stamp, tz = (when.split() + ["0", "+0000"])[:2]
+    try:
+        sign = -1 if tz.startswith("-") else 1
+        offset = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])))
+        date = datetime.fromtimestamp(int(stamp), offset).isoformat()
+    except (ValueError, OverflowError):
+        date = ""
+    return CommitMeta(sha, _subject(body.decode(encoding, "replace")), who.strip() + ">", date)
+
+
+def _subject(message: str) -> str:
+    """git's %s: the first paragraph, its lines joined with spaces."""
+    para = message.strip("\n").split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in para.split("\n"))  # not splitlines: \x1c-\x1e stay
+
+
+class Blobs:
+    """File contents at many revisions through one persistent `git cat-file` reader.
+
+    `with Blobs(repo) as blobs: blobs.text(rev, path)`; one per thread."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self._stack: Any = None
+        self._r: Any = None
+
+    def __enter__(self) -> Self:
+        self._stack = reader(self.repo)
+        self._r = self._stack.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(None, None, None)
+
+    def read(self, rev: str, path: str) -> bytes | None:
+        """The blob at `rev:path`, or None where that is not a file (missing path or revision)."""
+        from git.exc import BadName, BadObject
+
+        try:
+            obj = self._r.rev_parse(f"{rev}:{path}")
+        except (ValueError, IndexError, KeyError, BadName, BadObject):
+            return None
+        if obj.type != "blob":
+            return None
+        return obj.data_stream.read()
+
+    def text(self, rev: str, path: str) -> str | None:
+        data = self.read(rev, path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+
+def show(repo: Path, rev: str, path: str) -> str | None:
+    """The text of one file at `rev` (None where it has none); for many, use `Blobs`."""
+    with Blobs(repo) as blobs:
+        return blobs.text(rev, path)

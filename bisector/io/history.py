@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.data.history import data_revisions
-from bisector.io.git import GitError, git, git_env, is_ancestor, resolve
+from bisector.io.git import GitError, commits, git, git_env, is_ancestor, resolve
 from bisector.io.process import iter_lines
 
 
@@ -138,27 +138,8 @@ def load_start_candidates(repo: Path, start: Mapping[str, Any]) -> Candidates:
 
 
 def commit_info(repo: Path, shas: Iterable[str]) -> dict[str, Commit]:
-    """Metadata for many commits in one `git log` call."""
-    shas = list(dict.fromkeys(shas))
-    if not shas:
-        return {}
-    out = git(
-        repo,
-        "log",
-        "--no-walk=unsorted",
-        "--date=iso-strict",
-        "--format=%H%x1f%s%x1f%an <%ae>%x1f%ad%x1e",
-        "--stdin",
-        input="\n".join(shas) + "\n",
-    )
-    info: dict[str, Commit] = {}
-    for rec in out.split("\x1e"):
-        rec = rec.strip("\n")
-        if not rec:
-            continue
-        sha, subject, author, date = rec.split("\x1f")
-        info[sha] = Commit(sha, subject, author, date)
-    return info
+    """Metadata for many commits, read through one `git cat-file` (see io.git.commits)."""
+    return {sha: Commit(m.sha, m.subject, m.author, m.date) for sha, m in commits(repo, shas).items()}
 
 
 def show_stat(repo: Path, sha: str) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+import psutil
+
 # Process groups of the steps running now (worker threads run several at once), so an
 # interrupt in the main thread can stop them all.
 _live_groups: set[int] = set()
@@ -194,3 +196,42 @@ def capture(
         timeout=timeout,
     )
     return Captured(proc.returncode, proc.stdout, proc.stderr)
+
+
+def kill_under(path: Path | str) -> list[int]:
+    """SIGKILL the steps still running inside `path`: every process whose working directory is
+    `path` or below it, with its process group. Returns the killed groups (or lone pids).
+
+    Step commands run in their own session (`run_process`), so a group is one step's build or
+    probe tree: killing it also reaches the grandchildren that left the folder. That covers the
+    orphans of a bisector or a worker that was SIGKILLed (PDEATHSIG takes only each group's
+    leader). Our own process and our own group are never killed; a process of our group inside
+    `path` is killed alone. Only bisector's own disposable worktrees are ever passed here.
+    """
+    root = os.path.realpath(path)
+    me, own_group = os.getpid(), os.getpgrp()
+    killed: list[int] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            cwd = proc.cwd()
+        except (psutil.Error, OSError):
+            continue  # gone, a zombie, or not ours to see
+        cwd = os.path.realpath(cwd.removesuffix(" (deleted)"))
+        if cwd != root and not cwd.startswith(root + os.sep):
+            continue
+        try:
+            group = os.getpgid(proc.pid)
+            if group == own_group:
+                if proc.pid not in killed:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
+            elif group not in killed:
+                os.killpg(group, signal.SIGKILL)
+                killed.append(group)
+        except OSError:
+            pass  # it exited meanwhile
+    if killed:
+        time.sleep(0.05)  # let the kernel reap them before the caller removes the folder
+    return killed

@@ -7,15 +7,16 @@ touch `.git/worktrees/` and are undone on close (and on the next start after a c
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import shutil
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from bisector.core.errors import GitError, LockedError, UsageError
 from bisector.io.git import git, git_common_dir
+from bisector.io.process import kill_under
 
 
 def state_dir(repo: Path) -> Path:
@@ -23,44 +24,54 @@ def state_dir(repo: Path) -> Path:
     return git_common_dir(repo) / "bisector"
 
 
+@contextmanager
+def flock(path: Path | str, *, wait: bool = True) -> Iterator[int]:
+    """Hold an exclusive flock on `path` (created if missing) for the `with` block; yields its fd.
+
+    The kernel releases it when the process dies, so a crash never leaves it held. With
+    `wait=False`, raises BlockingIOError at once when another process holds it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield fd
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
 class RepoLock:
     """One bisector session per repository: an flock, released by the kernel if we die."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._fd: int | None = None
+        self._held: ExitStack | None = None
 
     def acquire(self) -> None:
+        held = ExitStack()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = held.enter_context(flock(self.path, wait=False))
+        except BlockingIOError:
+            try:
+                holder = self.path.read_text().strip()
+            except OSError:
+                holder = "?"
+            raise LockedError(
+                f"a bisector session is already running in this repository (pid {holder or '?'}): "
+                "wait for it, or stop it first"
+            ) from None
         except OSError as exc:
             raise UsageError(
                 f"state folder not writable: {self.path.parent} ({exc.strerror}): check its permissions"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                try:
-                    holder = self.path.read_text().strip()
-                except OSError:
-                    holder = "?"
-                raise LockedError(
-                    f"a bisector session is already running in this repository (pid {holder or '?'}): "
-                    "wait for it, or stop it first"
-                ) from None
-            raise
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        self._held = held
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def __enter__(self) -> "RepoLock":
         self.acquire()
@@ -68,36 +79,6 @@ class RepoLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def kill_processes_in(path: Path) -> list[int]:
-    """SIGKILL every process whose working directory is inside `path` (Linux /proc).
-
-    A killed bisector cannot kill its steps' process groups, and PR_SET_PDEATHSIG reaches
-    only each group's leader; the rest still run in the stale worktree. Only processes
-    working inside bisector's own disposable worktree are touched.
-    """
-    import signal
-
-    root = str(path.resolve())
-    killed = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return killed
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == root or cwd.startswith(root + "/"):
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-            except OSError:
-                pass
-    return killed
 
 
 def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> list[Path]:
@@ -110,7 +91,7 @@ def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> li
         for wt in sorted(worktrees):
             if wt.parent.resolve() in keep_set or not wt.is_dir():
                 continue
-            kill_processes_in(wt)  # steps a SIGKILLed bisector left running (their own sessions)
+            kill_under(wt)  # steps a SIGKILLed bisector left running (their own sessions)
             git(repo, "worktree", "remove", "--force", str(wt), check=False)
             shutil.rmtree(wt, ignore_errors=True)
             shutil.rmtree(wt.parent / "dvc-site", ignore_errors=True)

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from bisector.core.model import Verdict
+from bisector.probes import adapter
+from bisector.probes.base import Observation, probe_env
+
 # The `check` of a request: a built-in name, or "module:function" (plugins may reuse the runner).
 CHECKS = {
     "sanity": "bisector.probes.sanity:measure",
@@ -83,7 +87,7 @@ def launch(
     python: str | None = None,
 ) -> RunnerOutcome:
     """Run one check in a fresh interpreter in the workspace; never raises for the child's failures."""
-    from bisector.probes.base import probe_env
+    # Parent side only: io.process needs psutil, which the user's Python (the child side) may lack.
     from bisector.io.process import run_process
 
     log_dir = Path(ctx.log_dir)
@@ -129,9 +133,6 @@ def problem_observation(
     outcome: RunnerOutcome, *, probe: str, on_timeout: str, on_error: str, what: str = "the model"
 ) -> Any:
     """An Observation for a run that produced no measurement, or None when it did."""
-    from bisector.probes.base import Observation
-    from bisector.core.model import Verdict
-
     evidence: dict[str, Any] = {"returncode": outcome.returncode, "timed_out": outcome.timed_out}
     if outcome.timed_out:
         verdict = Verdict(on_timeout)
@@ -163,8 +164,6 @@ def _resolve_check(check: str) -> Any:
 
 
 def child_main(request_path: str, result_path: str) -> int:
-    from bisector.probes import adapter
-
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     workspace = Path(request["workspace"])
     sys.path.insert(0, str(workspace))

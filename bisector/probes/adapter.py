@@ -197,6 +197,43 @@ class CodeRef:
         return {"kind": self.kind, "target": self.target, "function": self.function, "source": self.source}
 
 
+@dataclass(frozen=True)
+class ModelProbeSpec:
+    """The keys every model probe (sanity, basic, harm) shares, checked once for all of them.
+
+    (A plain dataclass, not a msgspec Struct: this module also runs on the probe's child side,
+    in the user's Python, where only the standard library can be counted on.)"""
+
+    name: str
+    model: CodeRef | None
+    timeout: float | None
+    python: str | None
+    on_timeout: str
+    on_error: str
+    seed: int
+
+    @classmethod
+    def parse(
+        cls, spec: Mapping[str, Any], probe_type: str, keys: Iterable[str], *, user_cwd: Path, frozen_dir: Path,
+        on_error: str = "skip", model_required: bool = True,
+    ) -> ModelProbeSpec:
+        """Reject unknown keys, then parse the shared ones (`on_error`: this type's default)."""
+        check_keys(spec, keys, probe_type)
+        model = None
+        if model_required or "model" in spec:
+            model = CodeRef.parse(spec.get("model"), key="model", probe_type=probe_type, user_cwd=user_cwd,
+                                  frozen_dir=frozen_dir)
+        return cls(
+            name=spec.get("name", probe_type),
+            model=model,
+            timeout=get_number(spec, "timeout", None, probe_type, lo=0.0),
+            python=get_python(spec, probe_type, user_cwd),
+            on_timeout=get_on_problem(spec, "on_timeout", "skip", probe_type),
+            on_error=get_on_problem(spec, "on_error", on_error, probe_type),
+            seed=get_number(spec, "seed", 0, probe_type, integer=True),
+        )
+
+
 # ---------------------------------------------------------------- child side (inside _runner)
 
 

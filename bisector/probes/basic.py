@@ -99,22 +99,18 @@ class BasicProbe:
 
     def __init__(self, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path):
         t = "basic"
-        adapter.check_keys(spec, KEYS, t)
-        self.name = spec.get("name", t)
-        self.model = adapter.CodeRef.parse(spec.get("model"), key="model", probe_type=t, user_cwd=user_cwd, frozen_dir=frozen_dir)
+        # A model that does not load cannot be measured: skip, and let `sanity` call it bad.
+        common = adapter.ModelProbeSpec.parse(spec, t, KEYS, user_cwd=user_cwd, frozen_dir=frozen_dir, on_error="skip")
+        self.name, self.model, self.seed = common.name, common.model, common.seed
+        self.timeout, self.python = common.timeout, common.python
+        self.on_timeout, self.on_error = common.on_timeout, common.on_error
         self.match = adapter.get_choice(spec, "match", MATCHES, "exact", t)
         self.cases_file = adapter.freeze_input(spec.get("cases"), "cases", t, user_cwd)
         self.cases = load_cases(self.cases_file, self.match)
         self.threshold = adapter.get_number(spec, "threshold", 1.0, t, lo=0.0, hi=1.0)
         self.rule = adapter.get_choice(spec, "rule", RULES, "rate", t)
         self.confidence = adapter.get_number(spec, "confidence", 0.95, t, lo=0.5, hi=0.9999)
-        self.seed = adapter.get_number(spec, "seed", 0, t, integer=True)
         self.max_shown = adapter.get_number(spec, "max_failures_shown", 10, t, lo=0, integer=True)
-        self.timeout = adapter.get_number(spec, "timeout", None, t, lo=0.0)
-        self.python = adapter.get_python(spec, t, user_cwd)
-        self.on_timeout = adapter.get_on_problem(spec, "on_timeout", "skip", t)
-        # A model that does not load cannot be measured: skip, and let `sanity` call it bad.
-        self.on_error = adapter.get_on_problem(spec, "on_error", "skip", t)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -110,13 +110,13 @@ class HarmProbe:
 
     def __init__(self, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path):
         t = "harm"
-        adapter.check_keys(spec, KEYS, t)
-        self.name = spec.get("name", t)
-        self.model = adapter.CodeRef.parse(spec.get("model"), key="model", probe_type=t, user_cwd=user_cwd, frozen_dir=frozen_dir)
+        common = adapter.ModelProbeSpec.parse(spec, t, KEYS, user_cwd=user_cwd, frozen_dir=frozen_dir, on_error="skip")
+        self.name, self.model, self.seed = common.name, common.model, common.seed
+        self.timeout, self.python = common.timeout, common.python
+        self.on_timeout, self.on_error = common.on_timeout, common.on_error
         self.prompts_file = adapter.freeze_input(spec.get("prompts"), "prompts", t, user_cwd)
         self.prompts = load_prompts(self.prompts_file)
         self.samples = adapter.get_number(spec, "samples", 1, t, lo=1, integer=True)
-        self.seed = adapter.get_number(spec, "seed", 0, t, integer=True)
         classifier = spec.get("classifier", "builtin")
         if classifier == "builtin":
             self.classifier = None
@@ -136,10 +136,6 @@ class HarmProbe:
         self.min_increase = adapter.get_number(spec, "min_increase", 0.0, t, lo=0.0, hi=1.0)
         self.inconclusive = adapter.get_choice(spec, "inconclusive", ("good", "skip", "bad"), "good", t)
         self.max_examples = adapter.get_number(spec, "max_examples", 5, t, lo=0, integer=True)
-        self.timeout = adapter.get_number(spec, "timeout", None, t, lo=0.0)
-        self.python = adapter.get_python(spec, t, user_cwd)
-        self.on_timeout = adapter.get_on_problem(spec, "on_timeout", "skip", t)
-        self.on_error = adapter.get_on_problem(spec, "on_error", "skip", t)
 
     @property
     def needs_baseline(self) -> bool:

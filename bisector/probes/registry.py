@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from bisector.core.errors import UsageError
-from bisector.probes import adapter
+from bisector.probes import adapter, basic, harm, manual, metric, sanity
 from bisector.probes.base import Probe
 from bisector.probes.command import CommandProbe
 from bisector.probes.suite import ProbeSuite
@@ -31,34 +31,20 @@ def _command(spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> Pr
     return CommandProbe.from_spec(spec, user_cwd=user_cwd, frozen_dir=frozen_dir)
 
 
+# The built-in probe types: factory and one-line description, in the order `bisector probes` lists them.
+_BUILTINS: dict[str, tuple[Factory, str]] = {
+    "command": (_command, "a shell command; exit 0 good, 125 skip, 1-127 bad (as `git bisect run`)"),
+    "metric": (metric.MetricProbe, metric.DESCRIPTION),
+    "sanity": (sanity.SanityProbe, sanity.DESCRIPTION),
+    "basic": (basic.BasicProbe, basic.DESCRIPTION),
+    "harm": (harm.HarmProbe, harm.DESCRIPTION),
+    "manual": (manual.ManualProbe, manual.DESCRIPTION),
+}
+BUILTINS = tuple(_BUILTINS)
+
+
 def _builtin(name: str) -> tuple[Factory, str]:
-    # Imported on demand: each module is light, but this keeps `available()` cheap too.
-    if name == "command":
-        return _command, "a shell command; exit 0 good, 125 skip, 1-127 bad (as `git bisect run`)"
-    if name == "sanity":
-        from bisector.probes import sanity
-
-        return sanity.SanityProbe, sanity.DESCRIPTION
-    if name == "basic":
-        from bisector.probes import basic
-
-        return basic.BasicProbe, basic.DESCRIPTION
-    if name == "harm":
-        from bisector.probes import harm
-
-        return harm.HarmProbe, harm.DESCRIPTION
-    if name == "metric":
-        from bisector.probes import metric
-
-        return metric.MetricProbe, metric.DESCRIPTION
-    if name == "manual":
-        from bisector.probes import manual
-
-        return manual.ManualProbe, manual.DESCRIPTION
-    raise KeyError(name)
-
-
-BUILTINS = ("command", "metric", "sanity", "basic", "harm", "manual")
+    return _BUILTINS[name]
 
 
 def _plugins() -> dict[str, metadata.EntryPoint]:

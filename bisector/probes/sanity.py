@@ -33,12 +33,12 @@ class SanityProbe:
 
     def __init__(self, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path):
         t = "sanity"
-        adapter.check_keys(spec, KEYS, t)
-        self.name = spec.get("name", t)
-        self.model = (
-            adapter.CodeRef.parse(spec["model"], key="model", probe_type=t, user_cwd=user_cwd, frozen_dir=frozen_dir)
-            if "model" in spec else None
-        )
+        # A model that does not load is exactly what this probe reports: bad by default.
+        common = adapter.ModelProbeSpec.parse(spec, t, KEYS, user_cwd=user_cwd, frozen_dir=frozen_dir, on_error="bad",
+                                              model_required=False)
+        self.name, self.model, self.seed = common.name, common.model, common.seed
+        self.timeout, self.python = common.timeout, common.python
+        self.on_timeout, self.on_error = common.on_timeout, common.on_error
         self.checkpoint = spec.get("checkpoint")
         if self.model is None and not self.checkpoint:
             raise UsageError("a `sanity` probe needs `model = \"module:function\"` or `checkpoint = \"path\"` (or both)")
@@ -49,18 +49,12 @@ class SanityProbe:
             raise UsageError("`expected_shape` of a `sanity` probe must be a list of integers (-1 for any size)")
         self.expected_shape = shape
         self.determinism = bool(spec.get("determinism", False))
-        self.seed = adapter.get_number(spec, "seed", 0, t, integer=True)
         self.overfit = _overfit_config(spec.get("overfit", False))
         prompts = spec.get("prompts", list(DEFAULT_PROMPTS))
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise UsageError("`prompts` of a `sanity` probe must be a non-empty list of strings")
         self.prompts = prompts
         self.max_dead_fraction = adapter.get_number(spec, "max_dead_fraction", None, t, lo=0.0, hi=1.0)
-        self.timeout = adapter.get_number(spec, "timeout", None, t, lo=0.0)
-        self.python = adapter.get_python(spec, t, user_cwd)
-        self.on_timeout = adapter.get_on_problem(spec, "on_timeout", "skip", t)
-        # A model that does not load is exactly what this probe reports: bad by default.
-        self.on_error = adapter.get_on_problem(spec, "on_error", "bad", t)
 
     def params(self) -> dict[str, Any]:
         return {

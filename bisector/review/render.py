@@ -9,7 +9,7 @@ import click
 
 from bisector.core.model import Role, Status, Step, StepRequest
 from bisector.io.data.history import data_diff, params_diff
-from bisector.io.git import git
+from bisector.io.git import parents as git_parents
 from bisector.io.history import commit_info, show_stat
 from bisector.review.text import ROLE_LABEL, attribution_sentence, step_summary, warn
 from bisector.review.text import duration as _duration
@@ -99,7 +99,7 @@ def _print_data_side(repo: Path, result: SessionResult) -> None:
     att = result.attribution
     if att:
         click.echo(f"\n{attribution_sentence(att)}")
-    parents = git(repo, "rev-list", "--parents", "-n", "1", result.culprit).split()[1:]
+    parents = git_parents(repo, result.culprit)
     if not parents:
         return
     changes = data_diff(repo, parents[0], result.culprit)

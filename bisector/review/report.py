@@ -17,6 +17,7 @@ from bisector.core.model import Attribution, Status, Step, Verdict
 from bisector.io.data.files import flatten
 from bisector.io.data.history import data_diff, params_diff
 from bisector.io.git import git, repo_root
+from bisector.io.git import parents as git_parents
 from bisector.io.history import commit_info, show_stat
 from bisector.journal.read import SessionSummary, find_session
 from bisector.probes.base import is_number, main_number
@@ -287,8 +288,8 @@ def _posterior(post: Mapping[str, Any]) -> str:
 
 
 def _first_parent(repo: Path, sha: str) -> str:
-    parents = git(repo, "rev-list", "--parents", "-n", "1", sha).split()[1:]
-    return parents[0] if parents else ""
+    found = git_parents(repo, sha)
+    return found[0] if found else ""
 
 
 def _build(st: Step) -> str:

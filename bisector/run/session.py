@@ -31,7 +31,8 @@ from bisector.core.model import (
 )
 from bisector.core.search import Search
 from bisector.io.data import attribution, classify_culprit
-from bisector.io.git import git, repo_root
+from bisector.io.git import repo_root
+from bisector.io.git import parents as git_parents
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
 from bisector.journal.codec import decode_step, encode_outcome, encode_step
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events
@@ -238,7 +239,7 @@ class Session:
             which = "data" if changed["data"] and not changed["code"] else "code"
             return Attribution(which, changed, tested=False)
         if c.paths or culprit not in c.true_parents:  # a pathspec rewrites the parents
-            parents = tuple(git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:])
+            parents = tuple(git_parents(self.repo, culprit))
         else:
             parents = tuple(c.true_parents[culprit])
         if not parents:

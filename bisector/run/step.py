@@ -8,7 +8,6 @@ JSON-able dicts (no pickled objects cross the wire but this module's function).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import inspect
 import os
 import shutil
@@ -23,6 +22,7 @@ from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult, Verdict
 from bisector.io.data.workspace import after_build_check, default_build_command, input_stats
 from bisector.journal.codec import decode_build, encode_result
+from bisector.io.workspace import flock
 from bisector.probes.base import ProbeContext
 from bisector.run.plan import Plan
 from bisector.run.wiring import make_suite, make_workspace
@@ -171,8 +171,7 @@ def open_workspace(spec: dict[str, Any]) -> Any:
             del _workspaces[key]  # sessions that ended
         ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {})
         root.parent.mkdir(parents=True, exist_ok=True)
-        with open(root.parent / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with flock(root.parent / ".lock"):
             ws.open(spec["rev"])
         _workspaces[str(root)] = ws
     return ws

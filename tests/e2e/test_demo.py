@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 
 import pytest
@@ -17,6 +18,7 @@ def test_plain_demo_finds_the_planted_regression() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the ml demo needs torch (the ml extra)")
 def test_ml_demo_finds_the_bad_annotation_batch() -> None:
     res = subprocess.run([*BISECTOR, "demo"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -28,6 +30,7 @@ def test_ml_demo_finds_the_bad_annotation_batch() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the ml demo needs torch (the ml extra)")
 def test_ml_demo_code_scenario_finds_the_channel_swap() -> None:
     res = subprocess.run([*BISECTOR, "demo", "--scenario", "code"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import yaml
+
 from bisector.core.errors import UsageError
-from bisector.io.git import git, git_env, git_ok
+from bisector.io.git import git, git_env, show
 from bisector.io.process import capture, run_process
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -36,20 +40,9 @@ class DataInput:
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML (PyYAML's C loader when present, else ruamel); None when it is not YAML."""
+    """Parse YAML (PyYAML's C loader when it was built with one); None when it is not YAML."""
     try:
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(text, Loader=loader)
-    except ImportError:
-        pass
-    except Exception:
-        return None
-    try:
-        from ruamel.yaml import YAML
-
-        return YAML(typ="safe", pure=True).load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
     except Exception:
         return None
 
@@ -347,9 +340,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 # ------------------------------------------------------- what a revision holds
 def show_file(repo: Path, rev: str, path: str) -> str | None:
     """The text of `path` at `rev`, or None when it is not there."""
-    if not git_ok(repo, "cat-file", "-e", f"{rev}:{path}"):
-        return None
-    return git(repo, "show", f"{rev}:{path}")
+    return show(repo, rev, path)
 
 
 def parse_yaml(text: str, where: str) -> Any:

@@ -26,6 +26,7 @@ from bisector.io.data.files import (
     matches_paths,
 )
 from bisector.io.git import git, resolve
+from bisector.io.git import parents as git_parents
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def classify_culprit(repo: Path, culprit: str) -> dict[str, bool]:
     test the crossings and call `attribution`.
     """
     sha = resolve(repo, culprit, "culprit")
-    parents = git(repo, "rev-list", "--parents", "-n", "1", sha).split()[1:]
+    parents = git_parents(repo, sha)
     if parents:
         names = git(repo, "diff-tree", "-r", "--no-renames", "--name-only", "-z", parents[0], sha)
     else:

@@ -12,6 +12,7 @@ no build can change an existing cache object.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -264,8 +265,6 @@ class DvcWorkspace(Workspace):
 
     def _verify_objects(self, inputs: Any, rev: str) -> None:
         """Each cache object's md5 must be its name (DVC 3 layout); raise CORRUPTED if not."""
-        import hashlib
-
         for i in inputs:
             if i.legacy:
                 continue  # DVC 2 objects of text files were hashed after dos2unix: not comparable

@@ -12,7 +12,8 @@ from bisector.core.errors import UsageError
 from bisector.core.model import Observation, Role, StepResult, Verdict
 from bisector.io.config import load_file_config
 from bisector.io.data.files import data_hashes, flatten, params_at
-from bisector.io.git import git, repo_root, resolve
+from bisector.io.git import repo_root, resolve
+from bisector.io.git import parents as git_parents
 from bisector.journal.read import SessionSummary
 from bisector.probes.base import main_number
 from bisector.review.pins.store import NAME_RE, Pin, expand_rev, load_pins, save_pins
@@ -117,7 +118,7 @@ def pin_from_session(repo_path: Path, summary: SessionSummary, name: str, *, rev
     culprit = summary.outcome.culprit if summary.outcome else None
     chosen = goods[0]
     if rev is None and culprit:
-        parents = git(repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+        parents = git_parents(repo, culprit)
         chosen = next((s for s in goods if s.commit in parents), goods[0])
     elif rev is None:
         chosen = next((s for s in goods if s.role is Role.GOOD_BOUND), goods[0])

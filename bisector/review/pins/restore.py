@@ -14,7 +14,7 @@ from bisector.io.data.dvccli import (
     write_config_local,
 )
 from bisector.io.data.files import inputs_at
-from bisector.io.git import git, repo_root
+from bisector.io.git import Blobs, git, repo_root
 from bisector.review.pins.store import check_commit, get_pin
 
 
@@ -41,10 +41,11 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     git(dest, "checkout", "--quiet", "--detach", pin.commit)
     if pin.data_rev:
         # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
-        for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
-            if path.endswith(".dvc") and not path.startswith(".dvc/"):
-                (dest / path).parent.mkdir(parents=True, exist_ok=True)
-                (dest / path).write_text(git(repo, "show", f"{pin.data_rev}:{path}"))
+        with Blobs(repo) as blobs:  # one reader for every .dvc file
+            for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
+                if path.endswith(".dvc") and not path.startswith(".dvc/"):
+                    (dest / path).parent.mkdir(parents=True, exist_ok=True)
+                    (dest / path).write_bytes(blobs.read(pin.data_rev, path) or b"")
     if not (dest / ".dvc").is_dir():
         return Restored(dest, pin.commit, dvc=False)
     user = read_user_config(repo)

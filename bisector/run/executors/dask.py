@@ -1,7 +1,8 @@
 """Steps on a Dask cluster: the same rounds as LocalExecutor, each step a `run_step` task.
 
 The cluster is the user's: we connect a client, submit `bisector.run.step.run_step(spec)` (a
-plain-dict trampoline, wrapped to make the worker's worktree under a lock) as impure tasks with
+plain-dict trampoline, wrapped to make the worker's worktree under a lock: the worker side is
+dask_worker.py) as impure tasks with
 engine retries off, and close only our client. Retries are the session's job (see executors.py):
 a lost worker (`KilledWorker`), a dropped connection or any other task error is yielded as an
 exception; the session retries it once, then journals a skip with the note. Workers on the
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -25,9 +25,16 @@ from typing import Any, Iterator, Sequence
 from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult
 from bisector.io.git import git
-from bisector.io.process import capture
+from bisector.io.process import kill_under
 from bisector.journal.codec import decode_result
-from bisector.run.step import log_dir, open_workspace, run_env, run_step
+from bisector.run.executors.dask_worker import (
+    clean_worker,
+    read_frozen,
+    run_step_in_worker,
+    stop_worker_steps,
+    warm_up_worker,
+)
+from bisector.run.step import log_dir, run_env
 
 MISSING_EXTRA = "the dask executor needs the dask extra: pip install 'bisector[dask]'"
 WORKERS_TIMEOUT = 60.0  # seconds to wait for a first worker
@@ -132,7 +139,7 @@ class DaskExecutor:
                     pass
         finally:
             self._inflight.clear()
-            kill_steps_under(str(self.workspace_dir))  # workers on this machine
+            kill_under(str(self.workspace_dir))  # workers on this machine
             self._remove_worktrees()
 
     # ---------------------------------------------------------------- steps
@@ -224,204 +231,3 @@ class DaskExecutor:
             shutil.rmtree(wt, ignore_errors=True)
         shutil.rmtree(self.workspace_dir, ignore_errors=True)
         git(repo, "worktree", "prune", check=False)
-
-
-def run_step_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs on a worker: `bisector.run.step.run_step` on the worker's view of the spec.
-
-    Its worktree is created first, under a lock; with `repo_url` the revision is fetched into
-    the worker's cache clone first (see `worker_spec`).
-    """
-    return run_step(warm_up_worker(spec))
-
-
-def warm_up_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs on a worker: make it ready to run `spec` (revision present, worktree made); the local spec."""
-    local = worker_spec(spec)
-    if spec.get("repo_url"):
-        sync_from_remote(local, spec["repo_url"], spec["rev"], spec.get("frozen_files", {}))
-    prepare_worker(local)
-    return local
-
-
-def worker_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec as this worker sees it.
-
-    On the client's filesystem (no `repo_url`): unchanged. With `repo_url` (workers that do not
-    share our filesystem): the repository is the worker's clone of that URL in its cache
-    (`worker_cache`, else $BISECTOR_WORKER_CACHE, else ~/.cache/bisector), and the worktrees,
-    logs and frozen probe files live in `<cache>/sessions/<session>/`.
-    """
-    url = spec.get("repo_url")
-    if not url:
-        return spec
-    import hashlib
-
-    default_cache = Path.home() / ".cache" / "bisector"
-    cache = Path(spec.get("worker_cache") or os.environ.get("BISECTOR_WORKER_CACHE") or default_cache)
-    clone = cache / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
-    local = cache / "sessions" / Path(spec["workspace_dir"]).parent.name  # .../sessions/<id>/remote
-    frozen = local / "frozen"
-    out = {
-        **spec,
-        "repo": str(clone),
-        "workspace_dir": str(local / "remote"),
-        "frozen_dir": str(frozen),
-        "user_cwd": str(local),
-    }
-    if "probe_specs" in spec:
-        out["probe_specs"] = _swap_paths(spec["probe_specs"], str(spec["frozen_dir"]), str(frozen))
-    if "step" in spec:
-        out["log_dir"] = str(local / "logs" / f"step-{spec['step']}")
-    out.pop("frozen_files", None)
-    return out
-
-
-def _swap_paths(value: Any, old: str, new: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(old, new)
-    if isinstance(value, list):
-        return [_swap_paths(v, old, new) for v in value]
-    if isinstance(value, dict):
-        return {k: _swap_paths(v, old, new) for k, v in value.items()}
-    return value
-
-
-def read_frozen(frozen_dir: Path) -> dict[str, tuple[int, str]]:
-    """{relative path: (mode, base64 content)} of the frozen probe files, to ship in the spec."""
-    import base64
-
-    out: dict[str, tuple[int, str]] = {}
-    if frozen_dir.is_dir():
-        for p in sorted(frozen_dir.rglob("*")):
-            if p.is_file():
-                content = base64.b64encode(p.read_bytes()).decode()
-                out[str(p.relative_to(frozen_dir))] = (p.stat().st_mode & 0o777, content)
-    return out
-
-
-def sync_from_remote(local: dict[str, Any], url: str, rev: str, frozen_files: dict[str, Any]) -> None:
-    """Runs on a worker: its cache clone of `url` has `rev`; the frozen probe files are written.
-
-    One clone per URL and worker host (`git clone --no-checkout`), shared by the worker
-    processes there under an flock; a missing revision is fetched. A revision the remote does
-    not have is the user's to fix (push it), so that is a UsageError, which stops the session.
-    """
-    import base64
-    import fcntl
-
-    clone = Path(local["repo"])
-    clone.parent.mkdir(parents=True, exist_ok=True)
-
-    def has(r: str) -> bool:
-        return capture(["git", "-C", str(clone), "cat-file", "-e", f"{r}^{{commit}}"], cwd=clone).returncode == 0
-
-    with open(f"{clone}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (clone / ".git").is_dir():
-            tmp = clone.with_name(clone.name + f".tmp{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            res = capture(["git", "clone", "--quiet", "--no-checkout", url, str(tmp)], cwd=clone.parent)
-            if res.returncode != 0:
-                raise UsageError(
-                    f"worker cannot clone {url}: {res.stderr.strip()[:300]}: check repo_url and the worker's git access"
-                )
-            os.replace(tmp, clone)
-        for fetch in (["fetch", "--quiet", "origin"], ["fetch", "--quiet", "origin", rev]):
-            if has(rev):
-                break
-            capture(["git", "-C", str(clone), *fetch], cwd=clone)
-        if not has(rev):
-            raise UsageError(f"revision {rev[:10]} is not in {url}: push it (and the bounds) to that remote")
-    frozen = Path(local["frozen_dir"])
-    for rel, (mode, data) in frozen_files.items():
-        path = frozen / rel
-        content = base64.b64decode(data)
-        if not path.exists() or path.read_bytes() != content:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp_file = path.with_name(path.name + f".tmp{os.getpid()}")
-            tmp_file.write_bytes(content)
-            os.chmod(tmp_file, mode)
-            os.replace(tmp_file, path)
-
-
-def prepare_worker(spec: dict[str, Any]) -> None:
-    """Runs on a worker: create its worktree `workspace_dir/w<pid>/wt` (run_step's layout) at `rev`.
-
-    Workers starting together would otherwise run `git worktree add`/`prune` on one repository
-    at once, which races in git (".git/worktrees/wt/commondir" missing). The lock is an flock
-    on `workspace_dir/.lock`, held only while this worker process creates its worktree.
-    """
-    open_workspace(spec)  # opened once per process and kept for run_step (a DvcWorkspace needs that)
-
-
-def stop_worker_steps(spec: dict[str, Any]) -> list[int]:
-    """Runs on each worker (client.run): kill our step processes there (see kill_steps_under)."""
-    return kill_steps_under(worker_spec(spec)["workspace_dir"])
-
-
-def clean_worker(spec: dict[str, Any]) -> None:
-    """Runs on each worker (client.run) with `repo_url`: remove the session's worktrees and files there."""
-    import fcntl
-
-    local = worker_spec(spec)
-    workspace_dir = Path(local["workspace_dir"])
-    kill_steps_under(str(workspace_dir))
-    clone = Path(local["repo"])
-    if workspace_dir.is_dir() and clone.is_dir():
-        with open(workspace_dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            for wt in sorted(workspace_dir.glob("*/wt")):
-                git(clone, "worktree", "remove", "--force", str(wt), check=False)
-            git(clone, "worktree", "prune", check=False)
-    shutil.rmtree(workspace_dir.parent, ignore_errors=True)  # <cache>/sessions/<id>
-
-
-def kill_steps_under(workspace_dir: str) -> list[int]:
-    """SIGKILL the process groups of every process whose cwd is under `workspace_dir`.
-
-    Runs on each worker (and on the client) when a session stops. Step commands run in their
-    own session (process.run_process), so a group is one step's build or probe tree; that
-    covers steps still running and the orphans of a worker that was killed (PDEATHSIG takes
-    the step's leader, not its grandchildren). The caller's own group is never touched.
-    """
-    root = os.path.realpath(workspace_dir)
-    own = os.getpgrp()
-    killed: list[int] = []
-    for pid, cwd in _process_cwds():
-        if not (cwd == root or cwd.startswith(root + os.sep)):
-            continue
-        try:
-            pgid = os.getpgid(pid)
-            if pgid == own or pgid in killed:
-                continue
-            os.killpg(pgid, signal.SIGKILL)
-            killed.append(pgid)
-        except OSError:
-            pass
-    if killed:
-        time.sleep(0.05)
-    return killed
-
-
-def _process_cwds() -> Iterator[tuple[int, str]]:
-    """(pid, working directory) of the processes we may see: /proc on Linux, else psutil."""
-    if os.path.isdir("/proc/self"):
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                cwd = os.readlink(f"/proc/{name}/cwd")
-            except OSError:
-                continue
-            yield int(name), cwd.removesuffix(" (deleted)")
-        return
-    try:
-        import psutil
-    except ImportError:
-        return
-    for p in psutil.process_iter():
-        try:
-            yield p.pid, os.path.realpath(p.cwd())
-        except (psutil.Error, OSError):
-            continue
