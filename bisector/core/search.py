@@ -288,7 +288,6 @@ class Search:
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         """The k most likely suspects with their probabilities (ties: the newest first)."""
-        st = self._state()
         return [(self._dag.revs[i], p) for p, i in self._ranked(k)]
 
     def _top(self) -> tuple[float, int]:

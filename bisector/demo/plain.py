@@ -17,6 +17,12 @@ from pathlib import Path
 
 import click
 
+from bisector.demo.ml import CULPRIT as ML_CULPRIT
+from bisector.demo.ml import make_ml_demo_repo
+from bisector.review.render import CliHandler, print_result
+from bisector.review.tables import render_journal
+from bisector.run.session import RunOptions, Session
+
 N_COMMITS = 40
 CULPRIT = 27  # 1-based index of the commit that swaps the channels
 
@@ -142,10 +148,6 @@ def run_demo(keep: bool = False, plain: bool = False, scenario: str = "data") ->
     The default is the ML project (DVC data, torch model, metric probe, code-vs-data
     attribution); `plain` is the git-only project (a build command and a command probe).
     """
-    from bisector.review.render import CliHandler, print_result
-    from bisector.review.tables import render_journal
-    from bisector.run.session import RunOptions, Session
-
     root = Path(tempfile.mkdtemp(prefix="bisector-demo-"))
     try:
         if plain:
@@ -154,8 +156,6 @@ def run_demo(keep: bool = False, plain: bool = False, scenario: str = "data") ->
             click.echo(f"Demo project: {repo} ({len(shas)} commits; one of them breaks the model)")
             click.echo(f"$ bisector run --good {shas[0][:10]} --bad main   (build and probe from bisector.toml)\n")
         else:
-            from bisector.demo.ml import CULPRIT as ML_CULPRIT, make_ml_demo_repo
-
             click.echo("Creating the demo project (git + DVC data + a torch model)...", err=True)
             repo, shas = make_ml_demo_repo(root, scenario=scenario)
             culprit = shas[ML_CULPRIT - 1]

@@ -345,8 +345,6 @@ def show_file(repo: Path, rev: str, path: str) -> str | None:
 
 def parse_yaml(text: str, where: str) -> Any:
     """YAML that must parse: a one-line UsageError naming `where` otherwise."""
-    import yaml  # installed with dvc; imported here to keep the CLI start fast
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
