@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bisector.core.errors import UsageError
+from bisector.io.env import EnvSettings
 from bisector.io.process import run_process
 
 ON_FAILURE = ("skip", "bad", "abort")
@@ -20,6 +21,7 @@ class BuildConfig:
     on_failure: str = "skip"  # what a failed or timed-out build means for the step
     outputs: tuple[str, ...] = ()  # files the build makes, for the build cache (DVC: dvc.lock outs)
     cache: bool = True  # restore outputs of an identical earlier build instead of rebuilding
+    env: EnvSettings | None = None  # [env]: each revision's own environment (None: bisector's)
 
     def __post_init__(self) -> None:
         if self.on_failure not in ON_FAILURE:
@@ -32,12 +34,17 @@ class BuildConfig:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["outputs"] = list(self.outputs)
+        if self.env is None or not self.env.active:
+            d.pop("env")  # as before environments existed: old journals compare equal
+        else:
+            d["env"] = self.env.to_json()
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "BuildConfig":
         d = dict(d)
         d["outputs"] = tuple(d.get("outputs", ()))
+        d["env"] = EnvSettings.from_json(d["env"]) if d.get("env") else None
         return cls(**d)
 
 

@@ -90,6 +90,8 @@ def main(verbose: bool) -> None:
 @click.option("--data-rev", metavar="REV", help="Keep the DVC data of REV fixed while the code moves.")
 @click.option("--attribute", is_flag=True, help="Always test code-vs-data crossings at the culprit.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every step, even when an identical build is cached.")
+@click.option("--env", "env_mode", type=click.Choice(["none", "uv", "command"]),
+              help="Build and probe each revision in its own environment (uv: from its uv.lock; see docs/env.md).")
 @click.option("--from", "reuse_from", metavar="SESSION",
               help="Reuse the observations of a past session that still hold (same code, data and probe).")
 @click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
@@ -99,7 +101,7 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         build: str | None, build_timeout: float | None, on_failure: str | None, first_parent: bool,
         jobs: int, executor: str | None, noise: float | None, flaky: float | None, learn_noise: bool | None,
         confidence: float | None, max_steps: int | None, axis: str, code_rev: str | None, data_rev: str | None,
-        attribute: bool, no_cache: bool, reuse_from: str | None, pin_good: str | None,
+        attribute: bool, no_cache: bool, env_mode: str | None, reuse_from: str | None, pin_good: str | None,
         paths: tuple[str, ...]) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
@@ -150,6 +152,7 @@ def run(repo: str, goods: tuple[str, ...], bad: str | None, probe: str | None, p
         data_rev=data_rev,
         attribute=attribute,
         no_cache=no_cache,
+        env=env_mode,
         reuse_from=reuse_from,
     )
     session = Session(opts, CliHandler())

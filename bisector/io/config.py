@@ -13,7 +13,7 @@ from typing import Any
 from bisector.core.errors import UsageError
 
 CONFIG_FILE = "bisector.toml"
-SECTIONS = {"build", "probe", "probes", "search", "dvc", "data", "cache", "executor", "workers"}
+SECTIONS = {"build", "probe", "probes", "search", "dvc", "data", "cache", "executor", "workers", "env"}
 
 
 def load_file_config(repo: Path) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class RunOptions:
     data_rev: str | None = None
     attribute: bool = False  # test the crossings even when the culprit changed only code or data
     reuse_from: str | None = None  # a past session whose still-valid observations are reused
+    env: str | None = None  # each revision's own environment: none | uv | command (over [env] mode)
 
 
 def environment() -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from bisector.build.run import BuildConfig
 from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.env import EnvSettings, describe_cache, env_changed
 from bisector.core.errors import BisectorError, BoundsError, ContradictionError, ProbeAbort, UsageError
 from bisector.io.git import git, repo_root
 from bisector.io.history import Candidates, load_candidates
@@ -126,6 +127,7 @@ class Session:
             on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
             outputs=tuple(build_table.get("outputs", ())),
             cache=bool(build_table.get("cache", True)) and not opts.no_cache,
+            env=EnvSettings.from_table(table(config, "env"), opts.env),
         )
         specs = probe_specs(config, opts.probe, opts.probe_timeout)
         stop_early = bool(search_table.get("stop_early", True))
@@ -228,6 +230,8 @@ class Session:
         self.journal_path = journal_dir(self.repo) / f"{self.session_id}.jsonl"
         cfg = start["config"]
         self.build_config = BuildConfig.from_json(cfg["build"])
+        if self.build_config.env is not None and self.build_config.env.active:
+            self.handler.on_message(describe_cache(self.repo, self.build_config.env))
         frozen_dir = self.repo / JOURNAL_DIR / "frozen"
         self.suite = self.suite_factory(cfg["probe_specs"], Path(os.getcwd()), frozen_dir, cfg["stop_early"])
         if resumed and self.suite.config() != cfg["probes"]:
@@ -459,6 +463,11 @@ class Session:
     def _attribute(self, culprit: str) -> dict[str, Any] | None:
         """Code, data or both? When the culprit commit changed both (or when asked), test the
         crossings: parent code + culprit data, and culprit code + parent data."""
+        env = self.build_config.env
+        if env is not None and env.active and self.axis == "code":
+            att = self._attribute_env(culprit, env)
+            if att is not None:
+                return att
         if self.axis != "code" or self.pinned_data_rev or not (self.repo / ".dvc").is_dir():
             return None
         from bisector.io.data import attribution, classify_culprit
@@ -480,6 +489,27 @@ class Session:
         which = attribution(verdicts["parent_code_culprit_data"], verdicts["culprit_code_parent_data"])
         return {"culprit_is": which, "changed": changed, "tested": True,
                 **{name: v.value for name, v in verdicts.items()}}
+
+    def _attribute_env(self, culprit: str, env: EnvSettings) -> dict[str, Any] | None:
+        """When the culprit changed its environment: culprit code with the parent's environment."""
+        parents = git(self.repo, "rev-list", "--parents", "-n", "1", culprit).split()[1:]
+        if not parents:
+            return None
+        changed = env_changed(self.repo, parents[0], culprit, env)
+        if not changed["environment"]:
+            return None
+        if not changed["code"]:
+            att: dict[str, Any] = {"culprit_is": "environment", "changed": changed, "tested": False}
+            self.handler.on_message(f"Culprit is the ENVIRONMENT: {culprit[:10]} changed only its lock inputs")
+            return att
+        rec = next((r for r in self.records if r.role == "crossing" and r.commit == culprit
+                    and ((r.build.get("data") or {}).get("env") or {}).get("from_rev") == parents[0]), None)
+        if rec is None:
+            rec = self._round([(culprit, "crossing", culprit, self.pinned_data_rev, parents[0])])[0]
+        which = {Verdict.GOOD: "environment", Verdict.BAD: "code"}.get(rec.verdict, "unknown")
+        self.handler.on_message(f"Culprit is the {which.upper()} (tested: {culprit[:10]} code with the environment "
+                                f"of {parents[0][:10]} -> {rec.verdict.value})")
+        return {"culprit_is": which, "changed": changed, "tested": True, "culprit_code_parent_env": rec.verdict.value}
 
     def _set_baselines(self) -> None:
         good = self.candidates.goods[0]
@@ -585,7 +615,8 @@ class Session:
         left, est, secs = self._estimate()
         for item in todo:
             key, role = item[0], item[1]
-            if len(item) == 4:
+            env_rev = item[4] if len(item) == 5 else None  # a crossing with another commit's environment
+            if len(item) >= 4:
                 rev, data_rev = item[2], item[3]  # an explicit (code, data) pair: a crossing
             elif self.axis == "data":
                 rev, data_rev = self.code_rev, key
@@ -595,12 +626,13 @@ class Session:
             self._next_step += 1
             roles[n] = role
             label = f"{rev[:10]} code + {data_rev[:10]} data" if role == "crossing" and data_rev else key
+            label = f"{rev[:10]} code + {env_rev[:10]} environment" if env_rev else label
             self.handler.on_step_start(n, label, role, left, est, secs)
             runs = 1 + sum(1 for r in self.records if r.role != "crossing" and self._key(r) == key)
             # A repeat (noisy search) of a suite that answers the same on the same build must
             # rebuild: the new build (a new training run) is the new sample.
             fresh = runs > 1 and not getattr(self.suite, "repeatable", True)
-            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev, runs, fresh))
+            requests.append(StepRequest(rev, n, self.session_dir / "logs" / f"step-{n}", data_rev, runs, fresh, env_rev))
         records = []
         if self.reusable:
             requests = self._reuse(requests, roles, records)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bisector.build.run import BuildConfig, BuildResult, run_build
+from bisector.io.env import prepare_env
+from bisector.io.envcache import EnvError
 from bisector.journal.codec import encode_observation
 from bisector.probes.base import ProbeContext
 from bisector.core.model import Verdict
@@ -72,6 +74,7 @@ def execute_step(
     data_rev: str | None = None,
     env: dict[str, str] | None = None,
     cache: Any = None,
+    env_rev: str | None = None,
 ) -> StepOutcome:
     """Checkout (code + data), build (or restore from the build cache), probe.
 
@@ -79,6 +82,8 @@ def execute_step(
     `step_info`; `suite` offers `run(ctx) -> SuiteResult`; `cache` is a BuildCache or None.
     Data that cannot be had makes the step a skip whose note says which file, which
     revision and why. A failed build maps to `build_config.on_failure` (abort: ABORT).
+    With `build_config.env`, the revision's own environment (that of `env_rev`, when given)
+    is restored into the workspace first; one that cannot be built is a skip.
     """
     from bisector.core.errors import BisectorError
 
@@ -98,7 +103,16 @@ def execute_step(
             observations=[], duration=time.monotonic() - t0, data_rev=data_rev, worker=worker_name(),
             notes=[str(exc)],
         )
-    step_env = {**workspace.env(), **(env or {})}
+    try:
+        env_vars, env_info = prepare_env(workspace.path, build_config.env, log_dir,
+                                         repo=getattr(workspace, "repo", None), env_rev=env_rev)
+    except EnvError as exc:
+        return StepOutcome(
+            commit=rev, verdict=Verdict.SKIP, build={"status": "no-env", "data": {"env": exc.info}},
+            observations=[], duration=time.monotonic() - t0, data_rev=data_rev, worker=worker_name(),
+            notes=[str(exc)],
+        )
+    step_env = {**workspace.env(), **env_vars, **(env or {})}
     command = build_config.command
     if command is None and getattr(workspace, "is_dvc", False):
         from bisector.io.data.workspace import default_build_command
@@ -111,10 +125,12 @@ def execute_step(
         from bisector.io.data.workspace import input_stats
 
         stats_before = input_stats(workspace)
-    build = _build(workspace, config, rev, log_dir, step_env, cache)
+    build = _build(workspace, config, rev, log_dir, step_env, cache, env_info.get("key"))
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
         build_json["data"] = workspace.step_info
+    if env_info:
+        build_json["data"] = {**build_json.get("data", {}), "env": env_info}
     if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached":
         from bisector.io.data.workspace import after_build_check
 
@@ -147,7 +163,8 @@ def execute_step(
     )
 
 
-def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: dict[str, str], cache: Any) -> BuildResult:
+def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: dict[str, str], cache: Any,
+           env_key: str | None = None) -> BuildResult:
     """Run the build, or restore an identical earlier build's outputs from the cache."""
     if not config.command:
         return BuildResult("none")
@@ -156,7 +173,10 @@ def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: di
         from bisector.build.cache import step_key
 
         data = {p: getattr(i, "hash", str(i)) for p, i in workspace.inputs().items()}
-        key = step_key(workspace.repo, rev, data, config.command, {"outputs": list(config.outputs)})
+        extra: dict[str, Any] = {"outputs": list(config.outputs)}
+        if env_key:
+            extra["env"] = env_key  # built with another environment: another build
+        key = step_key(workspace.repo, rev, data, config.command, extra)
         if cache.lookup(key):
             t0 = time.monotonic()
             restored = cache.restore(key, workspace.path)

@@ -28,6 +28,7 @@ class StepRequest:
     data_rev: str | None = None
     run: int = 1  # the how-manieth run at this revision (noisy searches repeat)
     fresh_build: bool = False  # rebuild even if cached: a repeat whose sample is the build itself
+    env_rev: str | None = None  # build and probe with this commit's environment (a crossing)
 
     def env(self) -> dict[str, str]:
         """Context for the probe of a repeated run (a seeded probe can draw a new sample)."""
@@ -81,7 +82,7 @@ class LocalExecutor:
             env = {**(self.slot_env[slot % len(self.slot_env)] if self.slot_env else {}), **req.env()}
             outcome = execute_step(
                 self.workspaces[slot], self.suite, self.build_config, req.rev, req.step, req.log_dir, req.data_rev, env,
-                cache=None if req.fresh_build else self.cache,
+                cache=None if req.fresh_build else self.cache, env_rev=req.env_rev,
             )
             outcome.worker = f"local-{slot}"
             return outcome
