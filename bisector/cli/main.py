@@ -208,24 +208,30 @@ def reset(repo: str) -> None:
 @click.option("--max-size", type=click.FloatRange(min=0), metavar="MB", help="With --prune: keep at most MB, least recently used go first.")
 @_handle_errors
 def cache(repo: str, prune: bool, older_than: float | None, max_size: float | None) -> None:
-    """Show (or prune) the build cache: outputs of earlier builds, restored instead of rebuilding."""
+    """Show (or prune) the build cache and the environment cache (builds and environments
+    of earlier steps, restored instead of rebuilt)."""
     import time as _time
 
     from tabulate import tabulate
 
     from bisector.build.cache import BuildCache
+    from bisector.io.envcache import EnvCache
     from bisector.io.git import repo_root
 
     bc = BuildCache.for_repo(repo_root(Path(repo)))
+    ec = EnvCache.for_repo(repo_root(Path(repo)))
     if prune:
         if older_than is None and max_size is None:
             max_size = 0.0  # no limit given: remove everything
-        dropped = bc.prune(
-            older_than=older_than * 86400 if older_than is not None else None,
-            max_bytes=int(max_size * 1e6) if max_size is not None else None,
-        )
+        limits = {"older_than": older_than * 86400 if older_than is not None else None,
+                  "max_bytes": int(max_size * 1e6) if max_size is not None else None}
+        dropped = bc.prune(**limits)
         click.echo(f"Removed {len(dropped)} entries ({sum(e.size for e in dropped) / 1e6:.1f} MB).")
+        envs = ec.prune(**limits)  # the limits apply to each cache on its own
+        if envs:
+            click.echo(f"Removed {len(envs)} environments ({sum(e.size for e in envs) / 1e6:.1f} MB).")
         return
+    _show_envs(ec)
     entries = bc.entries()
     if not entries:
         click.echo(f"The build cache is empty ({bc.root}).")
@@ -241,6 +247,22 @@ def cache(repo: str, prune: bool, older_than: float | None, max_size: float | No
     ]
     click.echo(tabulate(rows, headers="keys"))
     click.echo(f"\n{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {bc.root}")
+
+
+def _show_envs(ec: Any) -> None:
+    """The environment cache's table (nothing when it was never used)."""
+    import time as _time
+
+    from tabulate import tabulate
+
+    envs = ec.entries()
+    if not envs:
+        return
+    rows = [{"environment": e.key[:12], "size MB": f"{e.size / 1e6:.1f}", "kind": e.kind, "python": e.python,
+             "packages": e.packages, "last used": _time.strftime("%Y-%m-%d %H:%M", _time.localtime(e.last_used))}
+            for e in reversed(envs)]
+    click.echo(tabulate(rows, headers="keys"))
+    click.echo(f"\n{len(envs)} environments, {sum(e.size for e in envs) / 1e6:.1f} MB in {ec.root}\n")
 
 
 @main.command()

@@ -21,6 +21,7 @@ from bisector.io.workspace import Workspace, state_dir
 from bisector.journal.read import read_events
 from bisector.run.session import Handler, RunOptions, Session
 from bisector.run.step import execute_step
+from tests.fixtures.cli import bisector
 from tests.fixtures.envrepos import env_history, lock, pyproject, tinydep_wheels, unpacked
 from tests.fixtures.repos import GitRepo
 
@@ -118,6 +119,19 @@ def test_environments_are_built_once_per_lock_across_searches_and_workers(
     third, _ = bisect(clone, monkeypatch, h.shas[0], env="uv", jobs=2)
     envs = env_of_steps(third)
     assert third.culprit == h.shas[7] and sum(e["built"] for e in envs) == len({e["key"] for e in envs}) == 2
+
+
+def test_the_cli_runs_with_env_uv_and_the_cache_command_shows_and_prunes_environments(repo: GitRepo) -> None:
+    h = env_history(repo, 6, bump_at=2, culprit_at=4)
+    run = bisector(repo.path, "run", "--env", "uv", "--good", h.shas[0], "--bad", "main", "--probe", "python check.py")
+    assert run.returncode == 0, run.stderr
+    assert "Environments: uv " in run.stdout + run.stderr and h.shas[4][:10] in run.stdout
+    shown = bisector(repo.path, "cache")
+    assert shown.returncode == 0 and "2 environments" in shown.stdout and "uv.lock" in shown.stdout
+    pruned = bisector(repo.path, "cache", "--prune")
+    assert "Removed 2 environments" in pruned.stdout and EnvCache.for_repo(repo.path).entries() == []
+    bad = bisector(repo.path, "run", "--env", "conda", "--good", h.shas[0], "--bad", "main")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 def test_a_lock_that_cannot_be_synced_is_a_skip_with_the_resolvers_message(repo: GitRepo, tmp_path: Path) -> None:
