@@ -125,7 +125,8 @@ def uv_version(settings: EnvSettings | None = None) -> str | None:
         out = capture([uv, "--version"], cwd=".", timeout=30)
     except OSError:
         return None
-    return out.stdout.strip().removeprefix("uv ") or None
+    words = out.stdout.split()
+    return words[1] if len(words) > 1 and words[0] == "uv" else None
 
 
 # ------------------------------------------------------------------------- keys

@@ -218,6 +218,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
         spec["step"],
         Path(spec["log_dir"]),
         data_rev=spec.get("data_rev"),
+        env_rev=spec.get("env_rev"),
         env=spec.get("env") or None,
         cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) and not spec.get("fresh_build") else None,
     )

@@ -143,6 +143,7 @@ class DaskExecutor:
             "step": req.step,
             "log_dir": str(req.log_dir),
             "data_rev": req.data_rev,
+            "env_rev": req.env_rev,
             "env": {**self.spec_base.get("env", {}), **req.env()},
             "fresh_build": req.fresh_build,
         }
