@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bisector.io.env import EnvSettings, prepare_env, uv_version  # noqa: E402
-from bisector.io.envcache import EnvCache, _link_tree, _size  # noqa: E402
-from tests.fixtures.envrepos import lock, pyproject, tinydep_wheels  # noqa: E402
-from tests.fixtures.repos import GitRepo  # noqa: E402
+from bisector.io.env import EnvSettings, prepare_env, uv_version
+from bisector.io.envcache import EnvCache, _link_tree, _size
+from tests.fixtures.envrepos import lock, pyproject, tinydep_wheels
+from tests.fixtures.repos import GitRepo
 
 
 def bench_restore(venv: Path, work: Path, runs: int) -> None:

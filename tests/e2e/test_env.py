@@ -16,13 +16,18 @@ import pytest
 
 from bisector.build.run import BuildConfig
 from bisector.io.env import EnvSettings, prepare_env, uv_binary
-from bisector.io.envcache import EnvCache, EnvError
+from bisector.io.envcache import EnvCache
 from bisector.io.workspace import Workspace, state_dir
 from bisector.journal.read import read_events
 from bisector.run.session import Handler, RunOptions, Session
 from bisector.run.step import execute_step
 from tests.fixtures.cli import bisector
-from tests.fixtures.envrepos import env_history, lock, pyproject, tinydep_wheels, unpacked
+from tests.fixtures.envrepos import (
+    env_history,
+    pyproject,
+    tinydep_wheels,
+    unpacked,
+)
 from tests.fixtures.repos import GitRepo
 
 pytestmark = pytest.mark.skipif(uv_binary() is None, reason="uv is not installed (the `env` extra)")
@@ -67,7 +72,7 @@ def test_env_uv_finds_the_code_culprit_across_a_dependency_bump(repo: GitRepo, m
     keys = {e["key"] for e in envs}
     assert len(keys) == 2 and sum(e["built"] for e in envs) == 2  # one resolver run per distinct lock
     # The culprit changed code only: no environment attribution.
-    assert not (result.attribution or {}).get("culprit_is") == "environment"
+    assert result.attribution is None
 
 
 def test_without_env_the_bump_is_blamed(repo: GitRepo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -87,7 +92,7 @@ def test_a_lock_only_bump_is_found_and_attributed_to_the_environment(repo: GitRe
     assert att["culprit_is"] == "environment" and att["tested"] is False
     assert att["changed"] == {"environment": True, "code": False}
     assert any("Culprit is the ENVIRONMENT" in line for line in handler.lines)
-    end = [e for e in read_events(result.journal) if e["event"] == "end"][0]
+    end = next(e for e in read_events(result.journal) if e["event"] == "end")
     assert end["attribution"]["culprit_is"] == "environment"
 
 
@@ -149,7 +154,7 @@ def test_a_lock_that_cannot_be_synced_is_a_skip_with_the_resolvers_message(repo:
     env = out.build["data"]["env"]
     assert env["status"] == "failed" and "tinydep" in env["tail"] and env["key"]
     assert EnvCache.for_repo(repo.path).entries() == []  # a failure is not cached
-    assert h.shas[1] != broken
+    assert len(h.shas) == 3
 
 
 def test_no_lock_resolves_with_the_date_of_its_inputs(repo: GitRepo, tmp_path: Path) -> None:
@@ -190,4 +195,3 @@ def test_a_lock_from_the_package_index(repo: GitRepo, tmp_path: Path) -> None:
     variables, info = prepare_env(repo.path, EnvSettings(mode="uv"), tmp_path / "logs")
     assert info["kind"] == "uv.lock" and info["packages"] == {"six": "1.16.0"}
     assert Path(variables["VIRTUAL_ENV"], "bin", "python").exists()
-    assert lock  # the hermetic tests' helper stays the one way to lock
