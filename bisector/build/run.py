@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bisector.core.errors import UsageError
+from bisector.io.env import EnvSettings
 from bisector.io.process import run_process
 
 
@@ -19,6 +20,7 @@ class BuildConfig:
     on_failure: str = "skip"  # what a failed or timed-out build means for the step
     outputs: tuple[str, ...] = ()  # files the build makes, for the build cache (DVC: dvc.lock outs)
     cache: bool = True  # restore outputs of an identical earlier build instead of rebuilding
+    env: EnvSettings | None = None  # [env]: each revision's own environment (None: bisector's)
 
     def __post_init__(self) -> None:
         # on_failure is checked where it comes in: the --on-failure choice, the bisector.toml schema.
@@ -28,12 +30,17 @@ class BuildConfig:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["outputs"] = list(self.outputs)
+        if self.env is None or not self.env.active:
+            d.pop("env")  # as before environments existed: old journals compare equal
+        else:
+            d["env"] = self.env.to_json()
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "BuildConfig":
         d = dict(d)
         d["outputs"] = tuple(d.get("outputs", ()))
+        d["env"] = EnvSettings.from_json(d["env"]) if d.get("env") else None
         return cls(**d)
 
 

@@ -90,6 +90,8 @@ def main(verbose: bool) -> None:
 @click.option("--data-rev", metavar="REV", help="Keep the DVC data of REV fixed while the code moves.")
 @click.option("--attribute", is_flag=True, help="Always test code-vs-data crossings at the culprit.")
 @click.option("--no-cache", is_flag=True, help="Rebuild every step, even when an identical build is cached.")
+@click.option("--env", "env", type=click.Choice(["none", "uv", "command"]),
+              help="Build and probe each revision in its own environment (uv: from its uv.lock; see docs/env.md).")
 @click.option("--from", "reuse_from", metavar="SESSION",
               help="Reuse the observations of a past session that still hold (same code, data and probe).")
 @click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
@@ -198,21 +200,29 @@ def reset(repo: str) -> None:
 @click.option("--max-size", type=click.FloatRange(min=0), metavar="MB", help="With --prune: keep at most MB, least recently used go first.")
 @_handle_errors
 def cache(repo: str, prune: bool, older_than: float | None, max_size: float | None) -> None:
-    """Show (or prune) the build cache: outputs of earlier builds, restored instead of rebuilding."""
+    """Show (or prune) the build cache and the environment cache (builds and environments of
+    earlier steps, restored instead of rebuilt)."""
     from bisector.build.cache import BuildCache
+    from bisector.io.envcache import EnvCache
     from bisector.io.git import repo_root
-    from bisector.review.tables import render_cache
+    from bisector.review.tables import render_cache, render_envs
 
     bc = BuildCache.for_repo(repo_root(Path(repo)))
+    ec = EnvCache.for_repo(repo_root(Path(repo)))
     if prune:
         if older_than is None and max_size is None:
             max_size = 0.0  # no limit given: remove everything
-        dropped = bc.prune(
-            older_than=older_than * 86400 if older_than is not None else None,
-            max_bytes=int(max_size * 1e6) if max_size is not None else None,
-        )
+        limits = {"older_than": older_than * 86400 if older_than is not None else None,
+                  "max_bytes": int(max_size * 1e6) if max_size is not None else None}
+        dropped = bc.prune(**limits)
         click.echo(f"Removed {len(dropped)} entries ({sum(e.size for e in dropped) / 1e6:.1f} MB).")
+        envs = ec.prune(**limits)  # the limits apply to each cache on its own
+        if envs:
+            click.echo(f"Removed {len(envs)} environments ({sum(e.size for e in envs) / 1e6:.1f} MB).")
         return
+    envs = render_envs(ec)
+    if envs:
+        click.echo(envs)
     click.echo(render_cache(bc))
 
 

@@ -69,11 +69,13 @@ class Status(str, enum.Enum):
 class Point:
     """One thing to build: `key` is what the search calls it (the commit, or on the data axis
     the data revision); `code` is the commit checked out; `data` the data revision overlaid
-    (None: the commit's own data)."""
+    (None: the commit's own data); `env` the revision whose environment it is built with
+    (`--env`; None: the commit's own)."""
 
     key: str
     code: str
     data: str | None = None
+    env: str | None = None  # the revision whose environment is used (None: the code's own)
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,30 @@ class WorkersTable(_Table):
 
 
 class ExecutorTable(_Table):
+    kind: str | None = None  # local | slurm | dask://HOST:PORT (as --executor)
     repo_url: str | None = None
     worker_cache: str | None = None
+    # Slurm (`kind = "slurm"`, docs/parallel.md)
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    cores: Annotated[int, Meta(ge=1)] = 1
+    memory: str = "2GB"
+    gpus: int | str | None = None
+    walltime: str | None = None
+    job_extra_directives: list[str] = []
+    python: str | None = None
+    queue_timeout: Seconds = 600
+
+
+class EnvTable(_Table):
+    mode: Literal["none", "uv", "command"] = "none"
+    python: str | None = None
+    command: str | None = None
+    inputs: list[str] = []
+    uv_args: list[str] = []
+    timeout: Seconds | None = None
+    uv: str | None = None
 
 
 class FileConfig(_Table):
@@ -84,13 +106,14 @@ class FileConfig(_Table):
     dvc: DvcTable | None = None
     workers: WorkersTable | None = None
     executor: ExecutorTable | None = None
+    env: EnvTable | None = None
     data: dict[str, Any] | None = None  # reserved: accepted, not read
     cache: dict[str, Any] | None = None  # reserved: accepted, not read
 
 
 SECTIONS = {
     "build": BuildTable, "probe": ProbeTable, "probes": ProbeTable, "search": SearchTable, "dvc": DvcTable,
-    "workers": WorkersTable, "executor": ExecutorTable,
+    "workers": WorkersTable, "executor": ExecutorTable, "env": EnvTable,
 }
 
 

@@ -26,7 +26,7 @@ from bisector.core.model import (
 )
 
 # Attribution: the journal's names of the two crossings.
-CROSSINGS = ("parent_code_culprit_data", "culprit_code_parent_data")
+CROSSINGS = ("parent_code_culprit_data", "culprit_code_parent_data", "culprit_code_parent_env")
 
 
 def _enum(kind: type, value: Any, what: str) -> Any:
@@ -135,6 +135,8 @@ def encode_step(s: Step) -> dict[str, Any]:
         "data_rev": s.request.point.data,
         "round": s.round,
     }
+    if s.request.point.env is not None:
+        d["env_rev"] = s.request.point.env
     if s.request.run != 1:
         d["run"] = s.request.run
     if s.reused_from is not None:
@@ -153,7 +155,7 @@ def decode_step(e: Mapping[str, Any], axis: str = "code") -> Step:
     role = _enum(Role, e.get("role", "search"), "step role")
     data = e.get("data_rev")
     key = (data or commit) if axis == "data" and role is not Role.CROSSING else commit
-    request = StepRequest(number, Point(key, commit, data), role, run=int(e.get("run", 1)))
+    request = StepRequest(number, Point(key, commit, data, e.get("env_rev")), role, run=int(e.get("run", 1)))
     return Step(request, decode_result(e), round=int(e.get("round") or 0), reused_from=e.get("reused_from"))
 
 

@@ -17,6 +17,7 @@ from tabulate import tabulate
 from bisector.build.cache import BuildCache
 from bisector.core.errors import JournalError
 from bisector.core.model import Status, Verdict
+from bisector.io.envcache import EnvCache
 from bisector.io.git import git_ok, repo_root
 from bisector.io.history import commit_info
 from bisector.journal.read import SessionSummary, find_session, list_journals, summarize
@@ -172,3 +173,15 @@ def render_cache(cache: BuildCache) -> str:
     ]
     total = f"{len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB in {cache.root}"
     return tabulate(rows, headers="keys") + "\n\n" + total
+
+
+def render_envs(cache: EnvCache) -> str:
+    """`bisector cache`: the environment cache's table ("" when it was never used)."""
+    envs = cache.entries()
+    if not envs:
+        return ""
+    rows = [{"environment": e.key[:12], "size MB": f"{e.size / 1e6:.1f}", "kind": e.kind, "python": e.python,
+             "packages": e.packages, "last used": time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))}
+            for e in reversed(envs)]
+    return tabulate(rows, headers="keys") + f"\n\n{len(envs)} environments, {sum(e.size for e in envs) / 1e6:.1f} MB in {cache.root}\n"
+

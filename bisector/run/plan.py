@@ -22,6 +22,7 @@ from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.env import EnvSettings
 from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
 from bisector.io.workspace import state_dir
@@ -59,6 +60,7 @@ class RunOptions:
     data_rev: str | None = None
     attribute: bool = False  # test the crossings even when the culprit changed only code or data
     reuse_from: str | None = None  # a past session whose still-valid observations are reused
+    env: str | None = None  # each revision's own environment: none | uv | command (over [env] mode)
 
 
 def environment() -> dict[str, str]:
@@ -129,6 +131,7 @@ def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfi
         on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
         outputs=tuple(build_table.get("outputs", ())),
         cache=bool(build_table.get("cache", True)) and not opts.no_cache,
+        env=EnvSettings.from_table(table(dict(config), "env"), opts.env),
     )
     specs = probe_specs(dict(config), opts.probe, opts.probe_timeout)
     return build, specs, bool(search_table.get("stop_early", True))

@@ -28,9 +28,11 @@ from bisector.core.model import (
     Status,
     Step,
     StepRequest,
+    Verdict,
 )
 from bisector.core.search import Search
 from bisector.io.data import attribution, classify_culprit
+from bisector.io.env import describe_cache, env_changed
 from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
@@ -169,6 +171,8 @@ class Session:
     def _run_locked(self) -> SessionResult:
         started = time.monotonic()
         plan = self.plan = Plan.open(self.options, self.suite_factory)
+        if plan.build.env is not None and plan.build.env.active:
+            self.handler.on_message(describe_cache(self.repo, plan.build.env))
         suite = plan.make_suite(self.suite_factory)
         if plan.resumed and suite.config() != plan.start["config"]["probes"]:
             raise UsageError(
@@ -232,16 +236,19 @@ class Session:
         """Code, data or both? When the culprit commit changed both (or when asked), test the
         crossings: parent code + culprit data, and culprit code + parent data."""
         plan, c = self.plan, bisection.candidates
+        # A pathspec rewrites the parents: the crossings take the commit's own.
+        parents = tuple(git_parents(self.repo, culprit)) if c.paths else c.parents_of(culprit)
+        env = plan.build.env
+        if env is not None and env.active and plan.axis is Axis.CODE and parents:
+            att = self._attribute_env(bisection, runner, culprit, parents[0])
+            if att is not None:
+                return att
         if plan.axis is not Axis.CODE or plan.start.get("data_rev") or not (self.repo / ".dvc").is_dir():
             return None
         changed = classify_culprit(self.repo, culprit)
         if not (changed["code"] and changed["data"]) and not plan.start.get("attribute"):
             which = "data" if changed["data"] and not changed["code"] else "code"
             return Attribution(which, changed, tested=False)
-        if c.paths or culprit not in c.true_parents:  # a pathspec rewrites the parents
-            parents = tuple(git_parents(self.repo, culprit))
-        else:
-            parents = tuple(c.true_parents[culprit])
         if not parents:
             return Attribution("unknown", changed, tested=False, why="root commit")
         parent = parents[0]
@@ -253,6 +260,27 @@ class Session:
         verdicts = {name: done[pair].verdict for name, pair in pairs.items()}
         which = attribution(verdicts["parent_code_culprit_data"], verdicts["culprit_code_parent_data"])
         return Attribution(which, changed, tested=True, crossings=verdicts)
+
+    def _attribute_env(self, bisection: Bisection, runner: Runner, culprit: str, parent: str) -> Attribution | None:
+        """With `--env`: when the culprit changed its environment, test the culprit's code with the
+        parent's environment (good: the environment broke it; bad: the code did)."""
+        plan = self.plan
+        changed = env_changed(self.repo, parent, culprit, plan.build.env)
+        if not changed["environment"]:
+            return None
+        if not changed["code"]:
+            self.handler.on_message(f"Culprit is the ENVIRONMENT: {culprit[:10]} changed only its lock inputs")
+            return Attribution("environment", changed, tested=False)
+        point = Point(culprit, culprit, plan.start.get("data_rev"), parent)
+        step = next((s for s in bisection.steps if s.role is Role.CROSSING and s.request.point == point), None)
+        if step is None:
+            step = next(iter(bisection.round(runner, [(point, Role.CROSSING)])), None)
+        if step is None:
+            return Attribution("unknown", changed, tested=False, why="the crossing was not run")
+        which = {Verdict.GOOD: "environment", Verdict.BAD: "code"}.get(step.verdict, "unknown")
+        self.handler.on_message(f"Culprit is the {which.upper()} (tested: {culprit[:10]} code with the environment "
+                                f"of {parent[:10]} -> {step.verdict.value})")
+        return Attribution(which, changed, tested=True, crossings={"culprit_code_parent_env": step.verdict})
 
 
 def reset(repo_path: Path) -> list[str]:

@@ -22,6 +22,8 @@ from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult, Verdict
 from bisector.io.data.workspace import after_build_check, default_build_command, input_stats
 from bisector.journal.codec import decode_build, encode_result
+from bisector.io.env import prepare_env
+from bisector.io.envcache import EnvError
 from bisector.io.workspace import flock
 from bisector.probes.base import ProbeContext
 from bisector.run.plan import Plan
@@ -42,6 +44,7 @@ def execute_step(
     data_rev: str | None = None,
     env: dict[str, str] | None = None,
     cache: Any = None,
+    env_rev: str | None = None,
 ) -> StepResult:
     """Checkout (code + data), build (or restore from the build cache), probe.
 
@@ -49,6 +52,8 @@ def execute_step(
     `step_info`; `suite` offers `run(ctx) -> SuiteResult`; `cache` is a BuildCache or None.
     Data that cannot be had makes the step a skip whose note says which file, which
     revision and why. A failed build maps to `build_config.on_failure` (abort: ABORT).
+    With `build_config.env`, the revision's own environment (that of `env_rev`, when given)
+    is restored into the workspace first; one that cannot be built is a skip.
     """
     t0 = time.monotonic()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +70,15 @@ def execute_step(
             Verdict.SKIP, decode_build({"status": "no-data", "cause": getattr(exc, "cause", "")}),
             duration=time.monotonic() - t0, worker=worker_name(), notes=(str(exc),),
         )
-    step_env = {**workspace.env(), **(env or {})}
+    try:
+        env_vars, env_info = prepare_env(workspace.path, build_config.env, log_dir,
+                                         repo=getattr(workspace, "repo", None), env_rev=env_rev)
+    except EnvError as exc:
+        return StepResult(
+            Verdict.SKIP, decode_build({"status": "no-env", "data": {"env": exc.info}}),
+            duration=time.monotonic() - t0, worker=worker_name(), notes=(str(exc),),
+        )
+    step_env = {**workspace.env(), **env_vars, **(env or {})}
     command = build_config.command
     if command is None and getattr(workspace, "is_dvc", False):
         command = default_build_command(workspace.path)
@@ -74,10 +87,12 @@ def execute_step(
     stats_before = None
     if getattr(workspace, "is_dvc", False):
         stats_before = input_stats(workspace)
-    build = _build(workspace, config, rev, log_dir, step_env, cache)
+    build = _build(workspace, config, rev, log_dir, step_env, cache, env_info.get("key"))
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
         build_json["data"] = workspace.step_info
+    if env_info:
+        build_json["data"] = {**build_json.get("data", {}), "env": env_info}
     if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached":
         modified = after_build_check(workspace, stats_before)
         # A build can also re-record its inputs (`dvc repro` rewrites a changed `.dvc` file,
@@ -102,14 +117,18 @@ def execute_step(
     )
 
 
-def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: dict[str, str], cache: Any) -> BuildResult:
+def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: dict[str, str], cache: Any,
+           env_key: str | None = None) -> BuildResult:
     """Run the build, or restore an identical earlier build's outputs from the cache."""
     if not config.command:
         return BuildResult("none")
     key = None
     if cache is not None and config.cache:
         data = {p: getattr(i, "hash", str(i)) for p, i in workspace.inputs().items()}
-        key = step_key(workspace.repo, rev, data, config.command, {"outputs": list(config.outputs)})
+        extra: dict[str, Any] = {"outputs": list(config.outputs)}
+        if env_key:
+            extra["env"] = env_key  # built with another environment: another build
+        key = step_key(workspace.repo, rev, data, config.command, extra)
         if cache.lookup(key):
             t0 = time.monotonic()
             restored = cache.restore(key, workspace.path)
@@ -147,6 +166,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
         spec["step"],
         Path(spec["log_dir"]),
         data_rev=spec.get("data_rev"),
+        env_rev=spec.get("env_rev"),
         env=spec.get("env") or None,
         cache=_cache_for(Path(spec["repo"])) if spec["build"].get("cache", True) and not spec.get("fresh_build") else None,
     )

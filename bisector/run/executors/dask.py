@@ -151,6 +151,7 @@ class DaskExecutor:
             "log_dir": str(log_dir(logs, req.step)),
             "data_rev": req.point.data,
             "env": {**self.spec_base.get("env", {}), **run_env(req)},
+            "env_rev": req.point.env,
             "fresh_build": req.fresh_build,
         }
 

@@ -70,7 +70,7 @@ class LocalExecutor:
             point = req.point
             result = execute_step(
                 self.workspaces[slot], self.suite, self.build_config, point.code, req.step, log_dir(logs, req.step),
-                point.data, env, cache=None if req.fresh_build else self.cache,
+                point.data, env, cache=None if req.fresh_build else self.cache, env_rev=point.env,
             )
             return dataclasses.replace(result, worker=f"local-{slot}")
         finally:

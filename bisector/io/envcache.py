@@ -1,0 +1,267 @@
+"""The cache of built environments, shared by every step, session and worker of a repository.
+
+Layout under the state folder (`<git-common-dir>/bisector/envs/`):
+
+    <root>/<key>/env/          the environment (a virtualenv, or what `[env] command` made)
+    <root>/<key>/meta.json     key, created, size, python, packages, build seconds, output tail
+    <root>/<key>/used          its mtime is the last use
+    <root>/locks/<key>         flock held while the key is built: parallel workers build it once
+    <root>/tmp/                entries being removed
+
+Invariant: an entry is complete when its `meta.json` exists (written last, by rename). A build
+holds the key's flock, so a second worker waits and then finds the entry; a crashed build
+leaves an entry without `meta.json`, which the next build of that key removes first.
+
+Restoring links every file of the entry into the step's folder (`os.link`: no bytes copied,
+~1 s for a 1 GB environment) and recreates folders and symbolic links. Scripts in `bin/`
+that name the entry's path (shebangs, activate) are rewritten, not linked, to name the new one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bisector.core.errors import BisectorError
+from bisector.io.workspace import state_dir
+
+
+class EnvError(BisectorError):
+    """An environment could not be built or restored: the step is a skip with this message."""
+
+    def __init__(self, message: str, tail: str = ""):
+        super().__init__(message + (": " + " | ".join(tail.strip().splitlines()[-3:]) if tail.strip() else ""))
+        self.tail = tail
+        self.info: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    key: str
+    size: int  # bytes
+    created: float
+    last_used: float
+    kind: str
+    python: str
+    packages: int
+
+
+def installed_packages(env: Path) -> dict[str, str]:
+    """{normalized name: version} of the distributions installed in a virtualenv."""
+    found: dict[str, str] = {}
+    for site in sorted(env.glob("lib/python*/site-packages")) + sorted(env.glob("Lib/site-packages")):
+        for info in site.glob("*.dist-info"):
+            name, _, version = info.name[: -len(".dist-info")].partition("-")
+            found[name.replace("_", "-").replace(".", "-").lower()] = version
+    return dict(sorted(found.items()))
+
+
+def _size(path: Path) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(root, f))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def _python_of(env: Path) -> str:
+    cfg = env / "pyvenv.cfg"
+    if cfg.is_file():
+        for line in cfg.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version_info", "version"):
+                return value.strip()
+    return ""
+
+
+class EnvCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @classmethod
+    def for_repo(cls, repo: Path) -> EnvCache:
+        return cls(state_dir(repo) / "envs")
+
+    def _dir(self, key: str) -> Path:
+        if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not an environment key: {key!r}")
+        return self.root / key
+
+    def env_path(self, key: str) -> Path:
+        return self._dir(key) / "env"
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self._dir(key) / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def ensure(self, key: str, build: Callable[[Path], str | None],
+               describe: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+        """The entry's meta, building it first (once, under the key's flock) if it is missing.
+
+        `build(folder)` makes the environment in `folder` and returns its output's last lines.
+        Returns (meta, built): built is True for the one caller that ran `build`.
+        """
+        meta = self.lookup(key)
+        if meta is not None:
+            return meta, False
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / key, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            meta = self.lookup(key)
+            if meta is not None:
+                return meta, False
+            entry = self._dir(key)
+            shutil.rmtree(entry, ignore_errors=True)  # debris of a crashed build
+            entry.mkdir(parents=True)
+            t0 = time.monotonic()
+            try:
+                log_tail = build(entry / "env") or ""
+            except BaseException:
+                shutil.rmtree(entry, ignore_errors=True)
+                raise
+            env = entry / "env"
+            if not env.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                raise EnvError(f"the environment {key[:12]} was not made: nothing at $BISECTOR_ENV_DIR")
+            meta = {
+                **dict(describe or {}),
+                "key": key,
+                "created": time.time(),
+                "build_seconds": round(time.monotonic() - t0, 3),
+                "size": _size(env),
+                "python": _python_of(env),
+                "packages": installed_packages(env),
+                "tail": log_tail,
+            }
+            tmp = entry / f"meta.json.{secrets.token_hex(4)}"
+            tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+            os.replace(tmp, entry / "meta.json")
+            (entry / "used").touch()
+            return meta, True
+
+    def restore(self, key: str, dest: Path) -> None:
+        """Make `dest` a copy of the entry's environment, by hard links (a copy across file systems)."""
+        src = self.env_path(key)
+        if not src.is_dir():
+            raise EnvError(f"the environment {key[:12]} is not in the cache (pruned while in use?)")
+        if dest.exists() or dest.is_symlink():
+            shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+        old, new = os.fsencode(str(src)), os.fsencode(str(dest))
+        try:
+            _link_tree(str(src), str(dest), old, new)
+        except OSError as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise EnvError(f"cannot restore the environment {key[:12]} into {dest}: {exc.strerror or exc}") from None
+        try:
+            (self._dir(key) / "used").touch()
+        except OSError:
+            pass
+
+    def entries(self) -> list[EnvEntry]:
+        """Every complete entry, least recently used first."""
+        found = []
+        if self.root.is_dir():
+            for d in self.root.iterdir():
+                if d.name in ("tmp", "locks") or not d.is_dir():
+                    continue
+                meta = self.lookup(d.name) if _is_key(d.name) else None
+                if meta is None:
+                    continue
+                try:
+                    used = (d / "used").stat().st_mtime
+                except OSError:
+                    used = meta.get("created", 0.0)
+                found.append(EnvEntry(d.name, int(meta.get("size", 0)), float(meta.get("created", 0.0)), used,
+                                      str(meta.get("kind", "")), str(meta.get("python", "")),
+                                      len(meta.get("packages", {}))))
+        return sorted(found, key=lambda e: (e.last_used, e.key))
+
+    def remove(self, key: str) -> None:
+        d = self._dir(key)
+        if d.exists():
+            tmp = self.root / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            gone = tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
+            os.rename(d, gone)  # gone from lookups at once
+            shutil.rmtree(gone, ignore_errors=True)
+
+    def prune(self, older_than: float | None = None, max_bytes: int | None = None) -> list[EnvEntry]:
+        """Drop entries unused for `older_than` seconds, then least recently used ones until the
+        total is at most `max_bytes`; also clear crash debris. Returns the dropped entries."""
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        entries = self.entries()
+        dropped: list[EnvEntry] = []
+        if older_than is not None:
+            limit = time.time() - older_than
+            dropped += [e for e in entries if e.last_used < limit]
+        keep = [e for e in entries if e not in dropped]
+        if max_bytes is not None:
+            total = sum(e.size for e in keep)
+            while keep and total > max_bytes:
+                e = keep.pop(0)
+                dropped.append(e)
+                total -= e.size
+        for e in dropped:
+            self.remove(e.key)
+        return dropped
+
+
+def _is_key(name: str) -> bool:
+    return len(name) >= 8 and all(c in "0123456789abcdef" for c in name)
+
+
+def _link_tree(src: str, dest: str, old: bytes, new: bytes) -> None:
+    """Folders made, symbolic links recreated, files hard-linked; bin/ scripts naming `old` rewritten."""
+    os.makedirs(dest)
+    cross_device = False
+    for root, dirs, files in os.walk(src):
+        rel = os.path.relpath(root, src)
+        out = dest if rel == "." else os.path.join(dest, rel)
+        rewrite = rel in ("bin", "Scripts")
+        for d in dirs:
+            s = os.path.join(root, d)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), os.path.join(out, d))
+            else:
+                os.mkdir(os.path.join(out, d))
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for f in files:
+            s, t = os.path.join(root, f), os.path.join(out, f)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), t)
+                continue
+            if rewrite and os.path.getsize(s) < 1 << 20:
+                with open(s, "rb") as fh:
+                    blob = fh.read()
+                if old in blob:
+                    with open(t, "wb") as fh:
+                        fh.write(blob.replace(old, new))
+                    shutil.copymode(s, t)
+                    continue
+            if not cross_device:
+                try:
+                    os.link(s, t)
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (18, 1, 31):  # EXDEV, EPERM, EMLINK: copy instead
+                        raise
+                    cross_device = exc.errno == 18
+            shutil.copy2(s, t)
