@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bisector.core.model import Attribution, Verdict
 from bisector.build.run import BuildConfig
 from bisector.io.env import EnvSettings, prepare_env, uv_binary
 from bisector.io.envcache import EnvCache
@@ -89,8 +90,8 @@ def test_a_lock_only_bump_is_found_and_attributed_to_the_environment(repo: GitRe
     result, handler = bisect(repo, monkeypatch, h.shas[0], env="uv")
     assert result.status == "found" and result.culprit == h.shas[5], result.message
     att = result.attribution
-    assert att["culprit_is"] == "environment" and att["tested"] is False
-    assert att["changed"] == {"environment": True, "code": False}
+    assert att.culprit_is == "environment" and att.tested is False
+    assert att.changed == {"environment": True, "code": False}
     assert any("Culprit is the ENVIRONMENT" in line for line in handler.lines)
     end = next(e for e in read_events(result.journal) if e["event"] == "end")
     assert end["attribution"]["culprit_is"] == "environment"
@@ -101,8 +102,11 @@ def test_a_bump_with_code_tests_the_crossing(repo: GitRepo, monkeypatch: pytest.
     result, _ = bisect(repo, monkeypatch, h.shas[0], env="uv")
     assert result.status == "found" and result.culprit == h.shas[3]
     att = result.attribution
-    assert att == {"culprit_is": "environment", "changed": {"environment": True, "code": True}, "tested": True,
-                   "culprit_code_parent_env": "good"}
+    assert att == Attribution("environment", {"environment": True, "code": True}, tested=True,
+                              crossings={"culprit_code_parent_env": Verdict.GOOD})
+    end = next(e for e in read_events(result.journal) if e["event"] == "end")
+    assert end["attribution"] == {"culprit_is": "environment", "changed": {"environment": True, "code": True},
+                                  "tested": True, "culprit_code_parent_env": "good"}
     steps = [e for e in read_events(result.journal) if e["event"] == "step"]
     [crossing] = [s for s in steps if s["role"] == "crossing"]
     env = crossing["build"]["data"]["env"]
@@ -149,9 +153,9 @@ def test_a_lock_that_cannot_be_synced_is_a_skip_with_the_resolvers_message(repo:
         out = execute_step(ws, suite, BuildConfig(env=EnvSettings(mode="uv")), broken, 1, tmp_path / "logs")
     finally:
         ws.close()
-    assert out.verdict.value == "skip" and out.build["status"] == "no-env" and out.observations == []
+    assert out.verdict.value == "skip" and out.build.status == "no-env" and out.observations == ()
     assert "could not be built" in out.notes[0] and "tinydep" in out.notes[0]
-    env = out.build["data"]["env"]
+    env = out.build.data["env"]
     assert env["status"] == "failed" and "tinydep" in env["tail"] and env["key"]
     assert EnvCache.for_repo(repo.path).entries() == []  # a failure is not cached
     assert len(h.shas) == 3
