@@ -25,6 +25,7 @@ from bisector.journal.read import apply_undo, find_session, find_unfinished, jou
 from bisector.run.records import Handler, SessionResult, StepRecord
 from bisector.run.plan import RunOptions, environment, frozen_specs, make_search, search_settings
 from bisector.run.step import StepOutcome
+from bisector.run.executors.slurm import SlurmExecutor, cancel_recorded_jobs
 from bisector.core.model import Verdict
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
 
@@ -305,7 +306,11 @@ class Session:
         from bisector.run.executors.local import LocalExecutor, parse_executor
 
         jobs = max(1, self.options.jobs)
-        address = parse_executor(self.options.executor)
+        executor_table = table(self.frozen_file_config, "executor")
+        cancel_recorded_jobs(self.state)  # Slurm jobs a killed session (kill -9) left behind
+        address = parse_executor(self.options.executor or executor_table.get("kind"))
+        if address == "slurm":
+            return SlurmExecutor(executor_table, self._remote_spec_base(), jobs, self.state, self.handler.on_message)
         if address is not None:
             from bisector.run.executors.dask import DaskExecutor  # needs the `dask` extra
 

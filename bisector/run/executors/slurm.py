@@ -1,0 +1,414 @@
+"""Steps on a Slurm cluster: one dask-jobqueue `SLURMCluster` per session, steps through DaskExecutor.
+
+`--executor slurm` (or `[executor] kind = "slurm"`) starts a Dask scheduler in this process and
+submits one Slurm job per worker (one single-threaded worker process each, so one step at a
+time per job). The steps are the Dask executor's: workers on a shared filesystem use worktrees
+of the user's repository, workers elsewhere clone `repo_url` (see `dask.worker_spec`).
+
+What Slurm adds, and where it is handled:
+- job ids: every submitted job id is written to `<state>/slurm-jobs/<session>.txt` as soon as
+  sbatch returns; `close()` cancels them (success, failure, Ctrl-C, SIGTERM, SIGHUP) and removes
+  the file; after a kill -9, the next session's start cancels the ids still listed there
+  (`cancel_recorded_jobs`);
+- the journal: a step's `worker` is `slurm:<job id>@<host>:<pid>`;
+- a lost job (scancel, node failure, preemption, time limit): its step comes back as an
+  exception naming the job and its Slurm state, the session retries it once on another job and
+  then skips it with that note; the lost job is replaced;
+- a job that waits in the queue longer than `queue_timeout` is cancelled and replaced; steps
+  that wait because no job runs at all come back as such an exception (retried once, skipped);
+- adaptive size: `-j K` jobs at the start, fewer once the rounds ask for fewer steps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from bisector.core.errors import UsageError
+from bisector.run.executors.dask import DaskExecutor, run_step_in_worker
+from bisector.run.step import StepOutcome
+
+MISSING_EXTRA = "the slurm executor needs the slurm extra: pip install 'bisector[slurm]'"
+JOBS_DIR = "slurm-jobs"  # under the repository's state folder: <session>.txt, one job id a line
+POLL = 1.0  # seconds between looks at the queue
+LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING"}
+SCHEDULER_CMDS = ("sbatch", "squeue", "scancel")
+
+
+class SlurmJobLost(RuntimeError):
+    """A step did not finish because its Slurm job ended or never started (retried, then skipped)."""
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The `[executor]` keys of the slurm kind (all optional)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    cores: int = 1  # CPUs per job (the step's build and probe use them; the worker runs one step)
+    memory: str = "2GB"  # per job (`--mem`); also the Dask worker's memory limit
+    gpus: int | str | None = None  # `--gres=gpu:<gpus>` (a count, or TYPE:COUNT)
+    walltime: str | None = None  # `-t`, e.g. "02:00:00"
+    job_extra_directives: tuple[str, ...] = ()  # more `#SBATCH` lines, e.g. ["--constraint=a100"]
+    python: str | None = None  # the workers' Python (default: this one)
+    queue_timeout: float = 600.0  # seconds a job may wait in the queue before it is replaced
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_table(cls, t: dict[str, Any]) -> "SlurmOptions":
+        def get(key: str, types: tuple[type, ...], default: Any) -> Any:
+            v = t.get(key, default)
+            if v is not default and (isinstance(v, bool) or not isinstance(v, types)):
+                names = " or ".join(x.__name__ for x in types)
+                raise UsageError(f"bisector.toml: [executor] {key} must be {names}, not {v!r}")
+            return v
+
+        extra = get("job_extra_directives", (list,), [])
+        if not all(isinstance(x, str) for x in extra):
+            raise UsageError("bisector.toml: [executor] job_extra_directives must be a list of strings")
+        cores = get("cores", (int,), 1)
+        if cores < 1:
+            raise UsageError(f"bisector.toml: [executor] cores must be at least 1, not {cores}")
+        qt = float(get("queue_timeout", (int, float), 600.0))
+        if qt <= 0:
+            raise UsageError(f"bisector.toml: [executor] queue_timeout must be positive, not {qt}")
+        return cls(
+            partition=get("partition", (str,), None), account=get("account", (str,), None),
+            qos=get("qos", (str,), None), cores=cores, memory=get("memory", (str,), "2GB"),
+            gpus=get("gpus", (int, str), None), walltime=get("walltime", (str,), None),
+            job_extra_directives=tuple(extra), python=get("python", (str,), None), queue_timeout=qt,
+        )
+
+    def directives(self) -> list[str]:
+        out = []
+        if self.qos:
+            out.append(f"--qos={self.qos}")
+        if self.gpus not in (None, 0, ""):
+            out.append(f"--gres=gpu:{self.gpus}")
+        return out + list(self.job_extra_directives)
+
+
+def _import_jobqueue() -> tuple[Any, Any]:
+    try:
+        import dask
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise UsageError(MISSING_EXTRA) from None
+    return dask, SLURMCluster
+
+
+# ----------------------------------------------------------------- slurm commands
+def _slurm(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(args, 127, "", str(exc))
+
+
+def job_states(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{job id: (state, reason)} of the jobs Slurm still knows (finished ones for a while too)."""
+    if not ids:
+        return {}
+    res = _slurm(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r"])
+    out = {}
+    for line in res.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            out[parts[0]] = (parts[1], parts[2])
+    return out
+
+
+def cancel_jobs(ids: Sequence[str]) -> None:
+    for i in range(0, len(ids), 100):
+        _slurm(["scancel", *ids[i:i + 100]])
+
+
+def cancel_recorded_jobs(state: Path) -> list[str]:
+    """Cancel the jobs that sessions killed without a goodbye (kill -9) left listed; forget them.
+
+    Called at a session's start, under the repository lock, so no running session owns them.
+    """
+    folder = state / JOBS_DIR
+    if not folder.is_dir():
+        return []
+    ids: list[str] = []
+    for f in sorted(folder.glob("*.txt")):
+        ids += [line.strip() for line in f.read_text().splitlines() if line.strip().isdigit()]
+    if ids:
+        cancel_jobs(ids)
+    for f in folder.glob("*.txt"):
+        f.unlink(missing_ok=True)
+    return ids
+
+
+# ------------------------------------------------------------------ worker side
+def run_step_in_slurm_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs on a worker: the Dask step, its `worker` named after the Slurm job.
+
+    A step whose build or probe was killed by a signal while the job is being cancelled (scancel,
+    preemption, time limit) is not a verdict on the commit: it raises SlurmJobLost instead.
+    """
+    job = os.environ.get("SLURM_JOB_ID", "?")
+    out = run_step_in_worker(spec)
+    out["worker"] = f"slurm:{job}@{out.get('worker') or socket.gethostname()}"
+    if _killed_by_signal(out) and job != "?":
+        state = job_states([job]).get(job, ("GONE", ""))[0]
+        if state != "RUNNING":
+            raise SlurmJobLost(f"Slurm job {job} {state} mid-step (its step was killed)")
+    return out
+
+
+def _killed_by_signal(out: dict[str, Any]) -> bool:
+    codes = [(out.get("build") or {}).get("returncode")]
+    codes += [(o.get("evidence") or {}).get("exit_code") for o in out.get("observations", [])]
+    return any(isinstance(c, int) and c < 0 for c in codes)
+
+
+# ------------------------------------------------------------------ client side
+class SlurmExecutor:
+    """A SLURMCluster for one session; its steps run through a DaskExecutor on that cluster."""
+
+    def __init__(self, table: dict[str, Any], spec_base: dict[str, Any], jobs: int, state: Path,
+                 notify: Callable[[str], None] | None = None):
+        if jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, not {jobs}")
+        self._dask, self._cluster_cls = _import_jobqueue()
+        for cmd in SCHEDULER_CMDS:
+            if shutil.which(cmd) is None:
+                raise UsageError(f"the slurm executor needs Slurm's `{cmd}` on PATH (run bisector on a login node)")
+        self.options = SlurmOptions.from_table(table)
+        self.spec_base = dict(spec_base)
+        self.jobs = jobs
+        self.session = Path(spec_base["workspace_dir"]).parent.name
+        self.jobs_file = state / JOBS_DIR / f"{self.session}.txt"
+        self.notify = notify or (lambda msg: None)
+        self.cluster: Any = None
+        self.dask: DaskExecutor | None = None
+        self.target = jobs
+        self._recorded: list[str] = []
+        self._job_of: dict[str, str] = {}  # worker (job) name -> job id
+        self._pending_since: dict[str, float] = {}
+        self._causes: dict[str, str] = {}  # job id -> why it was lost
+        self._stall: str | None = None
+        self._sizes: list[int] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._old_hup: Any = None
+        self._last_report = ""
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self, first_rev: str) -> None:
+        self._catch_sighup()
+        opts = self.options
+        logs = None if self.spec_base.get("repo_url") else Path(self.spec_base["workspace_dir"]).parent / "slurm-logs"
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+        with self._dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # bisector retries, not Dask
+            try:
+                self.cluster = self._cluster_cls(
+                    cores=1, processes=1, memory=opts.memory, job_cpu=opts.cores,
+                    queue=opts.partition, account=opts.account, walltime=opts.walltime,
+                    job_extra_directives=opts.directives(), python=opts.python or sys.executable,
+                    job_name=f"bisector-{self.session}", log_directory=str(logs) if logs else None,
+                    death_timeout=60, scheduler_options={"dashboard_address": None, "dashboard": False},
+                )
+            except (ValueError, TypeError, OSError) as exc:
+                raise UsageError(f"cannot start the Slurm cluster: {exc}") from None
+        self._scale(self.jobs)
+        self._wait_first_worker()
+        self.dask = DaskExecutor(self.cluster.scheduler_address, self.spec_base, jobs=self.jobs)
+        self.dask.step_task = run_step_in_slurm_job
+        self._watcher = threading.Thread(target=self._watch, name="bisector-slurm-watch", daemon=True)
+        self._watcher.start()
+        self.dask.open(first_rev)
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            if self.dask is not None:
+                self.dask.close()
+        finally:
+            self.dask = None
+            try:
+                if self.cluster is not None:
+                    self._record_jobs()
+                    self.cluster.close(timeout=20)
+            except Exception:  # noqa: BLE001 - whatever the cluster's state, the jobs go below
+                pass
+            finally:
+                self.cluster = None
+                cancel_jobs(self._recorded)
+                self.jobs_file.unlink(missing_ok=True)
+                self._restore_sighup()
+
+    # ---------------------------------------------------------------- steps
+    def run_round(self, requests: Sequence[Any]) -> Iterator[tuple[Any, StepOutcome | BaseException]]:
+        if self.dask is None:
+            raise RuntimeError("SlurmExecutor.run_round before open()")
+        self._adapt(len(requests))
+        self._replace_lost()
+        self._report()
+        self._stall = None
+        for req, out in self.dask.run_round(requests):
+            if isinstance(out, BaseException) and not isinstance(out, (KeyboardInterrupt, UsageError)):
+                out = self._explain(out)
+                self._replace_lost()
+            yield req, out
+
+    def _explain(self, exc: BaseException) -> BaseException:
+        """The exception of a lost step, named after the Slurm job and its state where we know them."""
+        if isinstance(exc, SlurmJobLost) or type(exc).__name__ == "SlurmJobLost":
+            return exc
+        name = getattr(getattr(exc, "last_worker", None), "name", None)
+        job = self._job_of.get(str(name)) if name is not None else None
+        if job is not None:
+            state, reason = job_states([job]).get(job, ("GONE", ""))
+            cause = self._causes.get(job) or f"Slurm job {job} {state}" + (f" ({reason})" if reason not in ("", "None") else "")
+            return SlurmJobLost(f"{cause}: {type(exc).__name__}")
+        if self._stall is not None:
+            return SlurmJobLost(self._stall)
+        return exc
+
+    # ----------------------------------------------------------------- jobs
+    def _scale(self, n: int) -> None:
+        self.target = n
+        self.cluster.scale(jobs=n)
+        self._record_jobs(wait=True)
+
+    def _record_jobs(self, wait: bool = False) -> None:
+        """Write every submitted job id to the state file (before anything else can go wrong)."""
+        deadline = time.monotonic() + (30 if wait else 0)
+        while True:
+            with self._lock:
+                workers = dict(getattr(self.cluster, "workers", {}) or {})
+                new = []
+                for name, job in workers.items():
+                    jid = getattr(job, "job_id", None)
+                    if jid and name not in self._job_of:
+                        self._job_of[str(name)] = str(jid)
+                        new.append(str(jid))
+                if new:
+                    self._recorded += new
+                    self.jobs_file.parent.mkdir(parents=True, exist_ok=True)
+                    with open(self.jobs_file, "a") as f:
+                        f.write("".join(j + "\n" for j in new))
+                        f.flush()
+                        os.fsync(f.fileno())
+                missing = [n for n in self.cluster.worker_spec if n not in self._job_of]
+            if not missing or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def _wait_first_worker(self) -> None:
+        """Wait for one job to run its worker; jobs queued longer than `queue_timeout` are a usage error."""
+        deadline = time.monotonic() + self.options.queue_timeout
+        while not self.cluster.scheduler_info.get("workers"):
+            states = job_states(list(self._job_of.values()))
+            if self._job_of and all(s not in LIVE for s, _ in states.values()) and len(states) == len(self._job_of):
+                why = "; ".join(f"job {j} {s} ({r})" for j, (s, r) in sorted(states.items()))
+                raise UsageError(f"the Slurm jobs ended before their Dask workers started: {why}{self._log_hint()}")
+            if time.monotonic() > deadline:
+                why = ", ".join(f"job {j} {s} ({r})" for j, (s, r) in sorted(states.items())) or "no job submitted"
+                raise UsageError(
+                    f"no Slurm job started within queue_timeout = {self.options.queue_timeout:.0f} s: {why}; "
+                    "check partition, account, qos, cores, memory and gpus in [executor]"
+                )
+            time.sleep(0.1)
+
+    def _log_hint(self) -> str:
+        return "" if self.spec_base.get("repo_url") else (
+            f"; the workers' logs are in {Path(self.spec_base['workspace_dir']).parent / 'slurm-logs'}")
+
+    def _adapt(self, n: int) -> None:
+        """Fewer jobs once rounds ask for fewer steps (two rounds in a row, not the bounds' round)."""
+        self._sizes.append(n)
+        if len(self._sizes) < 3:
+            return
+        want = max(1, min(self.jobs, max(self._sizes[-2:])))
+        if want < self.target:
+            self._scale(want)
+
+    def _replace_lost(self) -> None:
+        """Forget jobs that ended (and cancel those queued too long), then submit replacements."""
+        with self._lock:
+            by_id = {j: n for n, j in self._job_of.items() if n in self.cluster.worker_spec}
+        if not by_id:
+            return
+        states = job_states(list(by_id))
+        now = time.monotonic()
+        lost = []
+        for jid, name in by_id.items():
+            state, reason = states.get(jid, ("GONE", ""))
+            if state == "PENDING":
+                since = self._pending_since.setdefault(jid, now)
+                if now - since > self.options.queue_timeout:
+                    self._causes[jid] = (f"Slurm job {jid} waited over {self.options.queue_timeout:.0f} s "
+                                         f"in the queue ({reason})")
+                    cancel_jobs([jid])
+                    lost.append(name)
+            elif state not in LIVE:
+                self._causes.setdefault(jid, f"Slurm job {jid} {state}")
+                lost.append(name)
+        if lost:
+            for name in lost:
+                self.cluster.worker_spec.pop(name, None)
+            self._scale(self.target)
+
+    def _watch(self) -> None:
+        """Background: replace lost jobs; fail steps that wait while no job runs for too long."""
+        idle_since: float | None = None
+        while not self._stop.wait(POLL):
+            try:
+                self._replace_lost()
+                has_workers = bool(self.cluster.scheduler_info.get("workers"))
+                inflight = [f for f in getattr(self.dask, "_inflight", {}) if not f.done()]
+                if has_workers or not inflight:
+                    idle_since = None
+                    continue
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > self.options.queue_timeout:
+                    self._stall = (f"no Slurm job ran for {self.options.queue_timeout:.0f} s "
+                                   f"(queue_timeout): {self._causes_text()}")
+                    self.dask._client.cancel(inflight, force=True)
+                    idle_since = None
+            except Exception:  # noqa: BLE001 - the cluster is closing; the main thread decides
+                continue
+
+    def _causes_text(self) -> str:
+        return "; ".join(list(self._causes.values())[-3:]) or "jobs still queued"
+
+    def _report(self) -> None:
+        states = job_states([j for n, j in self._job_of.items() if n in self.cluster.worker_spec])
+        running = sorted(j for j, (s, _) in states.items() if s == "RUNNING")
+        queued = sorted(j for j, (s, _) in states.items() if s in ("PENDING", "CONFIGURING"))
+        line = f"Slurm: {len(running)} running ({', '.join(running) or '-'}), {len(queued)} queued ({', '.join(queued) or '-'})"
+        if line != self._last_report:
+            self._last_report = line
+            self.notify(line)
+
+    # -------------------------------------------------------------- signals
+    def _catch_sighup(self) -> None:
+        """A hang-up ends the run like Ctrl-C, so the jobs are cancelled (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        self._old_hup = signal.signal(signal.SIGHUP, handler)
+
+    def _restore_sighup(self) -> None:
+        if self._old_hup is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, self._old_hup)
+            self._old_hup = None
