@@ -99,18 +99,23 @@ class SlurmOptions:
 
 
 def _import_jobqueue() -> tuple[Any, Any]:
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
     try:
         import dask
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise UsageError(MISSING_EXTRA) from None
+    finally:
+        if main:  # dask_jobqueue.runner makes Ctrl-C a silent sys.exit() at import: Ctrl-C stays ours
+            signal.signal(signal.SIGINT, sigint)
     return dask, SLURMCluster
 
 
 # ----------------------------------------------------------------- slurm commands
-def _slurm(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def _slurm(args: list[str], timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(args, 127, "", str(exc))
 
@@ -126,6 +131,16 @@ def job_states(ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         if len(parts) == 3:
             out[parts[0]] = (parts[1], parts[2])
     return out
+
+
+def _final_state(job: str, wait: float = 5.0) -> tuple[str, str]:
+    """The job's state once it is past COMPLETING (a cancelled job's processes take a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        state, reason = job_states([job]).get(job, ("GONE", ""))
+        if state != "COMPLETING" or time.monotonic() > deadline:
+            return state, reason
+        time.sleep(0.2)
 
 
 def cancel_jobs(ids: Sequence[str]) -> None:
@@ -191,6 +206,7 @@ class SlurmExecutor:
         self.jobs = jobs
         self.session = Path(spec_base["workspace_dir"]).parent.name
         self.jobs_file = state / JOBS_DIR / f"{self.session}.txt"
+        self._check_job()
         self.notify = notify or (lambda msg: None)
         self.cluster: Any = None
         self.dask: DaskExecutor | None = None
@@ -207,6 +223,28 @@ class SlurmExecutor:
         self._old_hup: Any = None
         self._last_report = ""
 
+    def _job_kwargs(self, logs: Path | None) -> dict[str, Any]:
+        opts = self.options
+        return dict(
+            cores=1, processes=1, memory=opts.memory, job_cpu=opts.cores,
+            queue=opts.partition, account=opts.account, walltime=opts.walltime,
+            job_extra_directives=opts.directives(), python=opts.python or sys.executable,
+            job_name=f"bisector-{self.session}", log_directory=str(logs) if logs else None, death_timeout=60,
+        )
+
+    def _check_job(self) -> None:
+        """Ask Slurm (`sbatch --test-only`) whether it would ever run our worker job: a one-line error now,
+        not a worker start timeout later."""
+        try:
+            script = self._cluster_cls.job_cls(scheduler="tcp://127.0.0.1:1", name="check", **self._job_kwargs(None)).job_script()
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"bisector.toml: [executor]: {exc}") from None
+        res = _slurm(["sbatch", "--test-only"], input=script)
+        if res.returncode != 0:
+            lines = [line.strip() for line in (res.stderr or res.stdout).splitlines() if line.strip()]
+            why = (lines[-1] if lines else f"exit {res.returncode}").removeprefix("sbatch: error: ")
+            raise UsageError(f"Slurm refuses the worker job: {why}: fix [executor] in bisector.toml")
+
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
         self._catch_sighup()
@@ -217,11 +255,7 @@ class SlurmExecutor:
         with self._dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # bisector retries, not Dask
             try:
                 self.cluster = self._cluster_cls(
-                    cores=1, processes=1, memory=opts.memory, job_cpu=opts.cores,
-                    queue=opts.partition, account=opts.account, walltime=opts.walltime,
-                    job_extra_directives=opts.directives(), python=opts.python or sys.executable,
-                    job_name=f"bisector-{self.session}", log_directory=str(logs) if logs else None,
-                    death_timeout=60, scheduler_options={"dashboard_address": None, "dashboard": False},
+                    **self._job_kwargs(logs), scheduler_options={"dashboard_address": None, "dashboard": False},
                 )
             except (ValueError, TypeError, OSError) as exc:
                 raise UsageError(f"cannot start the Slurm cluster: {exc}") from None
@@ -273,7 +307,7 @@ class SlurmExecutor:
         name = getattr(getattr(exc, "last_worker", None), "name", None)
         job = self._job_of.get(str(name)) if name is not None else None
         if job is not None:
-            state, reason = job_states([job]).get(job, ("GONE", ""))
+            state, reason = _final_state(job)
             cause = self._causes.get(job) or f"Slurm job {job} {state}" + (f" ({reason})" if reason not in ("", "None") else "")
             return SlurmJobLost(f"{cause}: {type(exc).__name__}")
         if self._stall is not None:
