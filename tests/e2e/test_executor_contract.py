@@ -3,8 +3,9 @@ and must agree on the culprit, the steps (revision, role, verdict) and the journ
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -17,9 +17,15 @@ import pytest
 
 pytest.importorskip("dask_jobqueue")
 
-from tests.fixtures.cli import BISECTOR, bisector, journal_events, probe_script, wait_for  # noqa: E402
-from tests.fixtures.repos import GitRepo, linear_history  # noqa: E402
-from tests.fixtures.slurm import Slurm  # noqa: E402
+from tests.fixtures.cli import (
+    BISECTOR,
+    bisector,
+    journal_events,
+    probe_script,
+    wait_for,
+)
+from tests.fixtures.repos import GitRepo, linear_history
+from tests.fixtures.slurm import Slurm
 
 CONFIG = '[executor]\nkind = "slurm"\nmemory = "500MB"\n'
 WORKER = re.compile(r"^slurm:(\d+)@")
@@ -161,9 +167,8 @@ def test_a_job_slurm_cannot_run_is_one_error_line(slurm_cluster: Slurm, repo: Gi
 
 
 def test_bad_executor_keys_are_usage_errors(repo: GitRepo, tmp_path: Path) -> None:
-    from bisector.run.executors.slurm import SlurmOptions
-
     from bisector.core.errors import UsageError
+    from bisector.run.executors.slurm_jobs import SlurmOptions
 
     assert SlurmOptions.from_table({"gpus": 2, "qos": "high"}).directives() == ["--qos=high", "--gres=gpu:2"]
     for bad in ({"cores": "4"}, {"cores": 0}, {"job_extra_directives": "--x"}, {"queue_timeout": -1}):
