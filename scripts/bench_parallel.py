@@ -1,7 +1,10 @@
-"""Parallel steps: rounds and wall time of `bisector run -j K`, locally and on a local Dask cluster.
+"""Parallel steps: rounds and wall time of `bisector run -j K`, locally, on a local Dask cluster and on Slurm.
 
     python scripts/bench_parallel.py [--commits 1000] [--sleep 0.2] [--culprits 137,500,873]
-                                     [--local 1,2,4] [--dask 2,4] [--noisy-trials 500]
+                                     [--local 1,2,4] [--dask 2,4] [--slurm 2] [--noisy-trials 500]
+
+Slurm rows (`--slurm K`) use the Slurm that `sinfo` reaches (SLURM_CONF), or with --start-slurm a
+single-node one started in the scratch folder (tests/fixtures/slurm.py; Debian packages, root).
 
 Builds a linear history of --commits commits with `git fast-import` (commit i writes n.txt = i and
 state.txt = broken from the culprit on), a probe that sleeps --sleep seconds then fails on
@@ -120,9 +123,11 @@ def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_one(template: Path, work: Path, good: str, culprit_sha: str, probe: Path, jobs: int,
-            executor: str | None) -> dict:
-    repo = work / f"repo-{executor and 'dask' or 'local'}-{jobs}-{culprit_sha[:7]}"
+            executor: str | None, name: str = "local") -> dict:
+    repo = work / f"repo-{name}-{jobs}-{culprit_sha[:7]}"
     subprocess.run(["git", "clone", "-q", str(template), str(repo)], check=True, env=ENV)
+    if name == "slurm":
+        (repo / "bisector.toml").write_text('[executor]\nmemory = "500MB"\n')
     cmd = [sys.executable, "-m", "bisector.cli", "run", "--good", good, "--bad", "main", "--probe", str(probe),
            "-j", str(jobs)]
     if executor:
@@ -189,6 +194,8 @@ def main() -> int:
     ap.add_argument("--culprits", default="137,500,873")
     ap.add_argument("--local", default="1,2,4")
     ap.add_argument("--dask", default="2,4")
+    ap.add_argument("--slurm", default="", help="K values on Slurm, e.g. 2 (default: none)")
+    ap.add_argument("--start-slurm", action="store_true", help="start a single-node Slurm for the Slurm rows")
     ap.add_argument("--noisy-trials", type=int, default=500)
     ap.add_argument("--noise", type=float, default=0.1)
     add_keep_option(ap)
@@ -197,6 +204,7 @@ def main() -> int:
     culprits = [int(c) for c in args.culprits.split(",") if c]
     local = [int(k) for k in args.local.split(",") if k]
     dask = [int(k) for k in args.dask.split(",") if k]
+    slurm = [int(k) for k in args.slurm.split(",") if k]
     rows = []
     with temp_dir("bench-parallel-", args.keep) as work:
         probe = work / "probe.sh"
@@ -210,7 +218,19 @@ def main() -> int:
             gen = time.monotonic() - t0
         print(f"history: {n} commits by git fast-import in {gen:.2f} s; probe sleeps {args.sleep} s; "
               f"culprits at {', '.join(map(str, culprits))}", flush=True)
-        configs = [("local", k) for k in local] + [("dask", k) for k in dask]
+        configs = [("local", k) for k in local] + [("dask", k) for k in dask] + [("slurm", k) for k in slurm]
+        slurm_daemons = None
+        if slurm and args.start_slurm:
+            from tests.fixtures.slurm import Slurm, install
+
+            why = install()
+            if why:
+                raise SystemExit(why)
+            t0 = time.monotonic()
+            slurm_daemons = Slurm(work / "slurm")
+            slurm_daemons.start()
+            ENV["SLURM_CONF"] = str(slurm_daemons.conf)
+            print(f"single-node Slurm up in {time.monotonic() - t0:.2f} s", flush=True)
         for name, k in configs:
             procs: list = []
             url = None
@@ -222,10 +242,12 @@ def main() -> int:
                     address, procs = start_cluster(tmp, k)
                     url = "dask://" + address.removeprefix("tcp://")
                     print(f"dask cluster with {k} workers up in {time.monotonic() - t0:.1f} s", flush=True)
+                elif name == "slurm":
+                    url = "slurm"
                 results = []
                 for c in culprits:
                     good = rev_of(templates[c], 1)
-                    r = run_one(templates[c], work, good, rev_of(templates[c], c), probe, k, url)
+                    r = run_one(templates[c], work, good, rev_of(templates[c], c), probe, k, url, name)
                     if not r["ok"]:
                         print(f"FAILED {name} K={k} culprit {c}:\n{r['stderr']}", file=sys.stderr)
                     results.append(r)
@@ -239,19 +261,23 @@ def main() -> int:
                 math.ceil(math.log(cands) / math.log(k + 1) - 1e-9) + 1,
                 "/".join(str(r["steps"]) for r in results),
                 statistics.mean(r["wall"] for r in results),
+                statistics.mean(r["wall"] / r["steps"] for r in results),
                 all(r["ok"] for r in results),
             ))
             print(f"  done {name} K={k}", flush=True)
-        hdr = ("executor", "K", "search rounds", "all rounds", "bound", "steps", "wall s (mean)", "right culprit")
+        hdr = ("executor", "K", "search rounds", "all rounds", "bound", "steps", "wall s (mean)", "wall s / step",
+               "right culprit")
         from tabulate import tabulate
 
         print()
         print(f"N = {n} candidates per run (culprits {', '.join(map(str, culprits))}; values per culprit); "
               "bound = ceil(log_{K+1} N) + 1 search rounds; all rounds add the bounds round and a confirm round when needed")
-        print(tabulate([(a, b, c, d, e, f, f"{g:.2f}", "yes" if h else "NO") for a, b, c, d, e, f, g, h in rows],
+        print(tabulate([(a, b, c, d, e, f, f"{g:.2f}", f"{x:.2f}", "yes" if h else "NO") for a, b, c, d, e, f, g, x, h in rows],
                        headers=hdr, tablefmt="github"))
         print()
         print(noisy(n, args.noise, 4, args.noisy_trials))
+        if slurm_daemons is not None:
+            slurm_daemons.stop()
     return 0
 
 

@@ -75,7 +75,8 @@ def main(verbose: bool) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Steps to run at once, each in its own worktree.")
 @click.option("--executor", metavar="URL", envvar="DASK_SCHEDULER_ADDRESS",
-              help="Where steps run: local (default) or dask://HOST:PORT (needs bisector[dask]).")
+              help="Where steps run: local (default), dask://HOST:PORT (needs bisector[dask]) "
+                   "or slurm (needs bisector[slurm]; see [executor] in docs/parallel.md).")
 @click.option("--noise", type=click.FloatRange(0, 0.5, max_open=True), metavar="P",
               help="The probe's verdict flips with probability P: search with a posterior.")
 @click.option("--flaky", type=click.FloatRange(0, 0.5, max_open=True), metavar="F",

@@ -190,7 +190,8 @@ class Session:
         # Made before anything is journaled: an executor that cannot start (a missing extra,
         # an unreachable scheduler) must not leave an empty unfinished session behind.
         executor = make_executor(plan, suite, jobs=jobs, executor=self.options.executor,
-                                 workspace_factory=self.workspace_factory)
+                                 workspace_factory=self.workspace_factory, state=self.state,
+                                 message=self.handler.on_message)
         writer = JournalWriter(plan.journal)
         history: list[Step] = []
         if plan.resumed:

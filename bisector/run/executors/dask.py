@@ -71,6 +71,7 @@ class DaskExecutor:
         self.workspace_dir = Path(spec_base["workspace_dir"])
         self._client: Any = None
         self._inflight: dict[Any, StepRequest] = {}
+        self.step_task: Any = run_step_in_worker  # what runs a step on a worker (the Slurm executor wraps it)
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -169,7 +170,7 @@ class DaskExecutor:
         for req in requests:
             # pure=False: a repeated (flaky) probe of the same revision must really run again.
             fut = self._client.submit(
-                run_step_in_worker, self.spec(req, logs), pure=False, retries=0,
+                self.step_task, self.spec(req, logs), pure=False, retries=0,
                 key=f"bisector-step-{req.step}-{os.urandom(4).hex()}",
             )
             futures[fut] = req

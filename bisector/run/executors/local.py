@@ -97,11 +97,13 @@ class LocalExecutor:
 
 
 def parse_executor(url: str | None) -> str | None:
-    """Validate --executor: None (local) or a dask:// / tcp:// scheduler address."""
+    """Validate --executor: None (local), "slurm", or a dask:// / tcp:// scheduler address."""
     if url is None or url in ("", "local"):
         return None
+    if url == "slurm":
+        return url
     if url.startswith("dask://"):
         return "tcp://" + url[len("dask://"):]
     if url.startswith("tcp://"):
         return url
-    raise UsageError(f"unknown executor {url!r}: use local or dask://HOST:PORT")
+    raise UsageError(f"unknown executor {url!r}: use local, slurm or dask://HOST:PORT")
