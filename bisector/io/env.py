@@ -281,7 +281,10 @@ def _builder(settings: EnvSettings, spec: EnvSpec, cwd: Path, log: Path) -> Call
 
     def _steps(target: Path) -> None:
         deadline = time.monotonic() + settings.timeout if settings.timeout else None
-        left = lambda: max(1.0, deadline - time.monotonic()) if deadline else None
+
+        def left() -> float | None:
+            return max(1.0, deadline - time.monotonic()) if deadline else None
+
         if spec.kind == "command":
             run(settings.command or "", {**base, "BISECTOR_ENV_DIR": str(target), "BISECTOR_PYTHON": python}, left())
             return

@@ -104,10 +104,10 @@ def test_timeout_is_a_skip(repo: GitRepo, tmp_path: Path) -> None:
 def test_merges_and_first_parent(repo: GitRepo, tmp_path: Path) -> None:
     base = repo.commit({"state.txt": "ok\n", "n.txt": "0\n"}, "base")
     repo.git("checkout", "-q", "-b", "feature")
-    f1 = repo.commit({"feature.txt": "1\n"}, "feature 1")
+    repo.commit({"feature.txt": "1\n"}, "feature 1")
     f2 = repo.commit({"feature.txt": "2\n", "state.txt": "broken\n"}, "feature 2 breaks it")
     repo.git("checkout", "-q", "main")
-    m1 = repo.commit({"main.txt": "1\n"}, "main 1")
+    repo.commit({"main.txt": "1\n"}, "main 1")
     repo.git("merge", "-q", "--no-ff", "-m", "merge feature", "feature")
     merge = repo.rev("HEAD")
     repo.commit({"main.txt": "2\n"}, "main 2")
@@ -135,7 +135,7 @@ def test_pathspec_limits_candidates(repo: GitRepo, tmp_path: Path) -> None:
 
 
 def test_good_on_a_side_branch_checks_the_merge_base(repo: GitRepo, tmp_path: Path) -> None:
-    base = repo.commit({"state.txt": "ok\n"}, "base")
+    repo.commit({"state.txt": "ok\n"}, "base")
     repo.git("checkout", "-q", "-b", "side")
     side = repo.commit({"side.txt": "1\n"}, "side work")
     repo.git("checkout", "-q", "main")
