@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bisector.core.errors import UsageError
+from bisector.journal.codec import decode_result
 from bisector.run.executors.dask_worker import run_step_in_worker
 
 JOBS_DIR = "slurm-jobs"  # under the repository's state folder: <session>.txt, one job id a line
@@ -146,6 +147,6 @@ def run_step_in_slurm_job(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _killed_by_signal(out: dict[str, Any]) -> bool:
-    codes = [(out.get("build") or {}).get("returncode")]
-    codes += [(o.get("evidence") or {}).get("exit_code") for o in out.get("observations", [])]
+    result = decode_result(out)
+    codes = [result.build.returncode, *(o.evidence.get("exit_code") for o in result.observations)]
     return any(isinstance(c, int) and c < 0 for c in codes)
