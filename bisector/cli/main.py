@@ -259,7 +259,7 @@ def demo(keep: bool, plain: bool, scenario: str) -> None:
 
 
 # Commands that live in their own modules (each has `register(main)`; click only at import).
-_EXTRA_COMMAND_MODULES = ("bisector.cli.review",)
+_EXTRA_COMMAND_MODULES = ("bisector.cli.review", "bisector.cli.manual")
 
 
 def _register_extra_commands() -> None:
