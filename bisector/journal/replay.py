@@ -220,6 +220,9 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
                 continue
             except (BoundsError, ContradictionError, ProbeAbort) as exc:
                 outcome = Outcome(STATUS_OF[type(exc)], message=str(exc))
+            else:
+                if b.limited and k + 1 < len(stretches) and not runner.left:
+                    continue  # paused at the step limit; the next run went on
             left = runner.left + [s for later in stretches[k + 1:] for s in later.steps]
             break
         if left:
