@@ -96,9 +96,13 @@ def main(verbose: bool) -> None:
 @click.option("--from", "reuse_from", metavar="SESSION",
               help="Reuse the observations of a past session that still hold (same code, data and probe).")
 @click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
+@click.option("--term-old", metavar="TERM", help="The word for good in every message (as git bisect: fast, pass).")
+@click.option("--term-new", metavar="TERM", help="The word for bad (slow, fail).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout, as the journal holds them.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the result.")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
-def run(pin_good: str | None, **params: Any) -> None:
+def run(pin_good: str | None, as_json: bool, quiet: bool, **params: Any) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
@@ -115,7 +119,7 @@ def run(pin_good: str | None, **params: Any) -> None:
     from bisector.core.errors import UsageError
     from bisector.journal.read import summarize
     from bisector.review.pins.make import pin_from_session
-    from bisector.review.render import CliHandler, print_result
+    from bisector.review.render import CliHandler, JsonHandler, print_result
     from bisector.run.session import RunOptions, Session
 
     _sigterm_as_interrupt()
@@ -127,12 +131,19 @@ def run(pin_good: str | None, **params: Any) -> None:
             raise UsageError(f"cannot change to {params['repo']}: {exc.strerror}") from None
     params.update(repo=Path("."), goods=list(params["goods"]), paths=list(params["paths"]))
     _expand_pins(params)
-    session = Session(RunOptions(**params), CliHandler())
-    result = session.run()
-    print_result(session.repo, result)
+    handler = JsonHandler() if as_json else CliHandler(quiet=quiet)
+    session = Session(RunOptions(**params), handler)
+    try:
+        result = session.run()
+    finally:
+        getattr(handler, "close", lambda: None)()
+    if not as_json:
+        terms = session.plan.start.get("terms") or {}
+        print_result(session.repo, result, (terms.get("old", "good"), terms.get("new", "bad")), quiet=quiet)
     if pin_good and result.status == "found":
         pin = pin_from_session(session.repo, summarize(result.journal), pin_good)
-        click.echo(f"Pinned @{pin.name}: {pin.commit[:10]} (known good)")
+        if not as_json:
+            click.echo(f"Pinned @{pin.name}: {pin.commit[:10]} (known good)")
     sys.exit(result.exit_code)
 
 
@@ -259,7 +270,7 @@ def demo(keep: bool, plain: bool, scenario: str) -> None:
 
 
 # Commands that live in their own modules (each has `register(main)`; click only at import).
-_EXTRA_COMMAND_MODULES = ("bisector.cli.review",)
+_EXTRA_COMMAND_MODULES = ("bisector.cli.review", "bisector.cli.manual")
 
 
 def _register_extra_commands() -> None:

@@ -28,7 +28,11 @@ class Runner(Protocol):
     May raise ProbeAbort, KeyboardInterrupt or (replay) a divergence. A runner may also offer
     `pick_round(ask, jobs) -> list[str]`: given `ask(k)` (the keys `search.next(k)` would
     send), the keys of the next round; replay uses it for journals that did not record the
-    number of workers."""
+    number of workers.
+
+    A runner may also offer `incoming(next_step) -> list[Step]`: steps marked by hand (from
+    another terminal: `bisector good/bad/skip`) since the last round, numbered from
+    `next_step`; the loop records them before it asks the search for the next round."""
 
     def run_round(self, requests: Sequence[StepRequest]) -> Iterator[Step]: ...
 
@@ -101,6 +105,9 @@ class Bisection:
         for step in history:
             self._remember(step)
             self.tell(step)
+        # `max_steps` counts the steps of this run: a resumed search goes on for as many more.
+        self._history_len = len(self.steps)
+        self.limited = False  # whether the last `run` stopped at `max_steps` with the search unfinished
 
     # ------------------------------------------------------------------ state
     def _remember(self, step: Step) -> None:
@@ -143,6 +150,12 @@ class Bisection:
         times = self._times[-9:]
         rounds = -(-est // self.jobs) if self.jobs > 1 else est
         return Estimate(left, est, statistics.median(times) * rounds if times else None)
+
+    def suspects(self) -> list[str]:
+        """The commits that can still be the culprit, most likely first."""
+        post = self.search.posterior()
+        ranked = sorted(((p, k) for k, p in post.items() if k is not None and p > 1e-9), key=lambda t: -t[0])
+        return [k for _, k in ranked]
 
     def posterior(self) -> PosteriorSummary:
         post = self.search.posterior()
@@ -199,6 +212,15 @@ class Bisection:
         pick = getattr(runner, "pick_round", None)
         return pick(ask, self.jobs) if pick is not None else ask(self.jobs)
 
+    def _take_marks(self, runner: Runner) -> None:
+        incoming = getattr(runner, "incoming", None)
+        if incoming is None:
+            return
+        for step in incoming(self.next_step):
+            self.events.on_step(step)
+            self._remember(step)
+            self.tell(step)
+
     def _told_search(self, steps: Sequence[Step]) -> None:
         for step in steps:
             if step.verdict is Verdict.ABORT:
@@ -229,9 +251,13 @@ class Bisection:
             for key, role, expected in bounds:
                 self._check_bound(key, role, expected)
         while True:
+            self._take_marks(runner)
             keys = self._ask(runner)
-            if not keys or (self.max_steps is not None and len(self.steps) >= self.max_steps):
+            if not keys:
                 break
+            if self.max_steps is not None and len(self.steps) - self._history_len >= self.max_steps:
+                self.limited = True
+                return self._limited_outcome()
             self.search_rounds += 1
             special = {c.bad, *c.goods}
             todo = [(c.point(k), Role.CALIBRATE if k in special else Role.SEARCH) for k in keys]
@@ -240,9 +266,6 @@ class Bisection:
         if self.noisy:
             return self._noisy_outcome()
         if r.status != "found" or r.culprit is None:
-            if r.status == "running":  # stopped by max_steps
-                return Outcome(Status.UNDECIDED, probability=r.probability, candidates=tuple(r.candidates),
-                               message=f"the step limit ({self.max_steps}) was reached: {self.search.remaining()} candidates remain")
             return Outcome(
                 Status(r.status),
                 probability=r.probability,
@@ -250,6 +273,14 @@ class Bisection:
                 message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
             )
         return self._confirm(runner, r.culprit, r.probability)
+
+    def _limited_outcome(self) -> Outcome:
+        """Stopped at `max_steps` with the search unfinished: what is left (not skipped: untested)."""
+        left = self.suspects()
+        r = self.search.result()
+        return Outcome(Status.UNDECIDED, probability=r.probability, candidates=tuple(left),
+                       message=f"stopped after {self.max_steps} steps (the step limit): {len(left)} candidates "
+                               "left to test; run again to continue")
 
     def _check_bound(self, key: str, role: Role, expected: Verdict) -> None:
         step = self.step_of(key)

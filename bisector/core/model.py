@@ -257,3 +257,21 @@ class Outcome:
     candidates: tuple[str, ...] = ()
     message: str = ""
     attribution: Attribution | None = None
+
+
+HAND = "hand"  # the probe name of a revision marked by hand (`bisector good/bad/skip`)
+
+
+def hand_step(number: int, point: Point, role: Role, verdict: Verdict, *, mark: str | None = None,
+              round: int = 0) -> Step:
+    """A step whose verdict a person gave with `bisector good/bad/skip` (nothing was built).
+    `mark` is the id of the `mark` event it answers (marks sent to a running session)."""
+    evidence: dict[str, Any] = {"marked": verdict.value}
+    if mark is not None:
+        evidence["mark"] = mark
+    obs = Observation(HAND, verdict, f"marked {verdict.value} by hand", evidence=evidence)
+    return Step(StepRequest(number, point, role), StepResult(verdict, observations=(obs,)), round=round)
+
+
+def is_hand(step: Step) -> bool:
+    return any(o.probe == HAND for o in step.result.observations)

@@ -159,6 +159,25 @@ def decode_step(e: Mapping[str, Any], axis: str = "code") -> Step:
     return Step(request, decode_result(e), round=int(e.get("round") or 0), reused_from=e.get("reused_from"))
 
 
+# ---------------------------------------------------------------- marks by hand
+def encode_mark(mark: str, rev: str, verdict: Verdict) -> dict[str, Any]:
+    """A `mark` event: `bisector good/bad/skip REV` sent to a running session, which journals
+    it as a step (the step's hand observation names the mark's id)."""
+    return {"id": mark, "rev": rev, "verdict": verdict.value}
+
+
+def decode_mark(e: Mapping[str, Any]) -> tuple[str, str, Verdict]:
+    try:
+        return str(e["id"]), str(e["rev"]), _enum(Verdict, e.get("verdict"), "verdict")
+    except KeyError:
+        raise JournalError("a mark event without an id or revision") from None
+
+
+def mark_of(step: Step) -> str | None:
+    """The id of the mark a step answers, if any."""
+    return next((str(o.evidence["mark"]) for o in step.result.observations if o.evidence.get("mark")), None)
+
+
 # ------------------------------------------------------------------- the result
 def encode_attribution(a: Attribution | None) -> dict[str, Any] | None:
     if a is None:

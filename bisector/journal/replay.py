@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from bisector.core.errors import BoundsError, ContradictionError, ProbeAbort, UsageError
 from bisector.core.loop import Bisection
-from bisector.core.model import Outcome, Role, Status, Step, StepRequest
+from bisector.core.model import Outcome, Role, Status, Step, StepRequest, is_hand
 from bisector.core.search import Search
 from bisector.io.git import repo_root
 from bisector.io.history import load_start_candidates
@@ -110,6 +110,15 @@ class JournalRunner:
             j += 1
         return self.steps[self.i:j]
 
+    def incoming(self, next_step: int) -> list[Step]:
+        """The revisions marked by hand next in the journal (`bisector good/bad/skip`): the loop
+        takes them before it asks, as the session did."""
+        out = []
+        while self.i < len(self.steps) and self.steps[self.i].role is Role.SEARCH and is_hand(self.steps[self.i]):
+            out.append(self.steps[self.i])
+            self.i += 1
+        return out
+
     def run_round(self, requests: Sequence[StepRequest]) -> Iterator[Step]:
         if self.i >= len(self.steps):
             raise StretchEnd
@@ -139,6 +148,12 @@ class JournalRunner:
 class _Stretch:
     jobs: int | None
     steps: list[Step]
+    # The step limit of this run: a `resume` event records it (None: no limit); before it did,
+    # the start's limit counted every step of the session (`OLD_LIMIT`).
+    max_steps: int | None | str = None
+
+
+OLD_LIMIT = "total"
 
 
 def _stretches(events: list[dict[str, Any]], axis: str) -> list[_Stretch]:
@@ -148,7 +163,8 @@ def _stretches(events: list[dict[str, Any]], axis: str) -> list[_Stretch]:
     out: list[_Stretch] = []
     for e in events:
         if e["event"] in ("start", "resume"):
-            out.append(_Stretch(e.get("jobs"), []))
+            limit = (e.get("search") or {}).get("max_steps") if e["event"] == "start" else e.get("max_steps", OLD_LIMIT)
+            out.append(_Stretch(e.get("jobs"), [], limit))
         elif id(e) in kept and out:
             step = decode_step(e, axis)
             if step.role is not Role.CROSSING:
@@ -188,8 +204,12 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
         for k, stretch in enumerate(stretches):
             runner = JournalRunner(stretch.steps, numbered=stretch.jobs is not None)
             try:
+                limit = stretch.max_steps
+                if limit == OLD_LIMIT:
+                    total = settings.get("max_steps")
+                    limit = None if total is None else max(0, total - len(history))
                 b = Bisection(c, lambda: Search.from_settings(c, settings), jobs=stretch.jobs or 1,
-                              max_steps=settings.get("max_steps"), needs_baseline=baseline, history=history)
+                              max_steps=limit, needs_baseline=baseline, history=history)
                 noisy = b.noisy
                 try:
                     outcome = b.run(runner)
@@ -200,6 +220,9 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
                 continue
             except (BoundsError, ContradictionError, ProbeAbort) as exc:
                 outcome = Outcome(STATUS_OF[type(exc)], message=str(exc))
+            else:
+                if b.limited and k + 1 < len(stretches) and not runner.left:
+                    continue  # paused at the step limit; the next run went on
             left = runner.left + [s for later in stretches[k + 1:] for s in later.steps]
             break
         if left:
@@ -213,6 +236,9 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
             what = "unfinished" if end is None else end.get("status")
             return ReplayResult(True, f"OK: {checked} steps replayed; the session is {what}", checked)
         status = outcome.status.value
+        if end is None and events[-1]["event"] == "pause" and outcome.status is Status.UNDECIDED:
+            return ReplayResult(True, f"OK: {checked} steps replayed, every choice matches; the session is paused "
+                                      "at its step limit", checked)
         if end is None:
             return ReplayResult(True, f"OK: {checked} steps replayed; the search had ended ({status}) "
                                       "but the journal has no end event", checked)

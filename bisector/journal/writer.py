@@ -6,24 +6,34 @@ A torn last line (killed mid-write, power loss) is cut off before the next appen
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SCHEMA_VERSION = 1
 JOURNAL_DIR = ".bisector"
 
 
 class JournalWriter:
-    """Appends events durably. Safe to reopen on a journal that ends in a torn line."""
+    """Appends events durably. Safe to reopen on a journal that ends in a torn line.
 
-    def __init__(self, path: Path):
+    Each append holds an flock on the journal: another process (`bisector good` from a second
+    terminal) may append `mark` events to the journal of a running session. `echo` is given
+    each record as it is written (`bisector run --json`)."""
+
+    def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None):
         self.path = path
+        self.echo = echo
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "ab+")
-        self._cut_torn_tail()
+        fcntl.flock(self._f.fileno(), fcntl.LOCK_EX)
+        try:
+            self._cut_torn_tail()
+        finally:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
 
     def _cut_torn_tail(self) -> None:
         f = self._f
@@ -51,9 +61,15 @@ class JournalWriter:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"v": SCHEMA_VERSION, "ts": round(time.time(), 3), "event": event, **fields}
         line = json.dumps(record, sort_keys=False, default=str) + "\n"
-        self._f.write(line.encode())
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        fcntl.flock(self._f.fileno(), fcntl.LOCK_EX)
+        try:
+            self._f.write(line.encode())
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        finally:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
+        if self.echo is not None:
+            self.echo(json.loads(line))
         return record
 
     def close(self) -> None:

@@ -61,6 +61,8 @@ class RunOptions:
     attribute: bool = False  # test the crossings even when the culprit changed only code or data
     reuse_from: str | None = None  # a past session whose still-valid observations are reused
     env: str | None = None  # each revision's own environment: none | uv | command (over [env] mode)
+    term_old: str | None = None  # the words for good and bad in every message (`--term-old fast`)
+    term_new: str | None = None
 
 
 def environment() -> dict[str, str]:
@@ -230,6 +232,8 @@ class Plan:
             "argv": sys.argv,
             "jobs": max(1, opts.jobs),
         }
+        if opts.term_old or opts.term_new:
+            start["terms"] = {"old": opts.term_old or "good", "new": opts.term_new or "bad"}
         return cls(repo, start, candidates, False)
 
     @classmethod

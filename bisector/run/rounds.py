@@ -4,7 +4,8 @@
 infrastructure failure (a lost worker, a dropped connection) is not a verdict on the commit:
 the step is retried once, then journaled as a skip whose note says why. The loop never sees
 those exceptions. `ReuseRunner` answers from an old session (`run --from`) what it can and
-sends the rest on.
+sends the rest on. `MarksRunner` hands the loop what a person marked from another terminal
+(`bisector good/bad/skip` while the session runs).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any, Iterator, Sequence
 
 from bisector.core.errors import BisectorError
 from bisector.core.loop import Runner
-from bisector.core.model import BuildInfo, Step, StepRequest, StepResult, Verdict
+from bisector.core.model import BuildInfo, Candidates, Role, Step, StepRequest, StepResult, Verdict, hand_step
+from bisector.journal.codec import decode_mark
+from bisector.journal.read import read_events
 from bisector.journal.reuse import Reusable, find_reusable
 
 
@@ -72,3 +75,30 @@ class ReuseRunner:
             yield Step(req, result, reused_from=old.step.number)
         if todo:
             yield from self.inner.run_round(todo)
+
+
+class MarksRunner:
+    """Rounds go to `inner`; between rounds, the `mark` events that another terminal appended to
+    the session's journal become hand-marked steps (each mark once: `taken` holds their ids)."""
+
+    def __init__(self, inner: Runner, journal: Path, candidates: Candidates, taken: set[str]):
+        self.inner = inner
+        self.journal = journal
+        self.candidates = candidates
+        self.taken = taken
+
+    def run_round(self, requests: Sequence[StepRequest]) -> Iterator[Step]:
+        yield from self.inner.run_round(requests)
+
+    def incoming(self, next_step: int) -> list[Step]:
+        out = []
+        for e in read_events(self.journal):
+            if e["event"] != "mark":
+                continue
+            mark, rev, verdict = decode_mark(e)
+            if mark in self.taken:
+                continue
+            self.taken.add(mark)
+            if rev in self.candidates.parents:
+                out.append(hand_step(next_step + len(out), self.candidates.point(rev), Role.SEARCH, verdict, mark=mark))
+        return out

@@ -36,13 +36,13 @@ from bisector.io.env import describe_cache, env_changed
 from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
-from bisector.journal.codec import decode_step, encode_outcome, encode_step
+from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events
 from bisector.journal.reuse import Reusable, reusable_observations
 from bisector.journal.writer import JournalWriter
 from bisector.run.executors.factory import make_executor
 from bisector.run.plan import Plan, RunOptions
-from bisector.run.rounds import ExecutorRunner, ReuseRunner
+from bisector.run.rounds import ExecutorRunner, MarksRunner, ReuseRunner
 from bisector.run.wiring import make_suite
 
 __all__ = ["Handler", "JournaledEvents", "RunOptions", "Session", "SessionResult", "reset"]
@@ -59,6 +59,7 @@ class SessionResult:
     steps: Mapping[str, int] = field(default_factory=dict)  # probes per role value
     elapsed: float = 0.0
     resumed: bool = False
+    paused: bool = False  # stopped at the step limit: the session stays open, `bisector run` goes on
 
     @property
     def status(self) -> Status:
@@ -96,11 +97,15 @@ class Handler:
 
     def on_step_start(self, request: StepRequest, left: int, est_steps: int, est_seconds: float | None) -> None: ...
 
+    def on_phase(self, step: int, phase: str) -> None: ...  # checkout, build, probe (local steps)
+
     def on_step_end(self, step: Step) -> None: ...
 
     def on_posterior(self, event: Mapping[str, Any]) -> None: ...
 
     def on_message(self, text: str) -> None: ...
+
+    def on_journal(self, record: Mapping[str, Any]) -> None: ...  # each journal event as written
 
     def on_result(self, result: SessionResult) -> None: ...
 
@@ -192,20 +197,24 @@ class Session:
         executor = make_executor(plan, suite, jobs=jobs, executor=self.options.executor,
                                  workspace_factory=self.workspace_factory, state=self.state,
                                  message=self.handler.on_message)
-        writer = JournalWriter(plan.journal)
+        if hasattr(executor, "on_phase"):
+            executor.on_phase = self.handler.on_phase
+        writer = JournalWriter(plan.journal, echo=self.handler.on_journal)
         history: list[Step] = []
+        settings, candidates = plan.settings, plan.candidates
+        # The step limit counts this run's steps: a resumed session goes on (for --max-steps more).
+        max_steps = self.options.max_steps if plan.resumed else settings.get("max_steps")
         if plan.resumed:
             history = [decode_step(e, plan.axis.value) for e in apply_undo(read_events(plan.journal))]
-            writer.append("resume", pid=os.getpid(), jobs=jobs)
+            writer.append("resume", pid=os.getpid(), jobs=jobs, max_steps=max_steps)
         else:
             writer.append("start", **plan.start)
         self.handler.on_start({**plan.start, "resumed": plan.resumed, "journal": str(plan.journal)})
-        settings, candidates = plan.settings, plan.candidates
         bisection = self.bisection = Bisection(
             candidates,
             lambda: Search.from_settings(candidates, settings),
             jobs=jobs,
-            max_steps=settings.get("max_steps"),
+            max_steps=max_steps,
             needs_baseline=bool(getattr(suite, "needs_baseline", False)),
             repeatable=bool(getattr(suite, "repeatable", True)),
             history=history,
@@ -214,6 +223,7 @@ class Session:
         runner: Runner = ExecutorRunner(executor, plan.session_dir / "logs")
         if reusable:
             runner = ReuseRunner(runner, self.repo, reusable, str(reuse_from))
+        runner = MarksRunner(runner, plan.journal, candidates, {m for s in history if (m := mark_of(s))})
         try:
             executor.open(candidates.bad)
             outcome = bisection.run(runner)
@@ -226,8 +236,9 @@ class Session:
             executor.close()
             shutil.rmtree(plan.session_dir, ignore_errors=True)
         result = SessionResult(outcome, plan.session, plan.journal, plan.axis, bisection.counts(),
-                               time.monotonic() - started, plan.resumed)
-        writer.append("end", **encode_outcome(outcome), steps=dict(result.steps), elapsed=round(result.elapsed, 3),
+                               time.monotonic() - started, plan.resumed, paused=bisection.limited)
+        # Stopped at the step limit: a `pause` (not an `end`) keeps the session open to resume.
+        writer.append("pause" if result.paused else "end", **encode_outcome(outcome), steps=dict(result.steps), elapsed=round(result.elapsed, 3),
                       rounds=self.rounds)
         writer.close()
         self.handler.on_result(result)

@@ -45,6 +45,7 @@ def execute_step(
     env: dict[str, str] | None = None,
     cache: Any = None,
     env_rev: str | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> StepResult:
     """Checkout (code + data), build (or restore from the build cache), probe.
 
@@ -53,9 +54,13 @@ def execute_step(
     Data that cannot be had makes the step a skip whose note says which file, which
     revision and why. A failed build maps to `build_config.on_failure` (abort: ABORT).
     With `build_config.env`, the revision's own environment (that of `env_rev`, when given)
-    is restored into the workspace first; one that cannot be built is a skip.
+    is restored into the workspace first; one that cannot be built is a skip. `phase` is told
+    each phase as it begins: "checkout" (code, and DVC data when the workspace has it), "build",
+    "probe" (a progress display; it must not raise).
     """
+    tell = phase or (lambda name: None)
     t0 = time.monotonic()
+    tell("data" if getattr(workspace, "is_dvc", False) else "checkout")
     log_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     try:
@@ -87,6 +92,8 @@ def execute_step(
     stats_before = None
     if getattr(workspace, "is_dvc", False):
         stats_before = input_stats(workspace)
+    if config.command:
+        tell("build")
     build = _build(workspace, config, rev, log_dir, step_env, cache, env_info.get("key"))
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
@@ -106,6 +113,7 @@ def execute_step(
         ctx = ProbeContext(
             workspace=workspace.path, commit=rev, step=step, log_dir=log_dir, data_rev=data_rev, env=step_env
         )
+        tell("probe")
         res = suite.run(ctx)
         verdict = res.verdict
         observations = tuple(res.observations)

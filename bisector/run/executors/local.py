@@ -47,6 +47,8 @@ class LocalExecutor:
         self.cache = cache
         self._pool: ThreadPoolExecutor | None = None
         self._free: "queue.Queue[int]" = queue.Queue()
+        # Told (step number, phase) as each local step moves on: checkout/data, build, probe.
+        self.on_phase: Callable[[int, str], None] | None = None
 
     def open(self, first_rev: str) -> None:
         for i, ws in enumerate(self.workspaces):
@@ -71,10 +73,15 @@ class LocalExecutor:
             result = execute_step(
                 self.workspaces[slot], self.suite, self.build_config, point.code, req.step, log_dir(logs, req.step),
                 point.data, env, cache=None if req.fresh_build else self.cache, env_rev=point.env,
+                phase=self._phase(req.step),
             )
             return dataclasses.replace(result, worker=f"local-{slot}")
         finally:
             self._free.put(slot)
+
+    def _phase(self, step: int) -> Callable[[str], None] | None:
+        hook = self.on_phase
+        return None if hook is None else (lambda name: hook(step, name))
 
     def run_round(self, requests: Sequence[StepRequest], logs: Path) -> Iterator[tuple[StepRequest, StepResult | BaseException]]:
         if self._pool is None:
