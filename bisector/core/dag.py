@@ -15,7 +15,7 @@ Standard library and numpy only.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -347,3 +347,26 @@ class Dag:
         out = np.empty_like(out_p)
         out[self._perm] = out_p
         return out
+
+
+def contradiction(dag: Dag, i: int, k: int, n: int, observed_bad: Collection[int], observed_good: Collection[int]) -> str:
+    """Why a deterministic observation (k fails of n runs at candidate i) cannot hold, given the
+    candidates observed bad and good before (for the ContradictionError)."""
+    rev = dag.revs[i]
+    if k and n - k:
+        return f"{rev} both passed and failed, but the probe is deterministic: rerun it or declare noise"
+    if n - k:  # observed good
+        if i in observed_bad:
+            return f"{rev} observed good, but it was observed bad before"
+        for b in observed_bad:
+            if dag.is_ancestor(b, i):
+                return f"{rev} observed good, but its ancestor {dag.revs[b]} was observed bad"
+        bads = ", ".join(dag.revs[b] for b in observed_bad) or "none"
+        return f"{rev} observed good, but every remaining suspect is its ancestor (observed bad: {bads})"
+    if i in observed_good:
+        return f"{rev} observed bad, but it was observed good before"
+    for g in observed_good:
+        if dag.is_ancestor(i, g):
+            return f"{rev} observed bad, but its descendant {dag.revs[g]} was observed good"
+    goods = ", ".join(dag.revs[g] for g in observed_good) or "none"
+    return f"{rev} observed bad, but none of its ancestors is still a suspect (observed good: {goods})"

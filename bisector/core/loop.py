@@ -145,11 +145,12 @@ class Bisection:
         return Estimate(left, est, statistics.median(times) * rounds if times else None)
 
     def posterior(self) -> PosteriorSummary:
-        post = self.search.posterior()
-        top = sorted(((p, r) for r, p in post.items() if r is not None), reverse=True)[:5]
+        # The five most likely (with their ties, ordered as before by probability then name),
+        # without building the whole posterior as a dict each step.
+        top = sorted(((p, r) for r, p in self.search.top(5, ties=True)), reverse=True)[:5]
         return PosteriorSummary(
             top=tuple((r, round(p, 6)) for p, r in top),
-            no_culprit=round(post.get(None, 0.0), 6),
+            no_culprit=round(self.search.probability(None), 6),
             rates=tuple(round(x, 4) for x in self.search.rates()),
         )
 
@@ -302,8 +303,7 @@ class Bisection:
                 message=(f"the failures look like noise: P(no culprit) = {r.probability:.3f}; "
                          "the bad bound does not fail reliably"),
             )
-        post = self.search.posterior()
-        top = ", ".join(f"{k[:10]} {post.get(k, 0):.2f}" for k in top5)
+        top = ", ".join(f"{k[:10]} {self.search.probability(k):.2f}" for k in top5)
         return Outcome(
             Status.AMBIGUOUS if r.status == "ambiguous" else Status.UNDECIDED,
             probability=r.probability, candidates=top5,
