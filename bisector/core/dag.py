@@ -86,6 +86,19 @@ class Revisions(Mapping[str, tuple[str, ...]]):
     def name(self, d: int) -> str:
         return bytes(self.keys[d]).decode()
 
+    def largest(self, ds: np.ndarray, m: int) -> list[int]:
+        """The m positions among `ds` with the largest names, largest first: a partition on
+        the first 8 bytes, then an exact sort of the few that reach the cut."""
+        if len(ds) > 4 * m:
+            width = self.keys.dtype.itemsize
+            raw = self.keys[ds].view(np.uint8).reshape(len(ds), width)[:, :8]
+            if width < 8:
+                raw = np.pad(raw, ((0, 0), (0, 8 - width)))
+            pref = np.ascontiguousarray(raw).view(">u8").reshape(-1)
+            cut = np.partition(pref, len(pref) - m)[len(pref) - m]
+            ds = ds[pref >= cut]
+        return sorted(ds.tolist(), key=lambda d: bytes(self.keys[d]), reverse=True)[:m]
+
     def parent_positions(self, d: int) -> list[int]:
         return self.par[self.ptr[d] : self.ptr[d + 1]].tolist()
 
@@ -147,6 +160,14 @@ class _Names(Sequence[str]):
 
     def __len__(self) -> int:
         return len(self._order_d)
+
+    def largest(self, idx: np.ndarray, m: int) -> list[int]:
+        """The m indices among `idx` with the largest names, largest first."""
+        index_of_d = {int(d): int(i) for d, i in zip(self._order_d[idx], idx)} if len(idx) <= 4 * m else None
+        ds = self._graph.largest(self._order_d[idx], m)
+        if index_of_d is None:
+            index_of_d = {d: int(np.flatnonzero(self._order_d == d)[0]) for d in ds}
+        return [index_of_d[d] for d in ds]
 
 
 class Dag:

@@ -145,11 +145,9 @@ class Bisection:
         return Estimate(left, est, statistics.median(times) * rounds if times else None)
 
     def posterior(self) -> PosteriorSummary:
-        # The five most likely (with their ties, ordered as before by probability then name),
-        # without building the whole posterior as a dict each step.
-        top = sorted(((p, r) for r, p in self.search.top(5, ties=True)), reverse=True)[:5]
+        # The five most likely (ties by name, as ever), without building the posterior as a dict.
         return PosteriorSummary(
-            top=tuple((r, round(p, 6)) for p, r in top),
+            top=tuple((r, round(p, 6)) for r, p in self.search.top_by_name(5)),
             no_culprit=round(self.search.probability(None), 6),
             rates=tuple(round(x, 4) for x in self.search.rates()),
         )

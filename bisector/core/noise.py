@@ -239,6 +239,25 @@ class Posterior:
         `ties`, also every suspect as likely as the k-th. One pass over the posterior, no dict."""
         return [(self._dag.revs[i], p) for p, i in self._ranked(k, ties=ties)]
 
+    def top_by_name(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k most likely suspects, ties by name, largest first (the order of the journal's
+        `posterior` events), in passes over the weights: never the whole posterior sorted."""
+        st = self._state()
+        w, Z = st["w"], st["Z"]
+        idx = np.flatnonzero(w > 0.0)
+        chosen = idx
+        if len(idx) > k:
+            vals = w[idx]
+            kth = vals.max()
+            while np.count_nonzero(vals >= kth) < k:
+                kth = vals[vals < kth].max()
+            above = idx[vals > kth]
+            tied = self._dag.revs.largest(idx[vals == kth], k - len(above))
+            chosen = np.concatenate([above, np.asarray(tied, dtype=np.int64)])
+        revs = self._dag.revs
+        top = sorted(((float(w[i]) / Z, revs[int(i)]) for i in chosen.tolist()), reverse=True)[:k]
+        return [(r, p) for p, r in top]
+
     def probability(self, rev: str | None) -> float:
         """The posterior probability of one suspect (None: of "no culprit")."""
         st = self._state()
