@@ -15,7 +15,7 @@ Standard library and numpy only.
 from __future__ import annotations
 
 import heapq
-from typing import Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -24,43 +24,172 @@ from bisector.core.errors import UsageError
 _BLOCK = 1 << 21  # unpacked bits per block of the chain matrix (bounds temporary memory)
 
 
+class Revisions(Mapping[str, tuple[str, ...]]):
+    """Candidates -> their parents among the candidates, newest first (as `git rev-list`), in
+    arrays: the names as one fixed-width bytes array, the parents as CSR positions. About 60
+    bytes a commit, where a dict of strings and tuples takes about 250; a name is found by a
+    binary search over the sorted names. Parents outside the candidates are not kept."""
+
+    def __init__(self, keys: np.ndarray, ptr: np.ndarray, par: np.ndarray):
+        self.keys = keys  # dtype S<width>, position d = rev-list order
+        self.ptr = np.asarray(ptr, dtype=np.int64)  # parents of d: par[ptr[d]:ptr[d + 1]]
+        self.par = np.asarray(par, dtype=np.int64)
+        self._order = np.argsort(keys, kind="stable")
+        if len(self.par) > len(keys):  # a commit listed twice among one's parents (pathspec rewrites)
+            self._dedupe()
+
+    @classmethod
+    def from_mapping(cls, parents: Mapping[str, Sequence[str]]) -> "Revisions":
+        if isinstance(parents, Revisions):
+            return parents
+        names = list(parents)
+        keys = np.array([k.encode() for k in names], dtype=bytes)
+        counts = np.fromiter((len(parents[k]) for k in names), dtype=np.int64, count=len(names))
+        flat = [p.encode() for k in names for p in parents[k]]
+        empty = cls(keys, np.zeros(len(names) + 1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        found = empty.find_many(np.array(flat, dtype=bytes)) if flat else np.zeros(0, dtype=np.int64)
+        rows = np.repeat(np.arange(len(names)), counts)
+        keep = found >= 0
+        ptr = np.zeros(len(names) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[keep], minlength=len(names)), out=ptr[1:])
+        return cls(keys, ptr, found[keep])
+
+    def _dedupe(self) -> None:
+        counts = np.diff(self.ptr)
+        rows = []
+        for d in np.flatnonzero(counts > 1).tolist():
+            ps = self.par[self.ptr[d] : self.ptr[d + 1]].tolist()
+            rows.append((d, list(dict.fromkeys(ps))))
+        if all(len(u) == counts[d] for d, u in rows):
+            return
+        new = {d: u for d, u in rows}
+        par, ptr = [], [0]
+        for d in range(len(self.keys)):
+            par.extend(new.get(d) or self.par[self.ptr[d] : self.ptr[d + 1]].tolist())
+            ptr.append(len(par))
+        self.par, self.ptr = np.asarray(par, dtype=np.int64), np.asarray(ptr, dtype=np.int64)
+
+    # ------------------------------------------------------------- lookup
+    def find_many(self, names: np.ndarray) -> np.ndarray:
+        """Positions of the names (a bytes array), -1 where not a candidate."""
+        n = len(self.keys)
+        if n == 0 or len(names) == 0:
+            return np.full(len(names), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, names, sorter=self._order), n - 1)
+        cand = self._order[at]
+        return np.where(self.keys[cand] == names, cand, -1)
+
+    def find(self, key: str) -> int | None:
+        d = int(self.find_many(np.array([key.encode()], dtype=bytes))[0])
+        return None if d < 0 else d
+
+    def name(self, d: int) -> str:
+        return bytes(self.keys[d]).decode()
+
+    def largest(self, ds: np.ndarray, m: int) -> list[int]:
+        """The m positions among `ds` with the largest names, largest first: a partition on
+        the first 8 bytes, then an exact sort of the few that reach the cut."""
+        if len(ds) > 4 * m:
+            width = self.keys.dtype.itemsize
+            raw = self.keys[ds].view(np.uint8).reshape(len(ds), width)[:, :8]
+            if width < 8:
+                raw = np.pad(raw, ((0, 0), (0, 8 - width)))
+            pref = np.ascontiguousarray(raw).view(">u8").reshape(-1)
+            cut = np.partition(pref, len(pref) - m)[len(pref) - m]
+            ds = ds[pref >= cut]
+        return sorted(ds.tolist(), key=lambda d: bytes(self.keys[d]), reverse=True)[:m]
+
+    def parent_positions(self, d: int) -> list[int]:
+        return self.par[self.ptr[d] : self.ptr[d + 1]].tolist()
+
+    # ------------------------------------------------------------ Mapping
+    def __getitem__(self, key: str) -> tuple[str, ...]:
+        d = self.find(key) if isinstance(key, str) else None
+        if d is None:
+            raise KeyError(key)
+        return tuple(self.name(p) for p in self.parent_positions(d))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.find(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        for lo in range(0, len(self.keys), 4096):
+            for k in self.keys[lo : lo + 4096].tolist():
+                yield k.decode()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __repr__(self) -> str:
+        return f"Revisions({len(self)} candidates)"
+
+
+class _Index:
+    """Candidate name -> its index in the DAG's topological order (a dict's get/[]/in)."""
+
+    def __init__(self, graph: Revisions, index_of_d: np.ndarray):
+        self._graph, self._index_of_d = graph, index_of_d
+
+    def get(self, key: str, default: int | None = None) -> int | None:
+        d = self._graph.find(key) if isinstance(key, str) else None
+        return default if d is None else int(self._index_of_d[d])
+
+    def __getitem__(self, key: str) -> int:
+        i = self.get(key)
+        if i is None:
+            raise KeyError(key)
+        return i
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._graph.find(key) is not None
+
+    def __len__(self) -> int:
+        return len(self._index_of_d)
+
+
+class _Names(Sequence[str]):
+    """Index in the topological order -> candidate name (a list's [] and iteration)."""
+
+    def __init__(self, graph: Revisions, order_d: np.ndarray):
+        self._graph, self._order_d = graph, order_d
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._graph.name(int(d)) for d in self._order_d[i]]
+        return self._graph.name(int(self._order_d[i]))
+
+    def __len__(self) -> int:
+        return len(self._order_d)
+
+    def largest(self, idx: np.ndarray, m: int) -> list[int]:
+        """The m indices among `idx` with the largest names, largest first."""
+        index_of_d = {int(d): int(i) for d, i in zip(self._order_d[idx], idx)} if len(idx) <= 4 * m else None
+        ds = self._graph.largest(self._order_d[idx], m)
+        if index_of_d is None:
+            index_of_d = {d: int(np.flatnonzero(self._order_d == d)[0]) for d in ds}
+        return [index_of_d[d] for d in ds]
+
+
 class Dag:
     """Candidates in a topological order (oldest first), their chains, and closure sums."""
 
-    def __init__(self, parents: Mapping[str, tuple[str, ...]]):
-        newest_first = list(parents)
-        n = self.n = len(newest_first)
-        pos = {r: d for d, r in enumerate(newest_first)}  # rev-list position (newest first)
-        child_d: list[int] = []
-        parent_d: list[int] = []
-        for d, r in enumerate(newest_first):
-            ps = parents[r]
-            if len(ps) == 1:
-                p = pos.get(ps[0])
-                if p is not None:
-                    child_d.append(d)
-                    parent_d.append(p)
-                continue
-            for p in dict.fromkeys(ps):
-                q = pos.get(p)
-                if q is not None:
-                    child_d.append(d)
-                    parent_d.append(q)
-        cd = np.asarray(child_d, dtype=np.int64)
-        pd = np.asarray(parent_d, dtype=np.int64)
+    def __init__(self, parents: Mapping[str, Sequence[str]]):
+        graph = self.graph = Revisions.from_mapping(parents)
+        n = self.n = len(graph)
+        cd = np.repeat(np.arange(n, dtype=np.int64), np.diff(graph.ptr))  # child, rev-list position
+        pd = graph.par  # its parent
         # git's list order: rev-list order reversed (oldest first); used for tie-breaking.
         if np.any(pd < cd):  # a parent listed before its child: sort topologically
             order_d = self._kahn(n, cd, pd)
             index_of_d = np.empty(n, dtype=np.int64)
             index_of_d[order_d] = np.arange(n)
             self.gitpos = (n - 1 - order_d).astype(np.int64)
-            self.revs: list[str] = [newest_first[d] for d in order_d]
         else:
-            index_of_d = n - 1 - np.arange(n, dtype=np.int64)
+            order_d = n - 1 - np.arange(n, dtype=np.int64)
+            index_of_d = order_d
             self.gitpos = np.arange(n, dtype=np.int64)
-            self.revs = newest_first[::-1]
-        del pos
-        self.index: dict[str, int] = {r: i for i, r in enumerate(self.revs)}
+        self.index = _Index(graph, index_of_d)
+        self.revs = _Names(graph, order_d)
         child = index_of_d[cd]
         parent = index_of_d[pd]
         # Parents of each candidate as CSR arrays (in the order the input listed them).
@@ -239,3 +368,26 @@ class Dag:
         out = np.empty_like(out_p)
         out[self._perm] = out_p
         return out
+
+
+def contradiction(dag: Dag, i: int, k: int, n: int, observed_bad: Collection[int], observed_good: Collection[int]) -> str:
+    """Why a deterministic observation (k fails of n runs at candidate i) cannot hold, given the
+    candidates observed bad and good before (for the ContradictionError)."""
+    rev = dag.revs[i]
+    if k and n - k:
+        return f"{rev} both passed and failed, but the probe is deterministic: rerun it or declare noise"
+    if n - k:  # observed good
+        if i in observed_bad:
+            return f"{rev} observed good, but it was observed bad before"
+        for b in observed_bad:
+            if dag.is_ancestor(b, i):
+                return f"{rev} observed good, but its ancestor {dag.revs[b]} was observed bad"
+        bads = ", ".join(dag.revs[b] for b in observed_bad) or "none"
+        return f"{rev} observed good, but every remaining suspect is its ancestor (observed bad: {bads})"
+    if i in observed_good:
+        return f"{rev} observed bad, but it was observed good before"
+    for g in observed_good:
+        if dag.is_ancestor(i, g):
+            return f"{rev} observed bad, but its descendant {dag.revs[g]} was observed good"
+    goods = ", ".join(dag.revs[g] for g in observed_good) or "none"
+    return f"{rev} observed bad, but none of its ancestors is still a suspect (observed good: {goods})"

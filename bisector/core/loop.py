@@ -158,11 +158,10 @@ class Bisection:
         return [k for _, k in ranked]
 
     def posterior(self) -> PosteriorSummary:
-        post = self.search.posterior()
-        top = sorted(((p, r) for r, p in post.items() if r is not None), reverse=True)[:5]
+        # The five most likely (ties by name, as ever), without building the posterior as a dict.
         return PosteriorSummary(
-            top=tuple((r, round(p, 6)) for p, r in top),
-            no_culprit=round(post.get(None, 0.0), 6),
+            top=tuple((r, round(p, 6)) for r, p in self.search.top_by_name(5)),
+            no_culprit=round(self.search.probability(None), 6),
             rates=tuple(round(x, 4) for x in self.search.rates()),
         )
 
@@ -333,8 +332,7 @@ class Bisection:
                 message=(f"the failures look like noise: P(no culprit) = {r.probability:.3f}; "
                          "the bad bound does not fail reliably"),
             )
-        post = self.search.posterior()
-        top = ", ".join(f"{k[:10]} {post.get(k, 0):.2f}" for k in top5)
+        top = ", ".join(f"{k[:10]} {self.search.probability(k):.2f}" for k in top5)
         return Outcome(
             Status.AMBIGUOUS if r.status == "ambiguous" else Status.UNDECIDED,
             probability=r.probability, candidates=top5,

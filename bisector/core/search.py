@@ -12,18 +12,16 @@ Standard library and numpy only.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from bisector.core.dag import Dag as _Dag
+from bisector.core.dag import contradiction
 from bisector.core.errors import ContradictionError, UsageError
 from bisector.core.model import Verdict
-from bisector.core.noise import NEG_INF as _NEG_INF
-from bisector.core.noise import Counts, NoiseModel, h2 as _h2, h2_array, logsumexp, logsumexp_rows, make_grid
-from bisector.core.noise import safe_log as _safe_log, xlog as _xlog
+from bisector.core.noise import Counts, NoiseModel, Posterior, make_grid
 
 __all__ = ["Counts", "NoiseModel", "Search", "SearchResult"]
 
@@ -36,7 +34,7 @@ class SearchResult:
     candidates: list[str] = field(default_factory=list)
 
 
-class Search:
+class Search(Posterior):
     """Ask/tell search for the first bad revision among `parents` (see the module docstring).
 
     `parents`: candidate -> its parents that are candidates too, in `git rev-list` order (newest
@@ -169,7 +167,7 @@ class Search:
                 alive = alive & below
                 none_alive = False
             if not none_alive and not alive.any():
-                raise ContradictionError(self._contradiction(i, k, n))
+                raise ContradictionError(contradiction(self._dag, i, k, n, self._observed_bad, self._observed_good))
             self._all_alive = self._all_alive and bool(alive.all())
         self._alive, self._none_alive = alive, none_alive
         self._streak = []
@@ -182,139 +180,6 @@ class Search:
         self._built.add(i)
         self.runs += n
         self._cache = None
-
-    def _contradiction(self, i: int, k: int, n: int) -> str:
-        dag, rev = self._dag, self._dag.revs[i]
-        if k and n - k:
-            return f"{rev} both passed and failed, but the probe is deterministic: rerun it or declare noise"
-        if n - k:  # observed good
-            if i in self._observed_bad:
-                return f"{rev} observed good, but it was observed bad before"
-            for b in self._observed_bad:
-                if dag.is_ancestor(b, i):
-                    return f"{rev} observed good, but its ancestor {dag.revs[b]} was observed bad"
-            bads = ", ".join(dag.revs[b] for b in self._observed_bad) or "none"
-            return f"{rev} observed good, but every remaining suspect is its ancestor (observed bad: {bads})"
-        if i in self._observed_good:
-            return f"{rev} observed bad, but it was observed good before"
-        for g in self._observed_good:
-            if dag.is_ancestor(i, g):
-                return f"{rev} observed bad, but its descendant {dag.revs[g]} was observed good"
-        goods = ", ".join(dag.revs[g] for g in self._observed_good) or "none"
-        return f"{rev} observed bad, but none of its ancestors is still a suspect (observed good: {goods})"
-
-    # ------------------------------------------------------------- posterior
-    def _state(self) -> dict:
-        """Weights, ancestor masses and the normalizer, recomputed after each observation."""
-        if self._cache is not None:
-            return self._cache
-        if self.noise is None:
-            w = self._alive.astype(np.float64)
-            wn = self._prior_none * self._n / (1.0 - self._prior_none) if self._none_alive else 0.0
-        else:
-            w, wn = self._noisy_weights()
-        A = self._dag.anc_sums(w)
-        Z = float(w.sum()) + wn
-        self._cache = {"w": w, "wn": wn, "A": A, "Z": Z, "grid": None}
-        return self._cache
-
-    def _noisy_weights(self) -> tuple[np.ndarray, float]:
-        n, Kt, Pt, Kg, Pg = self._n, int(self._K.sum()), int(self._P.sum()), self._Kg, self._Pg
-        K1 = self._dag.desc_sums(self._K)  # fails at revisions that are bad if i is the culprit
-        P1 = self._dag.desc_sums(self._P)
-        lps = math.log((1.0 - self._prior_none) / n)
-        grid = self._grid
-        # Zero-probability terms only meet zero counts in live suspects (the others are dead), so
-        # their log is taken as 0 (safe_log).
-        l1, m1, l0, m0 = (np.array([_safe_log(f(q0, q1)) for q0, q1, _ in grid])
-                          for f in (lambda a, b: b, lambda a, b: 1 - b, lambda a, b: a, lambda a, b: 1 - a))
-        lp = np.array([x for _, _, x in grid])
-        if len(grid) == 1:
-            # Fixed rates: the log-likelihood is linear in (k1, p1).
-            c0 = lps + (Kt + Kg) * l0[0] + (Pt + Pg) * m0[0]
-            lw = c0 + (l1[0] - l0[0]) * K1 + (m1[0] - m0[0]) * P1
-            memo = None
-        else:
-            keys, inverse = np.unique(np.stack([K1, P1]), axis=1, return_inverse=True)
-            inverse = inverse.reshape(-1)
-            k1, p1 = keys[0][:, None], keys[1][:, None]
-            k0, p0 = Kt - k1 + Kg, Pt - p1 + Pg
-            memo = lp + k1 * l1 + p1 * m1 + k0 * l0 + p0 * m0  # (keys, grid)
-            lw = (logsumexp_rows(memo) + lps)[inverse]
-            memo = (memo, inverse)
-        if not self._all_alive:
-            lw = np.where(self._alive, lw, _NEG_INF)
-        tn = None
-        if self._none_alive and self._prior_none > 0:
-            tn = [x + _xlog(Kt + Kg, q0) + _xlog(Pt + Pg, 1 - q0) for q0, _, x in grid]
-        lwn = logsumexp(tn) + math.log(self._prior_none) if tn else _NEG_INF
-        m = max(float(lw.max()), lwn)
-        w = np.exp(lw - m)
-        wn = math.exp(lwn - m)
-        self._lazy = (memo, tn, lps)
-        return w, wn
-
-    def rates(self) -> tuple[float, float]:
-        """Current (fail_if_good, fail_if_bad): the model's, or the posterior mean when learned."""
-        st = self._state()
-        if len(self._grid) == 1:
-            return self._grid[0][0], self._grid[0][1]
-        if st["grid"] is None:
-            st["grid"] = self._grid_posterior()
-        gp = st["grid"]
-        return (sum(g[0] * p for g, p in zip(self._grid, gp)), sum(g[1] * p for g, p in zip(self._grid, gp)))
-
-    def _grid_posterior(self) -> list[float]:
-        """Posterior over the noise-rate grid, marginal over the hypotheses."""
-        (memo, inverse), tn, lps = self._lazy
-        counts = np.bincount(inverse[self._alive], minlength=len(memo))
-        used = np.flatnonzero(counts)
-        xs = memo[used] + (lps + np.log(counts[used]))[:, None]  # (keys, grid)
-        if tn:
-            xs = np.vstack([xs, np.array(tn)[None, :] + math.log(self._prior_none)])
-        acc = logsumexp_rows(xs.T).tolist()
-        top = logsumexp(acc)
-        return [math.exp(a - top) for a in acc]
-
-    def posterior(self) -> dict[str | None, float]:
-        """Probability of each suspect still possible, plus key None for "no culprit" when possible."""
-        st = self._state()
-        Z, w, revs = st["Z"], st["w"], self._dag.revs
-        live = np.flatnonzero(w > 0.0)
-        out: dict[str | None, float] = dict(zip([revs[i] for i in live.tolist()], (w[live] / Z).tolist()))
-        if st["wn"] > 0.0 or self.noise is not None:
-            out[None] = st["wn"] / Z
-        return out
-
-    def top(self, k: int = 5) -> list[tuple[str, float]]:
-        """The k most likely suspects with their probabilities (ties: the newest first)."""
-        return [(self._dag.revs[i], p) for p, i in self._ranked(k)]
-
-    def _top(self) -> tuple[float, int]:
-        """(probability, index) of the most likely suspect."""
-        st = self._state()
-        if "top" not in st:
-            i = int(np.argmax(st["w"]))
-            st["top"] = (float(st["w"][i]) / st["Z"], i)
-        return st["top"]
-
-    def _ranked(self, k: int | None = None) -> list[tuple[float, int]]:
-        """The k (all: None) most likely suspects as (probability, index), ties newest first."""
-        st = self._state()
-        w, Z, gp = st["w"], st["Z"], self._dag.gitpos
-        idx = np.flatnonzero(w > 0.0)
-        if k is not None and k < len(idx):
-            # The k-th largest weight by walking down the distinct values (at most k passes; a
-            # partition degrades on the few distinct values a posterior has).
-            vals = w[idx]
-            kth = vals.max()
-            while np.count_nonzero(vals >= kth) < k:
-                kth = vals[vals < kth].max()
-            idx = idx[vals >= kth]  # every tie at the boundary, so the order below decides
-        order = idx[np.lexsort((-gp[idx], -w[idx]))]
-        if k is not None:
-            order = order[:k]
-        return list(zip((w[order] / Z).tolist(), order.tolist()))
 
     # ------------------------------------------------------------------- ask
     def _eligible(self) -> np.ndarray:
@@ -351,16 +216,6 @@ class Search:
             "good": Counts(self._Kg, ng) if ng else None,
             "bad": Counts(kb, nb) if nb else None,
         }
-
-    def _evidence(self, i: int) -> float:
-        """Log-likelihood ratio bad:good of the runs at candidate i under the current rates."""
-        q0, q1 = self.rates()
-        k, p = int(self._K[i]), int(self._P[i])
-        if k and q0 == 0.0:
-            return math.inf
-        if p and q1 == 1.0:
-            return -math.inf
-        return _xlog(k, q1) - _xlog(k, q0) + _xlog(p, 1 - q1) - _xlog(p, 1 - q0)
 
     def confirmation(self) -> list[str]:
         """Revisions still to run before the top suspect counts as confirmed (empty when not pending)."""
@@ -442,18 +297,6 @@ class Search:
             return [self._dag.revs[i] for i in chosen]
         return [self._dag.revs[self._choice()]]
 
-    def _scores(self, elig: np.ndarray, A: np.ndarray, Z: float) -> np.ndarray:
-        """Lower is better: distance from an even split, or minus information per cost."""
-        if not self._costly:
-            return np.abs(2.0 * A[elig] - Z)
-        a = A[elig] / Z
-        q0, q1 = self.rates()
-        gain = h2_array(a * q1 + (1 - a) * q0) - a * _h2(q1) - (1 - a) * _h2(q0)
-        revs = self._dag.revs
-        build = np.array([0.0 if i in self._built else self._cost.get(revs[i], self._build_cost)
-                          for i in elig.tolist()])
-        return -gain / (1.0 + build)
-
     def _pick(self, elig: np.ndarray) -> int:
         st = self._state()
         A, Z, gp = st["A"], st["Z"], self._dag.gitpos
@@ -488,31 +331,6 @@ class Search:
         return int(elig[best[np.argmin(gp[elig[best]])]])
 
     # ---------------------------------------------------------------- result
-    def remaining(self) -> int:
-        """Suspects still possible (under noise: with probability above 1e-9)."""
-        if self.noise is None:
-            return int(self._alive.sum())
-        st = self._state()
-        return int(np.count_nonzero(st["w"] / st["Z"] > 1e-9))
-
-    def estimated_steps(self) -> int:
-        """About how many more probe runs: ceil(log2(remaining)) when deterministic."""
-        if self.done:
-            return 0
-        if self.noise is None:
-            return math.ceil(math.log2(max(1, self.remaining())))
-        st = self._state()
-        post = st["w"] / st["Z"]
-        post = post[post > 0]
-        entropy = -float(np.sum(post * np.log2(post)))
-        pn = st["wn"] / st["Z"]
-        if pn > 0:
-            entropy -= pn * math.log2(pn)
-        q0, q1 = self.rates()
-        capacity = _h2((q0 + q1) / 2) - (_h2(q0) + _h2(q1)) / 2
-        need = entropy + math.log2(self.confidence / (1 - self.confidence))
-        return max(1, math.ceil(need / max(capacity, 1e-6)))
-
     def result(self) -> SearchResult:
         st = self._state()
         revs = self._dag.revs

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
+from bisector.core.dag import Revisions
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.data.history import data_revisions
 from bisector.io.git import GitError, commits, git, git_env, is_ancestor, resolve
-from bisector.io.process import iter_lines
+from bisector.io.process import iter_line_batches
 
 
 @dataclass(frozen=True)
@@ -55,21 +59,16 @@ def load_candidates(
         args.append("--first-parent")
     args += [bad_sha, "--not", *good_shas, "--"]
     args += list(paths)
-    parents: dict[str, tuple[str, ...]] = {}
-    seen: set[str] = set()
-    try:
-        for line in iter_lines(["git", "-C", str(repo), *args], cwd=repo, env=git_env()):
-            sha, *ps = line.split()
-            parents[sha] = tuple(ps[:1] if first_parent else ps)
-            seen.update(ps)
-    except subprocess.CalledProcessError as e:
-        msg = ((e.stderr or "").strip().splitlines() or [f"exit {e.returncode}"])[-1]
-        raise GitError(f"git rev-list failed: {msg}") from None
+    keys, counts, flat = _rev_list(repo, args, first_parent)
+    n = len(keys)
+    # Which parent is a candidate (its position), -1 for a good or a commit the pathspec left out.
+    found = Revisions(keys, np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)).find_many(flat)
+    seen = set(np.unique(flat[found < 0]).tolist()) if len(flat) else set()
     merge_bases: list[str] = []
     for g in good_shas:
-        if g in seen:
+        if g.encode() in seen:
             continue
-        if not parents and is_ancestor(repo, bad_sha, g):
+        if not n and is_ancestor(repo, bad_sha, g):
             raise UsageError(
                 f"bad {bad_sha[:10]} is an ancestor of good {g[:10]}: did you swap --good and --bad?"
             )
@@ -83,7 +82,7 @@ def load_candidates(
                     f"good {g[:10]} is not on the first-parent line of bad {bad_sha[:10]}: "
                     "drop --first-parent or pick a good revision that is an ancestor of the bad one"
                 )
-    if not parents:
+    if not n:
         if paths:
             raise UsageError(
                 f"empty range: no commit between good and bad {bad_sha[:10]} changes {' '.join(paths)}: widen the pathspec"
@@ -91,17 +90,28 @@ def load_candidates(
         raise UsageError(f"empty range: no commits between good and bad {bad_sha[:10]}")
     # A candidate's own parents outside the candidates (goods, history the pathspec left out)
     # are kept apart for the confirmation; the search sees only parents among the candidates.
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
     true_parents: dict[str, tuple[str, ...]] = {}
-    for sha, ps in parents.items():
-        if ps and not all(p in parents for p in ps):
-            true_parents[sha] = ps
-            parents[sha] = tuple(p for p in ps if p in parents)
-    if bad_sha not in parents:
+    for d in np.unique(rows[found < 0]).tolist():
+        true_parents[bytes(keys[d]).decode()] = tuple(p.decode() for p in flat[ptr[d] : ptr[d + 1]].tolist())
+    keep = found >= 0
+    inner = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=n), out=inner[1:])
+    par = found[keep]
+    del found, flat, rows
+    bad_key = np.array([bad_sha.encode()], dtype=keys.dtype)
+    if not np.any(keys == bad_key[0]):
         # Pathspec-limited: the bad bound itself did not touch the paths. It stays the
         # head of the DAG (known bad), its parents the heads of the limited set.
-        children = {p for ps in parents.values() for p in ps}
-        heads = tuple(sha for sha in parents if sha not in children)
-        parents = {bad_sha: heads, **parents}
+        is_parent = np.zeros(n, dtype=bool)
+        is_parent[par] = True
+        heads = np.flatnonzero(~is_parent)
+        keys = np.concatenate([bad_key, keys])
+        par = np.concatenate([heads, par]) + 1
+        inner = np.concatenate([[0], inner + len(heads)])
+    parents = Revisions(keys, inner, par)
     return Candidates(
         bad=bad_sha,
         goods=good_shas,
@@ -111,6 +121,39 @@ def load_candidates(
         paths=list(paths),
         true_parents=true_parents,
     )
+
+
+def _rev_list(repo: Path, args: list[str], first_parent: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One streamed `git rev-list --parents`: the commits (newest first) as a bytes array, how
+    many parents each lists, and those parents in one flat bytes array."""
+    keys, flat = bytearray(), bytearray()
+    counts = array("q")
+    width = 0
+    try:
+        for batch in iter_line_batches(["git", "-C", str(repo), *args], cwd=repo, env=git_env()):
+            for line in batch:
+                if not width:
+                    if not line.strip():
+                        continue
+                    width = len(line.split()[0])
+                # "sha parent..." with one space between full-width shas: count by the length.
+                k, odd = divmod(len(line) + 1, width + 1)
+                if odd or (k and line[width:width + 1] not in (b" ", b"")):
+                    if not line.strip():
+                        continue
+                    raise GitError(f"git rev-list printed an unexpected line: {line[:200]!r}")
+                keys += line[:width]
+                if first_parent and k > 2:
+                    k = 2
+                    line = line[: 2 * width + 1]
+                counts.append(k - 1)
+                if k > 1:
+                    flat += line[width + 1 :].replace(b" ", b"") if k > 2 else line[width + 1 :]
+    except subprocess.CalledProcessError as e:
+        msg = ((e.stderr or "").strip().splitlines() or [f"exit {e.returncode}"])[-1]
+        raise GitError(f"git rev-list failed: {msg}") from None
+    dtype = np.dtype(f"S{width or 40}")
+    return np.frombuffer(keys, dtype=dtype), np.frombuffer(counts, dtype=np.int64), np.frombuffer(flat, dtype=dtype)
 
 
 def load_start_candidates(repo: Path, start: Mapping[str, Any]) -> Candidates:

@@ -140,9 +140,12 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def iter_lines(cmd: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Stream the non-empty stdout lines of a command (a long `git rev-list`) without holding all
-    of it; raises CalledProcessError with its stderr if it fails."""
+def iter_line_batches(
+    cmd: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, chunk: int = 1 << 20
+) -> Iterator[list[bytes]]:
+    """Stream the stdout of a command (a long `git rev-list`) as batches of complete lines (bytes,
+    blank lines included), one read buffer at a time, without holding all of it; raises
+    CalledProcessError with its stderr if it fails."""
     proc = subprocess.Popen(
         list(cmd),
         cwd=os.fspath(cwd),
@@ -150,15 +153,21 @@ def iter_lines(cmd: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1 << 16,
+        bufsize=0,
     )
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                yield line
-        err = proc.stderr.read() if proc.stderr else ""
+        rest = b""
+        while True:
+            data = proc.stdout.read(chunk)
+            if not data:
+                break
+            lines = (rest + data if rest else data).split(b"\n")
+            rest = lines.pop()
+            yield lines
+        if rest:
+            yield [rest]
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     finally:
         proc.stdout.close()
         if proc.poll() is None:

@@ -72,5 +72,14 @@ class JournalWriter:
             self.echo(json.loads(line))
         return record
 
+    def note(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append an event derived from the others (a noisy search's `posterior`): written and
+        flushed, not fsynced; the next `append` makes it durable, and a crash before that loses
+        only what a replay recomputes."""
+        record = {"v": SCHEMA_VERSION, "ts": round(time.time(), 3), "event": event, **fields}
+        self._f.write((json.dumps(record, sort_keys=False, default=str) + "\n").encode())
+        self._f.flush()
+        return record
+
     def close(self) -> None:
         self._f.close()

@@ -142,7 +142,7 @@ class JournaledEvents(LoopEvents):
             "no_culprit": post.no_culprit,
             "rates": list(post.rates),
         }
-        self.writer.append("posterior", **event)
+        self.writer.note("posterior", **event)  # derived from the steps: no fsync of its own
         self.handler.on_posterior(event)
 
 

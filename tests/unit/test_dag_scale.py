@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import numpy as np
+
 from bisector.core.dag import Dag
 from bisector.core.model import Verdict
 from bisector.core.search import Search
@@ -67,3 +69,27 @@ def test_a_graph_with_a_merge_every_10_commits_keeps_reachability_between_chains
         assert anc[i] == len(seen)
         assert int(dag.anc_mask(i).sum()) == len(seen)
         assert desc[i] == sum(1 for j in range(dag.n) if dag.is_ancestor(i, j))
+
+
+def test_revisions_behave_as_the_dict_of_parents_they_replace() -> None:
+    from bisector.core.dag import Revisions
+
+    parents = {"d": ("c", "b", "c"), "c": ("a",), "b": ("a", "x"), "a": ()}  # x: not a candidate
+    rv = Revisions.from_mapping(parents)
+    assert list(rv) == ["d", "c", "b", "a"] and len(rv) == 4
+    assert rv["d"] == ("c", "b") and rv["b"] == ("a",) and rv["a"] == ()
+    assert "c" in rv and "x" not in rv and rv.get("x") is None
+    assert rv.largest(rv.find_many(np.array([b"a", b"b", b"c", b"d"])), 2) == [0, 1]  # "d", "c"
+    assert Search(rv, "d").next() == Search(parents, "d").next()
+
+
+def test_100k_revisions_take_under_100_bytes_a_commit() -> None:
+    from bisector.core.dag import Revisions
+
+    shas = np.array([f"{i:040x}".encode() for i in range(100_000, 0, -1)])
+    tracemalloc.start()
+    rv = Revisions(shas, np.concatenate([np.arange(100_000), [99_999]]), np.arange(1, 100_000))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert rv[f"{5:040x}"] == (f"{4:040x}",)
+    assert peak < 100 * 100_000, f"peak {peak / 2**20:.1f} MB"
