@@ -24,6 +24,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from bisector.core.errors import UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
+from bisector.io.limits import parse_limited
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -215,7 +216,7 @@ def _scalar_or_list(v: Any) -> bool:
 def parse(text: str) -> dict[str, Pin]:
     """Pins from the file's text; a one-line UsageError naming the line for anything invalid."""
     try:
-        doc = tomllib.loads(text)
+        doc = parse_limited(tomllib.loads, text, str(PINS_FILE))
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
