@@ -22,6 +22,7 @@ from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.confine import confined
 from bisector.io.env import EnvSettings
 from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
@@ -156,6 +157,8 @@ class Plan:
     def open(cls, options: RunOptions, make_suite: SuiteFactory) -> "Plan":
         """The unfinished session's plan when the options name its bounds (or none), else a new one."""
         repo = repo_root(options.repo)
+        for folder in ("sessions", "frozen"):  # written below: no committed symlink may lead out
+            confined(repo, f"{JOURNAL_DIR}/{folder}")
         unfinished = find_unfinished(repo)
         if unfinished is None:
             return cls.new(options, load_file_config(repo), make_suite)

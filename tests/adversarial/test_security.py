@@ -223,6 +223,33 @@ def test_restore_never_writes_dvc_config_through_a_dvc_symlink(repo: GitRepo, tm
     assert list(outside.iterdir()) == []
 
 
+@pytest.mark.parametrize("link", [".bisector", ".bisector/sessions", ".bisector/frozen"])
+def test_a_committed_bisector_symlink_is_never_written_through(repo: GitRepo, tmp_path: Path, link: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shas = linear_history(repo, 6, culprit=4)
+    (repo.path / link).parent.mkdir(parents=True, exist_ok=True)
+    (repo.path / link).symlink_to(outside)
+    repo.commit({}, f"{link} is a symlink out of the checkout")
+    line = one_error_line(bisect(repo.path, shas[0], user_probe(tmp_path)))
+    assert "symlink out of" in line
+    if link == ".bisector":
+        assert "symlink out of" in one_error_line(bisector(repo.path, "pin", "p"))
+    assert list(outside.iterdir()) == []
+
+
+def test_a_committed_pins_tmp_symlink_is_replaced_not_followed(repo: GitRepo, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    canary.write_text("untouched\n")
+    repo.commit({"a.txt": "1\n"}, "base")
+    (repo.path / ".bisector").mkdir()
+    (repo.path / ".bisector" / "pins.toml.tmp").symlink_to(canary)
+    repo.commit({}, "a symlink where bisector writes its temporary pins file")
+    res = bisector(repo.path, "pin", "p")
+    assert res.returncode == 0, res.stderr
+    assert canary.read_text() == "untouched\n"
+
+
 # ------------------------------------------------------------------ bounded inputs
 BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")
