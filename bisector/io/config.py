@@ -21,6 +21,7 @@ import msgspec.inspect
 from msgspec import Meta, Struct
 
 from bisector.core.errors import UsageError
+from bisector.io.limits import MAX_BYTES, parse_limited
 
 CONFIG_FILE = "bisector.toml"
 
@@ -147,9 +148,12 @@ def check(table: dict[str, Any], file: str = CONFIG_FILE, prefix: str = "") -> F
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read(MAX_BYTES + 1)
+        return parse_limited(tomllib.loads, data.decode("utf-8"), path.name)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path.name}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path.name}: not UTF-8 text: save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 

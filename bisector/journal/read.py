@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 from bisector.core.errors import JournalError, UsageError
 from bisector.core.model import Outcome, Step
+from bisector.io.limits import shape_problem
 from bisector.journal.codec import decode_outcome, decode_step
 from bisector.journal.writer import JOURNAL_DIR, SCHEMA_VERSION
 
@@ -40,9 +41,9 @@ def read_events(path: Path, warn: Callable[[str], None] | None = None) -> list[d
             continue
         try:
             event = json.loads(raw)
-            if not isinstance(event, dict) or "event" not in event:
+            if not isinstance(event, dict) or "event" not in event or shape_problem(event):
                 raise ValueError("not an event")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
             if warn is not None:
                 warn(f"{path}:{lineno}: unreadable journal line skipped (edited or corrupted)")
                 continue

@@ -37,11 +37,12 @@ import re
 import shutil
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bisector.core.errors import UsageError
+from bisector.probes.frozen import digest_of, verify_frozen, write_frozen
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -148,6 +149,7 @@ class CodeRef:
     function: str
     source: str  # as the user wrote it
     sha256: str | None = None  # of the frozen file
+    data: bytes | None = field(default=None, repr=False, compare=False)  # what the frozen copy must hold
 
     @classmethod
     def parse(
@@ -178,13 +180,8 @@ class CodeRef:
         if not path.is_file():
             raise UsageError(f"`{key}` file of a `{probe_type}` probe not found: {path_text} (no such file in {user_cwd})")
         data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        frozen_dir = Path(frozen_dir)
-        frozen_dir.mkdir(parents=True, exist_ok=True)
-        target = frozen_dir / f"{digest[:12]}-{path.name}"
-        if not target.exists():
-            shutil.copyfile(path, target)
-        return cls("file", str(target), func, source, digest)
+        target = write_frozen(Path(frozen_dir), path.name, data, mode=0o644)
+        return cls("file", str(target), func, source, digest_of(data), data)
 
     def config(self) -> dict[str, Any]:
         """Content, not location: the frozen file's hash, not the path of its copy."""
@@ -194,6 +191,9 @@ class CodeRef:
         return d
 
     def to_request(self) -> dict[str, str]:
+        """What the probe's child process loads; a frozen copy is verified (or restored) first."""
+        if self.kind == "file" and self.sha256:
+            verify_frozen(Path(self.target), self.sha256, self.data)
         return {"kind": self.kind, "target": self.target, "function": self.function, "source": self.source}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -12,6 +11,7 @@ from typing import Any, Mapping
 
 from bisector.core.errors import UsageError
 from bisector.probes.base import Observation, ProbeContext, probe_env
+from bisector.probes.frozen import digest_of, load_frozen, verify_frozen, write_frozen
 from bisector.io.process import run_process
 from bisector.core.model import Verdict
 
@@ -24,13 +24,18 @@ _INTERPRETERS = {"python", "python3", "sh", "bash", "zsh", "node", "perl", "ruby
 _ON_TIMEOUT = ("skip", "bad", "abort")
 
 
-def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str, dict[str, str]]:
+def freeze_command(
+    command: str, user_cwd: Path, frozen_dir: Path, known: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str], dict[str, bytes]]:
     """Check the command can run and copy its script out of the user's checkout.
 
     The script (the first word, or the first argument of an interpreter such as
     `python check.py`) is copied to `frozen_dir` so that old commits are judged by
     today's script, like the script given to `git bisect run`. Returns the command
-    with the script replaced by its frozen copy, and {original: sha256} of what was frozen.
+    with the script replaced by its frozen copy, {copy: sha256} of what was frozen, and
+    {copy: bytes} (kept to verify, and restore, the copy before every use: see
+    `bisector.probes.frozen`). `known` is the {copy: sha256} recorded when the session
+    started: a resumed session's copy must still hold exactly that.
     """
     try:
         words = shlex.split(command)
@@ -41,7 +46,7 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
     script_index = 0
     first = words[0]
     if first in _SHELL_WORDS or "=" in first:
-        return command, {}
+        return command, {}, {}
     if "/" in first:
         path = (user_cwd / first).resolve()
         if not path.exists():
@@ -53,22 +58,23 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
     if os.path.basename(first).rstrip("0123456789.") in _INTERPRETERS and len(words) > 1:
         script_index = 1
         if words[1].startswith("-"):
-            return command, {}
-    candidate = (user_cwd / words[script_index]).resolve()
+            return command, {}, {}
+    named = Path(os.path.abspath(user_cwd / words[script_index]))
+    if os.path.realpath(named.parent) == os.path.realpath(frozen_dir):
+        # A copy in the frozen folder (a resumed session): never trusted by its name.
+        expected = (known or {}).get(str(named))
+        data = load_frozen(named, expected)
+        digest = expected or digest_of(data)
+        return command, {str(named): digest}, {str(named): data}
+    candidate = named.resolve()
     if script_index == 1 and not candidate.is_file():
         raise UsageError(f"probe script not found: {words[1]} (no such file in {user_cwd})")
     if not candidate.is_file():
-        return command, {}  # a program on PATH: nothing to freeze
+        return command, {}, {}  # a program on PATH: nothing to freeze
     data = candidate.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if candidate.parent == frozen_dir.resolve():
-        return command, {str(candidate): digest}  # already frozen (a resumed session)
-    frozen_dir.mkdir(parents=True, exist_ok=True)
-    target = frozen_dir / f"{digest[:12]}-{candidate.name}"
-    if not target.exists():
-        shutil.copy2(candidate, target)
+    target = write_frozen(frozen_dir, candidate.name, data)
     words[script_index] = str(target)
-    return shlex.join(words), {words[script_index]: digest}
+    return shlex.join(words), {words[script_index]: digest_of(data)}, {words[script_index]: data}
 
 
 class CommandProbe:
@@ -83,6 +89,7 @@ class CommandProbe:
         name: str = "command",
         frozen: Mapping[str, str] | None = None,
         repeatable: bool = True,
+        frozen_data: Mapping[str, bytes] | None = None,
     ):
         if on_timeout not in _ON_TIMEOUT:
             raise UsageError(f"probe on_timeout must be one of {', '.join(_ON_TIMEOUT)}, not {on_timeout!r}")
@@ -91,6 +98,7 @@ class CommandProbe:
         self.on_timeout = on_timeout
         self.name = name
         self.frozen = dict(frozen or {})
+        self._frozen_data = dict(frozen_data or {})  # what each copy must hold, to restore it
         # A command may be flaky (a test, a sampled evaluation): by default a re-run is a new
         # sample; `repeatable = false` declares it deterministic given the build.
         self.repeatable = repeatable
@@ -101,7 +109,8 @@ class CommandProbe:
         command = spec.get("run") or spec.get("command")
         if not command or not isinstance(command, str):
             raise UsageError("a command probe needs `run = \"CMD\"` (or --probe 'CMD')")
-        frozen_command, frozen = freeze_command(command, user_cwd, frozen_dir)
+        known = spec.get("frozen") if isinstance(spec.get("frozen"), Mapping) else None
+        frozen_command, frozen, frozen_data = freeze_command(command, user_cwd, frozen_dir, known)
         timeout = spec.get("timeout")
         return cls(
             frozen_command,
@@ -110,7 +119,12 @@ class CommandProbe:
             name=spec.get("name", "command"),
             frozen=frozen,
             repeatable=bool(spec.get("repeatable", True)),
+            frozen_data=frozen_data,
         )
+
+    def _verify_frozen(self) -> list[str]:
+        """Check every frozen copy against its digest; the ones rewritten from the frozen bytes."""
+        return [p for p, d in self.frozen.items() if verify_frozen(Path(p), d, self._frozen_data.get(p))]
 
     def config(self) -> dict[str, Any]:
         return {
@@ -126,12 +140,16 @@ class CommandProbe:
         env = probe_env(ctx)
         timeout = self.timeout if self.timeout is not None else ctx.timeout
         log = ctx.log_dir / f"probe-{self.name}.log"
+        restored = self._verify_frozen()  # never run a frozen copy that is not what was frozen
         start = time.monotonic()
         res = run_process(
             ["/bin/sh", "-c", self.command], cwd=ctx.workspace, env=env, timeout=timeout, log_path=log
         )
         duration = time.monotonic() - start
         evidence: dict[str, Any] = {"exit_code": res.returncode, "timed_out": res.timed_out}
+        rewritten = self._verify_frozen()  # a probe that rewrote its own copy: restored at once
+        if restored or rewritten:
+            evidence["frozen_restored"] = sorted(set(restored + rewritten))
         if res.timed_out:
             verdict = Verdict(self.on_timeout)
             summary = f"timed out after {timeout:g}s"

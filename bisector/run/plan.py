@@ -22,10 +22,12 @@ from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.config import load_file_config, probe_specs, table
+from bisector.io.confine import confined
 from bisector.io.env import EnvSettings
 from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
 from bisector.io.workspace import state_dir
+from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.read import find_unfinished, journal_dir, read_events
 from bisector.journal.writer import JOURNAL_DIR
 
@@ -157,16 +159,27 @@ class Plan:
     def open(cls, options: RunOptions, make_suite: SuiteFactory) -> "Plan":
         """The unfinished session's plan when the options name its bounds (or none), else a new one."""
         repo = repo_root(options.repo)
+        for folder in ("sessions", "frozen"):  # written below: no committed symlink may lead out
+            confined(repo, f"{JOURNAL_DIR}/{folder}")
         unfinished = find_unfinished(repo)
         if unfinished is None:
             return cls.new(options, load_file_config(repo), make_suite)
         start = read_events(unfinished)[0]
+        # A journal this user did not start here (committed, copied) is never resumed: resuming
+        # runs its build and probe.
+        check_owner(repo, start, unfinished)
         asked = options.bad is not None or options.goods
         if asked and not same_bounds(repo, options, start):
             raise UsageError(
                 f"an unfinished session {start['session']} exists (bad {start['bad'][:10]}, "
                 f"good {', '.join(g[:10] for g in start['goods'])}): resume it with `bisector run`, "
                 "or drop it with `bisector reset`"
+            )
+        changed = changed_flags(options, start)
+        if changed:
+            raise UsageError(
+                f"the unfinished session {start['session']} was started with other flags ({'; '.join(changed)}): "
+                "resume it with `bisector run` without them, or drop it with `bisector reset`"
             )
         return cls.from_start(repo, start, resumed=True)
 
@@ -211,8 +224,9 @@ class Plan:
             candidates = dataclasses.replace(candidates, data_rev=axis_info["data_rev"])
         settings = search_settings(opts, search_table)
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)
+        session = new_session_id()
         start = {
-            "session": new_session_id(),
+            "session": session,
             "bad": candidates.bad,
             "goods": list(candidates.goods),
             "merge_bases": list(candidates.merge_bases),
@@ -231,6 +245,8 @@ class Plan:
             "environment": environment(),
             "argv": sys.argv,
             "jobs": max(1, opts.jobs),
+            "flags": given_flags(opts),
+            "owner": owner_marker(repo, session),
         }
         if opts.term_old or opts.term_new:
             start["terms"] = {"old": opts.term_old or "good", "new": opts.term_new or "bad"}
@@ -279,7 +295,14 @@ class Plan:
 
     @property
     def probe_specs(self) -> list[dict[str, Any]]:
-        return list(self.start["config"]["probe_specs"])
+        """The frozen specs; a command probe's carries the digests of its frozen copies (`frozen`),
+        so each copy is verified against what the session froze before it is used."""
+        specs = [dict(s) for s in self.start["config"]["probe_specs"]]
+        configs = self.start["config"].get("probes") or []
+        for spec, cfg in zip(specs, configs if isinstance(configs, list) else []):
+            if isinstance(cfg, Mapping) and isinstance(cfg.get("frozen"), Mapping) and cfg["frozen"]:
+                spec.setdefault("frozen", dict(cfg["frozen"]))
+        return specs
 
     @property
     def stop_early(self) -> bool:
@@ -315,6 +338,41 @@ class Plan:
             # Workers that do not share this filesystem clone the code from here instead.
             **{k: v for k, v in table(self.file_config, "executor").items() if k in ("repo_url", "worker_cache")},
         }
+
+
+# The flags a resumed session compares with the ones it was started with: (field, flag, default).
+_FLAGS = (
+    ("probe", "--probe", None), ("probe_timeout", "--timeout", None), ("build", "--build", None),
+    ("build_timeout", "--build-timeout", None), ("on_failure", "--on-failure", None),
+    ("first_parent", "--first-parent", False), ("paths", "PATHSPEC", []), ("noise", "--noise", None),
+    ("flaky", "--flaky", None), ("learn_noise", "--learn-noise", None), ("confidence", "--confidence", None),
+    ("max_steps", "--max-steps", None), ("axis", "--axis", "code"), ("code_rev", "--code-rev", None),
+    ("data_rev", "--data-rev", None), ("attribute", "--attribute", False), ("no_cache", "--no-cache", False),
+    ("env", "--env", None), ("reuse_from", "--from", None),
+)
+
+
+def given_flags(opts: RunOptions) -> dict[str, Any]:
+    """The flags given on the command line (not their defaults), as the `start` event keeps them."""
+    out = {}
+    for name, _flag, default in _FLAGS:
+        value = getattr(opts, name)
+        if value != default and value is not None:
+            out[name] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def changed_flags(opts: RunOptions, start: Mapping[str, Any]) -> list[str]:
+    """Each flag given now that the session was not started with, in words ("--probe: 'a' then, 'b' now")."""
+    frozen = start.get("flags")
+    frozen = frozen if isinstance(frozen, Mapping) else {}
+    out = []
+    for name, flag, _default in _FLAGS:
+        now = given_flags(opts).get(name)
+        if now is not None and now != frozen.get(name):
+            then = frozen.get(name)
+            out.append(f"{flag}: {'not given' if then is None else repr(then)} then, {now!r} now")
+    return out
 
 
 def same_bounds(repo: Path, opts: RunOptions, start: Mapping[str, Any]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -337,8 +338,9 @@ def test_workers_without_our_filesystem_use_repo_url(cluster: Cluster, repo: Git
     subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(remote)], check=True)
     frozen = tmp_path / "frozen"
     frozen.mkdir()
-    script = frozen / "0123abcd-probe.sh"
-    script.write_text("#!/bin/sh\ngrep -q broken state.txt && exit 1\nexit 0\n")
+    body = "#!/bin/sh\ngrep -q broken state.txt && exit 1\nexit 0\n"
+    script = frozen / f"{hashlib.sha256(body.encode()).hexdigest()[:12]}-probe.sh"  # content-addressed, as frozen
+    script.write_text(body)
     script.chmod(0o755)
     spec = _spec_base(repo, tmp_path, str(script))
     cache = tmp_path / "worker-cache"

@@ -19,6 +19,7 @@ import yaml
 
 from bisector.core.errors import UsageError
 from bisector.io.git import git, git_env, show
+from bisector.io.limits import parse_limited
 from bisector.io.process import capture, run_process
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -42,8 +43,8 @@ class DataInput:
 def load_yaml(text: str) -> Any:
     """Parse YAML (PyYAML's C loader when it was built with one); None when it is not YAML."""
     try:
-        return yaml.load(text, Loader=_YAML_LOADER)
-    except Exception:
+        return parse_limited(lambda t: yaml.load(t, Loader=_YAML_LOADER), text, "YAML")
+    except Exception:  # not YAML, or over the limits of bisector.io.limits (a hostile file)
         return None
 
 
@@ -344,9 +345,10 @@ def show_file(repo: Path, rev: str, path: str) -> str | None:
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """YAML that must parse: a one-line UsageError naming `where` otherwise."""
+    """YAML that must parse, within the limits of bisector.io.limits: a one-line UsageError
+    naming `where` otherwise (a billion-laughs params.yaml, deep nesting)."""
     try:
-        return yaml.safe_load(text)
+        return parse_limited(yaml.safe_load, text, where)
     except yaml.YAMLError as exc:
         raise UsageError(f"{where}: invalid YAML: {str(exc).splitlines()[0]}") from None
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bisector.core.errors import UsageError
+from bisector.io.confine import confined, write_confined
 from bisector.io.data.dvccli import (
     dvc_env,
     read_user_config,
@@ -44,19 +46,28 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
         with Blobs(repo) as blobs:  # one reader for every .dvc file
             for path in git(repo, "ls-tree", "-r", "--name-only", "-z", pin.data_rev).split("\0"):
                 if path.endswith(".dvc") and not path.startswith(".dvc/"):
-                    (dest / path).parent.mkdir(parents=True, exist_ok=True)
-                    (dest / path).write_bytes(blobs.read(pin.data_rev, path) or b"")
+                    # Never through a symlink of the pinned revision (`data -> /elsewhere`).
+                    write_confined(dest, path, blobs.read(pin.data_rev, path) or b"")
+    if os.path.islink(dest / ".dvc"):
+        confined(dest, ".dvc")  # a `.dvc` symlink out of dest: refused, its config not written there
     if not (dest / ".dvc").is_dir():
         return Restored(dest, pin.commit, dvc=False)
+    # DVC writes each output in place: none may lie behind a symlink that leads out of dest.
+    inputs = inputs_at(repo, pin.data_rev or pin.commit)
+    for out in inputs:
+        confined(dest, out)
+    local = confined(dest, ".dvc/config.local", last=False)
+    confined(dest, ".dvc/tmp/site")
+    if local.is_symlink():
+        local.unlink()  # replaced by ours, never written through
     user = read_user_config(repo)
     # The user's cache and remotes, absolute; copies, never links (a build must not write into the cache).
-    write_config_local(dest / ".dvc" / "config.local", user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
+    write_config_local(local, user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
     env = dvc_env()
     res = run_dvc(dest, "checkout", "--force", env=env)
     if res.returncode != 0 and user.remotes:
         run_dvc(dest, "fetch", env=env)
         res = run_dvc(dest, "checkout", "--force", env=env)
-    inputs = inputs_at(repo, pin.data_rev or pin.commit)
     missing = [p for p, d in inputs.items() if d.source.endswith(".dvc") and not (dest / p).exists()]
     if res.returncode != 0 or missing:
         if missing:

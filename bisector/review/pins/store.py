@@ -24,6 +24,8 @@ from tomlkit.toml_document import TOMLDocument
 
 from bisector.core.errors import UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
+from bisector.io.confine import confined
+from bisector.io.limits import parse_limited
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -215,7 +217,7 @@ def _scalar_or_list(v: Any) -> bool:
 def parse(text: str) -> dict[str, Pin]:
     """Pins from the file's text; a one-line UsageError naming the line for anything invalid."""
     try:
-        doc = tomllib.loads(text)
+        doc = parse_limited(tomllib.loads, text, str(PINS_FILE))
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
@@ -271,6 +273,7 @@ def load_pins(repo: Path) -> dict[str, Pin]:
 def save_pins(repo: Path, pins: Mapping[str, Pin]) -> Path:
     """Write `pins` to the pins file, editing only the pins that changed (see `updated_text`)."""
     path = pins_path(repo)
+    confined(repo, PINS_FILE.as_posix(), last=False)  # `.bisector` may not lead out of the checkout
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         text: str | None = path.read_text(encoding="utf-8")
@@ -280,6 +283,8 @@ def save_pins(repo: Path, pins: Mapping[str, Pin]) -> Path:
         raise UsageError(f"cannot read {PINS_FILE}: {exc}") from None
     old = parse(text) if text else {}
     tmp = path.with_suffix(".toml.tmp")
+    if tmp.is_symlink():
+        tmp.unlink()  # a committed symlink is replaced, never written through
     tmp.write_text(updated_text(text, old, pins), encoding="utf-8")
     tmp.replace(path)
     return path

@@ -78,7 +78,7 @@ def _swap_paths(value: Any, old: str, new: str) -> Any:
     if isinstance(value, list):
         return [_swap_paths(v, old, new) for v in value]
     if isinstance(value, dict):
-        return {k: _swap_paths(v, old, new) for k, v in value.items()}
+        return {_swap_paths(k, old, new): _swap_paths(v, old, new) for k, v in value.items()}  # keys: `frozen`
     return value
 
 
@@ -87,7 +87,7 @@ def read_frozen(frozen_dir: Path) -> dict[str, tuple[int, str]]:
     out: dict[str, tuple[int, str]] = {}
     if frozen_dir.is_dir():
         for p in sorted(frozen_dir.rglob("*")):
-            if p.is_file():
+            if p.is_file() and not p.is_symlink():  # a committed symlink is not followed
                 content = base64.b64encode(p.read_bytes()).decode()
                 out[str(p.relative_to(frozen_dir))] = (p.stat().st_mode & 0o777, content)
     return out
