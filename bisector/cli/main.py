@@ -217,6 +217,8 @@ def cache(repo: str, prune: bool, older_than: float | None, max_size: float | No
     from bisector.build.cache import BuildCache
     from bisector.io.envcache import EnvCache
     from bisector.io.git import repo_root
+    from bisector.journal.logs import list_logs, prune_logs
+    from bisector.journal.read import find_unfinished
     from bisector.review.tables import render_cache, render_envs
 
     bc = BuildCache.for_repo(repo_root(Path(repo)))
@@ -231,11 +233,20 @@ def cache(repo: str, prune: bool, older_than: float | None, max_size: float | No
         envs = ec.prune(**limits)  # the limits apply to each cache on its own
         if envs:
             click.echo(f"Removed {len(envs)} environments ({sum(e.size for e in envs) / 1e6:.1f} MB).")
+        unfinished = find_unfinished(repo_root(Path(repo)))
+        logs = prune_logs(repo_root(Path(repo)), **limits, keep=(unfinished.stem,) if unfinished else ())
+        if logs:
+            click.echo(f"Removed the step logs of {len(logs)} sessions ({sum(e.size for e in logs) / 1e6:.1f} MB); "
+                       "reports now say they were removed.")
         return
     envs = render_envs(ec)
     if envs:
         click.echo(envs)
     click.echo(render_cache(bc))
+    kept = list_logs(repo_root(Path(repo)))
+    if kept:
+        click.echo(f"Step logs: {len(kept)} sessions, {sum(e.size for e in kept) / 1e6:.1f} MB "
+                   "(kept for journals and reports; `--prune` removes them)")
 
 
 @main.command()
@@ -270,7 +281,7 @@ def demo(keep: bool, plain: bool, scenario: str) -> None:
 
 
 # Commands that live in their own modules (each has `register(main)`; click only at import).
-_EXTRA_COMMAND_MODULES = ("bisector.cli.review", "bisector.cli.manual")
+_EXTRA_COMMAND_MODULES = ("bisector.cli.review", "bisector.cli.manual", "bisector.cli.init")
 
 
 def _register_extra_commands() -> None:

@@ -139,15 +139,21 @@ def sessions(repo: str) -> None:
 
 @click.command()
 @click.argument("session", required=False)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE.md",
-              help="Where to write the report (a PNG plot goes next to it).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where to write the report (Markdown: a PNG plot goes next to it).")
+@click.option("--html", "as_html", is_flag=True,
+              help="One self-contained HTML file (inline plot, evidence table, diffs) to attach to a ticket.")
 @_REPO
 @_errors
-def report(session: str | None, output: str, repo: str) -> None:
-    """Write a Markdown report of a session (default: the latest) for review."""
-    from bisector.review.report import PLOT_HINT, write_report
+def report(session: str | None, output: str, as_html: bool, repo: str) -> None:
+    """Write a Markdown (or --html) report of a session (default: the latest) for review."""
+    from bisector.api import report as write
+    from bisector.review.report import PLOT_HINT
 
-    r = write_report(Path(repo), session, Path(output))
+    if as_html:
+        click.echo(f"Wrote {write(Path(repo), session, Path(output), html=True).path}")
+        return
+    r = write(Path(repo), session, Path(output))
     extra = f" and {r.plot}" if r.plot else f" (no plot: {PLOT_HINT})"
     click.echo(f"Wrote {r.path}{extra}")
 

@@ -240,6 +240,9 @@ class Bisection:
             # Probes with rules relative to the good bound need its observation first.
             self.round(runner, [(c.point(g), Role.GOOD_BOUND) for g in c.goods[:1] if g not in self.observed])
             self.events.on_baseline(self.step_of(c.goods[0]))
+            if self.step_of(c.goods[0]).verdict is Verdict.SKIP:
+                # Judged before it had its own baseline ("no baseline yet"): again, now with it.
+                self.round(runner, [(c.point(c.goods[0]), Role.GOOD_BOUND)])
         # The bounds are independent: with several workers they are checked in one round.
         first = self.round(runner, [(c.point(k), role) for k, role, _ in bounds if k not in self.observed])
         if self.noisy:

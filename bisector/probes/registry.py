@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from bisector.core.errors import UsageError
-from bisector.probes import adapter, basic, harm, manual, metric, sanity
+from bisector.probes import adapter, basic, harm, manual, metric, pytest_probe, sanity
 from bisector.probes.base import Probe
 from bisector.probes.command import CommandProbe
 from bisector.probes.suite import ProbeSuite
@@ -34,6 +34,7 @@ def _command(spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> Pr
 # The built-in probe types: factory and one-line description, in the order `bisector probes` lists them.
 _BUILTINS: dict[str, tuple[Factory, str]] = {
     "command": (_command, "a shell command; exit 0 good, 125 skip, 1-127 bad (as `git bisect run`)"),
+    "pytest": (pytest_probe.PytestProbe, pytest_probe.DESCRIPTION),
     "metric": (metric.MetricProbe, metric.DESCRIPTION),
     "sanity": (sanity.SanityProbe, sanity.DESCRIPTION),
     "basic": (basic.BasicProbe, basic.DESCRIPTION),

@@ -19,6 +19,7 @@ from bisector.io.data.history import data_diff, params_diff
 from bisector.io.git import git, repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.history import commit_info, show_stat
+from bisector.journal.logs import PRUNED, log_exists
 from bisector.journal.read import SessionSummary, find_session
 from bisector.probes.base import is_number, main_number
 from bisector.review.tables import status_of, utc
@@ -228,10 +229,11 @@ def _step_section(st: Step, subject: Any, posterior: Mapping[str, Any] | None) -
     if st.data_rev and st.data_rev != st.commit:
         out.append(f"- Data revision: `{st.data_rev}`")
     b = st.result.build
-    out.append(f"- Build: {_build(st)}" + (f" (log `{b.log}`)" if b.log else ""))
+    out.append(f"- Build: {_build(st)}" + _log_link(b.log))
     for o in st.result.observations:
         nums = _numbers(o.evidence)
-        out.append(f"- Probe `{o.probe}`: **{o.verdict.value}**: {o.summary}" + (f" [{nums}]" if nums else ""))
+        out.append(f"- Probe `{o.probe}`: **{o.verdict.value}**: {o.summary}" + (f" [{nums}]" if nums else "")
+                   + _log_link(o.log))
     if st.result.worker:
         out.append(f"- Worker: {st.result.worker}")
     out += [f"- Note: {n}" for n in st.result.notes]
@@ -290,6 +292,13 @@ def _posterior(post: Mapping[str, Any]) -> str:
 def _first_parent(repo: Path, sha: str) -> str:
     found = git_parents(repo, sha)
     return found[0] if found else ""
+
+
+def _log_link(path: str | None) -> str:
+    """` (log `PATH`)`, saying so when `bisector cache --prune` removed it; '' for no log."""
+    if not path:
+        return ""
+    return f" (log `{path}`)" if log_exists(path) else f" (log `{path}`: {PRUNED})"
 
 
 def _build(st: Step) -> str:

@@ -28,6 +28,7 @@ from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
 from bisector.io.workspace import state_dir
 from bisector.journal.owner import check_owner, owner_marker
+from bisector.journal.logs import session_logs
 from bisector.journal.read import find_unfinished, journal_dir, read_events
 from bisector.journal.writer import JOURNAL_DIR
 
@@ -315,6 +316,11 @@ class Plan:
     @property
     def frozen_dir(self) -> Path:
         return self.repo / JOURNAL_DIR / "frozen"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Step logs: kept after the session (journals and reports link to them) until `cache --prune`."""
+        return session_logs(self.repo, self.session)
 
     @property
     def session_dir(self) -> Path:

@@ -220,7 +220,7 @@ class Session:
             history=history,
             events=JournaledEvents(writer, self.handler, suite),
         )
-        runner: Runner = ExecutorRunner(executor, plan.session_dir / "logs")
+        runner: Runner = ExecutorRunner(executor, plan.logs_dir)
         if reusable:
             runner = ReuseRunner(runner, self.repo, reusable, str(reuse_from))
         runner = MarksRunner(runner, plan.journal, candidates, {m for s in history if (m := mark_of(s))})

@@ -114,7 +114,7 @@ def test_a_plugin_installed_with_an_entry_point_is_listed_and_built(tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"type": "nope"}, "unknown probe type 'nope': use one of command, metric, sanity, basic, harm, manual"),
+        ({"type": "nope"}, "unknown probe type 'nope': use one of command, pytest, metric, sanity, basic, harm, manual"),
         ({"run": "true"}, "needs `type = "),
         ({"type": "command", "run": "true", "name": "my probe"}, "without spaces"),
         ({"type": "command", "run": "true", "tiemout": 3}, "did you mean `timeout`"),
