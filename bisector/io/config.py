@@ -24,7 +24,7 @@ from bisector.core.errors import UsageError
 
 CONFIG_FILE = "bisector.toml"
 
-Seconds = Annotated[float, Meta(gt=0)]
+Seconds = Annotated[float, Meta(gt=0, lt=1e9)]  # finite: inf and nan are rejected
 Rate = Annotated[float, Meta(ge=0, lt=0.5)]
 
 
@@ -73,6 +73,7 @@ class WorkersTable(_Table):
 
 class ExecutorTable(_Table):
     kind: str | None = None  # local | slurm | dask://HOST:PORT (as --executor)
+    max_jobs: Annotated[int, Meta(ge=1)] | None = None  # the largest -j accepted
     repo_url: str | None = None
     worker_cache: str | None = None
     # Slurm (`kind = "slurm"`, docs/parallel.md)
@@ -253,12 +254,13 @@ def table(config: dict[str, Any], name: str) -> dict[str, Any]:
     return config.get(name) or {}
 
 
-def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: float | None) -> list[dict[str, Any]]:
-    """The probe suite's specs: --probe wins; else [[probes]]; else [probe] (a command)."""
-    if cli_probe == "manual":
+def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: float | None,
+                shell: bool = False) -> list[dict[str, Any]]:
+    """The probe suite's specs: --probe (--probe-shell: a shell string) wins; else [[probes]]; else [probe]."""
+    if cli_probe == "manual" and not shell:
         return [{"type": "manual"}]
-    if cli_probe:
-        spec: dict[str, Any] = {"type": "command", "run": cli_probe}
+    if cli_probe or (shell and cli_probe is not None):
+        spec: dict[str, Any] = {"type": "command", "run": cli_probe, **({"shell": True} if shell else {})}
         if cli_timeout:
             spec["timeout"] = cli_timeout
         return [spec]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import shlex
 import shutil
 import time
@@ -22,6 +24,44 @@ _SHELL_WORDS = {
 }
 _INTERPRETERS = {"python", "python3", "sh", "bash", "zsh", "node", "perl", "ruby", "Rscript"}
 _ON_TIMEOUT = ("skip", "bad", "abort")
+
+
+# Shell syntax in a command given as words: operators, expansions, redirections.
+_SHELL_SYNTAX = re.compile(r"(&&|\|\||[;|&<>`]|\$[A-Za-z_{(0-9?@*#!$-])")
+
+
+def shell_syntax(command: str) -> str | None:
+    """The first shell operator or expansion outside single quotes of `command`, if any."""
+    unquoted = re.sub(r"'[^']*'", "''", command)
+    m = _SHELL_SYNTAX.search(unquoted)
+    return m.group(1) if m else None
+
+
+def _word_spans(command: str, n: int) -> list[tuple[int, int]]:
+    """The (start, end) of the first `n` words of `command` as the shell splits them."""
+    spans, i = [], 0
+    while len(spans) < n:
+        while i < len(command) and command[i].isspace():
+            i += 1
+        if i >= len(command):
+            break
+        start, quote = i, None
+        while i < len(command):
+            c = command[i]
+            if quote:
+                if c == "\\" and quote == '"':
+                    i += 1
+                elif c == quote:
+                    quote = None
+            elif c in "'\"":
+                quote = c
+            elif c == "\\":
+                i += 1
+            elif c.isspace() or c in ";&|<>()":
+                break
+            i += 1
+        spans.append((start, i))
+    return spans
 
 
 def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str, dict[str, str]]:
@@ -46,6 +86,8 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
         path = (user_cwd / first).resolve()
         if not path.exists():
             raise UsageError(f"probe command not found: {first} (no such file in {user_cwd})")
+        if not path.is_file():
+            raise UsageError(f"probe command is not a file: {first} (give a script or a program on PATH)")
         if not os.access(path, os.X_OK):
             raise UsageError(f"probe command is not executable: {first} (run: chmod +x {first})")
     elif shutil.which(first) is None:
@@ -67,8 +109,13 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
     target = frozen_dir / f"{digest[:12]}-{candidate.name}"
     if not target.exists():
         shutil.copy2(candidate, target)
-    words[script_index] = str(target)
-    return shlex.join(words), {words[script_index]: digest}
+    # Only the script's word is replaced: the rest of the command stays exactly as given
+    # (re-joining the words would quote `&&`, `;` or `$VAR` and change what the shell runs).
+    spans = _word_spans(command, script_index + 1)
+    start, end = spans[script_index]
+    if shlex.split(command[start:end]) != [words[script_index]]:
+        raise UsageError(f"cannot tell the probe script apart in {command!r}: put the command in a script")
+    return command[:start] + shlex.quote(str(target)) + command[end:], {str(target): digest}
 
 
 class CommandProbe:
@@ -83,6 +130,7 @@ class CommandProbe:
         name: str = "command",
         frozen: Mapping[str, str] | None = None,
         repeatable: bool = True,
+        shell: bool = False,
     ):
         if on_timeout not in _ON_TIMEOUT:
             raise UsageError(f"probe on_timeout must be one of {', '.join(_ON_TIMEOUT)}, not {on_timeout!r}")
@@ -94,6 +142,7 @@ class CommandProbe:
         # A command may be flaky (a test, a sampled evaluation): by default a re-run is a new
         # sample; `repeatable = false` declares it deterministic given the build.
         self.repeatable = repeatable
+        self.shell = shell  # given as a shell string (--probe-shell, `shell = true`)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> "CommandProbe":
@@ -101,8 +150,20 @@ class CommandProbe:
         command = spec.get("run") or spec.get("command")
         if not command or not isinstance(command, str):
             raise UsageError("a command probe needs `run = \"CMD\"` (or --probe 'CMD')")
-        frozen_command, frozen = freeze_command(command, user_cwd, frozen_dir)
         timeout = spec.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise UsageError(f"probe timeout must be a number of seconds > 0, not {timeout!r}")
+        for key in ("repeatable", "shell"):
+            if not isinstance(spec.get(key, False), bool):
+                raise UsageError(f"probe `{key}` must be true or false, not {spec[key]!r}")
+        shell = bool(spec.get("shell", False))
+        if shell:  # a shell string: run by /bin/sh exactly as given, nothing rewritten
+            if not command.strip():
+                raise UsageError("the probe command is empty: give one with --probe-shell 'CMD'")
+            frozen_command, frozen = command, {}
+        else:
+            frozen_command, frozen = freeze_command(command, user_cwd, frozen_dir)
         return cls(
             frozen_command,
             timeout=float(timeout) if timeout else None,
@@ -110,6 +171,7 @@ class CommandProbe:
             name=spec.get("name", "command"),
             frozen=frozen,
             repeatable=bool(spec.get("repeatable", True)),
+            shell=shell,
         )
 
     def config(self) -> dict[str, Any]:
@@ -120,6 +182,7 @@ class CommandProbe:
             "on_timeout": self.on_timeout,
             "frozen": self.frozen,
             "repeatable": self.repeatable,
+            **({"shell": True} if self.shell else {}),  # only when set: older journals compare equal
         }
 
     def run(self, ctx: ProbeContext) -> Observation:

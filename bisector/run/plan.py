@@ -27,7 +27,8 @@ from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
 from bisector.io.workspace import state_dir
 from bisector.journal.read import find_unfinished, journal_dir, read_events
-from bisector.journal.writer import JOURNAL_DIR
+from bisector.journal.writer import JOURNAL_DIR, check_state_folders
+from bisector.run.flags import changed_flags, check_jobs, relocated, shell_notes
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RunOptions:
     bad: str | None = None
     goods: list[str] = field(default_factory=list)
     probe: str | None = None
+    probe_shell: bool = False  # the probe is a shell string, run by /bin/sh exactly as given
     probe_timeout: float | None = None
     build: str | None = None
     build_timeout: float | None = None
@@ -133,7 +135,7 @@ def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfi
         cache=bool(build_table.get("cache", True)) and not opts.no_cache,
         env=EnvSettings.from_table(table(dict(config), "env"), opts.env),
     )
-    specs = probe_specs(dict(config), opts.probe, opts.probe_timeout)
+    specs = probe_specs(dict(config), opts.probe, opts.probe_timeout, opts.probe_shell)
     return build, specs, bool(search_table.get("stop_early", True))
 
 
@@ -149,16 +151,20 @@ class Plan:
     start: dict[str, Any]
     candidates: Candidates
     resumed: bool = False
+    notes: list[str] = field(default_factory=list)  # what the session should say (flags applied on resume)
 
     # ------------------------------------------------------------ making
     @classmethod
     def open(cls, options: RunOptions, make_suite: SuiteFactory) -> "Plan":
         """The unfinished session's plan when the options name its bounds (or none), else a new one."""
         repo = repo_root(options.repo)
+        check_state_folders(repo)
         unfinished = find_unfinished(repo)
         if unfinished is None:
-            return cls.new(options, load_file_config(repo), make_suite)
-        start = read_events(unfinished)[0]
+            file_config = load_file_config(repo)
+            check_jobs(options, file_config)
+            return cls.new(options, file_config, make_suite)
+        start = relocated(repo, read_events(unfinished)[0])
         asked = options.bad is not None or options.goods
         if asked and not same_bounds(repo, options, start):
             raise UsageError(
@@ -166,7 +172,18 @@ class Plan:
                 f"good {', '.join(g[:10] for g in start['goods'])}): resume it with `bisector run`, "
                 "or drop it with `bisector reset`"
             )
-        return cls.from_start(repo, start, resumed=True)
+        changed = changed_flags(repo, options, start)
+        if changed:
+            raise UsageError(
+                f"the unfinished session {start['session']} was started with other flags "
+                f"({'; '.join(changed)}): resume it with `bisector run` alone (-j and --executor may change), "
+                "or drop it with `bisector reset` and start again"
+            )
+        check_jobs(options, dict(start.get("config", {}).get("file") or {}))
+        plan = cls.from_start(repo, start, resumed=True)
+        if options.jobs != 1 and options.jobs != start.get("jobs", 1):
+            plan.notes.append(f"Resuming with -j {options.jobs} (the session started with -j {start.get('jobs', 1)})")
+        return plan
 
     @classmethod
     def from_start(cls, repo: Path, start: Mapping[str, Any], *, resumed: bool = True) -> "Plan":
@@ -230,7 +247,7 @@ class Plan:
             "argv": sys.argv,
             "jobs": max(1, opts.jobs),
         }
-        return cls(repo, start, candidates, False)
+        return cls(repo, start, candidates, False, notes=shell_notes(specs))
 
     @classmethod
     def for_verify(cls, repo: Path, rev: str, data_rev: str | None = None) -> "Plan":
@@ -321,3 +338,4 @@ def same_bounds(repo: Path, opts: RunOptions, start: Mapping[str, Any]) -> bool:
     except UsageError:
         return False
     return bad == start["bad"] and sorted(set(goods)) == sorted(set(start["goods"]))
+

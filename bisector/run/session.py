@@ -37,7 +37,7 @@ from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
 from bisector.journal.codec import decode_step, encode_outcome, encode_step
-from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events
+from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
 from bisector.journal.reuse import Reusable, reusable_observations
 from bisector.journal.writer import JournalWriter
 from bisector.run.executors.factory import make_executor
@@ -171,6 +171,8 @@ class Session:
     def _run_locked(self) -> SessionResult:
         started = time.monotonic()
         plan = self.plan = Plan.open(self.options, self.suite_factory)
+        for note in plan.notes:
+            self.handler.on_message(note)
         if plan.build.env is not None and plan.build.env.active:
             self.handler.on_message(describe_cache(self.repo, plan.build.env))
         suite = plan.make_suite(self.suite_factory)
@@ -291,7 +293,7 @@ def reset(repo_path: Path) -> list[str]:
     lock = RepoLock(state / "lock")
     lock.acquire()
     try:
-        dropped = []
+        dropped = set_aside_unreadable(repo)  # reset always works: a corrupt journal is moved aside
         path = find_unfinished(repo)
         if path is not None:
             w = JournalWriter(path)

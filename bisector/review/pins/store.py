@@ -296,11 +296,36 @@ def get_pin(repo: Path, name: str) -> Pin:
 def remove_pin(repo: Path, name: str) -> Pin:
     """Drop pin `name` from the file (its tables only); the removed pin."""
     repo = repo_root(repo)
-    pins = load_pins(repo)
+    try:
+        pins = load_pins(repo)
+    except UsageError:
+        return _remove_malformed(repo, name)  # `pin rm` removes any pin, even one that does not parse
     pin = get_pin(repo, name)
     del pins[name]
     save_pins(repo, pins)
     return pin
+
+
+def _remove_malformed(repo: Path, name: str) -> Pin:
+    """Drop the tables of pin `name` from a pins file that holds an invalid pin (valid TOML)."""
+    path = pins_path(repo)
+    text = path.read_text(encoding="utf-8")
+    try:
+        table = tomllib.loads(text).get("pins")
+    except tomllib.TOMLDecodeError:
+        load_pins(repo)  # the TOML itself is broken: its one-line error names the line to fix
+        raise
+    if not isinstance(table, dict) or name not in table:
+        known = ", ".join(sorted(table)) if isinstance(table, dict) else "none"
+        raise UsageError(f"no pin named {name!r} in {PINS_FILE} (pins: {known})")
+    raw = table[name]
+    commit = raw.get("commit") if isinstance(raw, dict) else None
+    # Every other pin compares equal to itself, so only `name`'s tables are rewritten (removed).
+    others = {n: n for n in table if n != name}
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(updated_text(text, others, others), encoding="utf-8")  # type: ignore[arg-type]
+    tmp.replace(path)
+    return Pin(name=name, commit=commit if isinstance(commit, str) else "(malformed)")
 
 
 def check_commit(repo: Path, pin: Pin) -> str:
