@@ -151,6 +151,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path.name}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path.name}: not UTF-8 text (byte {exc.start}): fix the file") from None
+    except RecursionError:
+        raise UsageError(f"{path.name}: nested too deeply: fix the file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 

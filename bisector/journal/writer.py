@@ -26,7 +26,7 @@ def check_state_folders(repo: Path) -> None:
         if (p.exists() or p.is_symlink()) and not p.is_dir():
             raise JournalError(f"{p} is not a folder: move it away (bisector keeps its journals and "
                                "frozen probes under .bisector/)")
-        if not p.is_dir():
+        if p == top and not p.is_dir():
             return
 
 

@@ -73,7 +73,9 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
     with the script replaced by its frozen copy, and {original: sha256} of what was frozen.
     """
     try:
-        words = shlex.split(command)
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True  # words as the shell splits them: `./a.sh;` is `./a.sh` and `;`
+        words = list(lexer)
     except ValueError as exc:
         raise UsageError(f"cannot parse the probe command {command!r}: {exc}") from None
     if not words:
@@ -113,7 +115,7 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
     # (re-joining the words would quote `&&`, `;` or `$VAR` and change what the shell runs).
     spans = _word_spans(command, script_index + 1)
     start, end = spans[script_index]
-    if shlex.split(command[start:end]) != [words[script_index]]:
+    if start == end or shlex.split(command[start:end]) != [words[script_index]]:
         raise UsageError(f"cannot tell the probe script apart in {command!r}: put the command in a script")
     return command[:start] + shlex.quote(str(target)) + command[end:], {str(target): digest}
 

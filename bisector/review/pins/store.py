@@ -22,8 +22,9 @@ from tomlkit.container import Container
 from tomlkit.items import Comment, Item, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from bisector.core.errors import UsageError
+from bisector.core.errors import JournalError, UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
+from bisector.journal.read import read_bounded
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -258,26 +259,31 @@ def parse(text: str) -> dict[str, Pin]:
 
 
 def load_pins(repo: Path) -> dict[str, Pin]:
-    path = pins_path(repo)
+    text = _read_text(pins_path(repo))
+    return parse(text) if text is not None else {}
+
+
+MAX_PINS_BYTES = 16 * 1024 * 1024
+
+
+def _read_text(path: Path) -> str | None:
+    """The pins file's text (None: no file), bounded: a regular UTF-8 file of at most 16 MB."""
+    if not (path.exists() or path.is_symlink()):
+        return None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {PINS_FILE}: {exc}") from None
-    return parse(text)
+        data = read_bounded(path, MAX_PINS_BYTES, "pins file", f"fix {PINS_FILE} or move it away")
+        return data.decode("utf-8")
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {PINS_FILE}: not UTF-8 text (byte {exc.start}): fix it or move it away") from None
 
 
 def save_pins(repo: Path, pins: Mapping[str, Pin]) -> Path:
     """Write `pins` to the pins file, editing only the pins that changed (see `updated_text`)."""
     path = pins_path(repo)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        text: str | None = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {PINS_FILE}: {exc}") from None
+    text = _read_text(path)
     old = parse(text) if text else {}
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(updated_text(text, old, pins), encoding="utf-8")
@@ -309,7 +315,7 @@ def remove_pin(repo: Path, name: str) -> Pin:
 def _remove_malformed(repo: Path, name: str) -> Pin:
     """Drop the tables of pin `name` from a pins file that holds an invalid pin (valid TOML)."""
     path = pins_path(repo)
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path) or ""
     try:
         table = tomllib.loads(text).get("pins")
     except tomllib.TOMLDecodeError:
