@@ -37,7 +37,7 @@ def shell_syntax(command: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _word_spans(command: str, n: int) -> list[tuple[int, int]]:
+def word_spans(command: str, n: int) -> list[tuple[int, int]]:
     """The (start, end) of the first `n` words of `command` as the shell splits them."""
     spans, i = [], 0
     while len(spans) < n:
@@ -113,7 +113,7 @@ def freeze_command(command: str, user_cwd: Path, frozen_dir: Path) -> tuple[str,
         shutil.copy2(candidate, target)
     # Only the script's word is replaced: the rest of the command stays exactly as given
     # (re-joining the words would quote `&&`, `;` or `$VAR` and change what the shell runs).
-    spans = _word_spans(command, script_index + 1)
+    spans = word_spans(command, script_index + 1)
     start, end = spans[script_index]
     if start == end or shlex.split(command[start:end]) != [words[script_index]]:
         raise UsageError(f"cannot tell the probe script apart in {command!r}: put the command in a script")

@@ -102,8 +102,12 @@ def utc(ts: float | None) -> str:
 
 
 def probe_names(s: SessionSummary) -> list[str]:
-    probes = s.start.get("config", {}).get("probes", {}).get("probes", [])
-    return [str(p.get("name", p.get("type", "?"))) for p in probes] or ["?"]
+    config = s.start.get("config")
+    probes = config.get("probes") if isinstance(config, dict) else None
+    probes = probes.get("probes") if isinstance(probes, dict) else None
+    if not isinstance(probes, list):  # an edited journal: shown, not fatal
+        return ["?"]
+    return [str(p.get("name", p.get("type", "?"))) for p in probes if isinstance(p, dict)] or ["?"]
 
 
 def status_of(s: SessionSummary) -> str:

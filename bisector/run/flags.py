@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,7 +13,7 @@ from bisector.core.errors import UsageError
 from bisector.io.config import table
 from bisector.io.git import resolve
 from bisector.journal.writer import JOURNAL_DIR
-from bisector.probes.command import freeze_command, shell_syntax
+from bisector.probes.command import word_spans, freeze_command, shell_syntax
 
 
 def check_jobs(opts: Any, file_config: Mapping[str, Any]) -> None:
@@ -30,14 +30,36 @@ def check_jobs(opts: Any, file_config: Mapping[str, Any]) -> None:
 def relocated(repo: Path, start: Mapping[str, Any]) -> dict[str, Any]:
     """The start event with the frozen probes' paths moved to this repository's `.bisector/frozen/`
     (the journal freezes absolute paths: a repository folder that was moved still resumes)."""
+    here = repo / JOURNAL_DIR / "frozen"
     marker = f"/{JOURNAL_DIR}/frozen/"
-    text = json.dumps(start)
-    here = str(repo) + marker
-    olds = {m.group(1) for m in re.finditer(r'([^"\s\']*?)' + re.escape(marker), text)}
-    for old in olds:
-        if old and old + marker != here and not Path(old + marker).is_dir():
-            text = text.replace(old + marker, here)
-    return json.loads(text)
+
+    def move(path: str) -> str:
+        old, sep, name = path.rpartition(marker)
+        if not sep or Path(old + marker).is_dir() or not (here / name).is_file():
+            return path
+        return str(here / name)
+
+    def move_command(command: str) -> str:
+        out, end = [], 0
+        for s, e in word_spans(command, 2):
+            try:
+                word = shlex.split(command[s:e])
+            except ValueError:
+                continue
+            if len(word) == 1 and move(word[0]) != word[0]:
+                out += [command[end:s], shlex.quote(move(word[0]))]
+                end = e
+        return "".join(out) + command[end:]
+
+    start = json.loads(json.dumps(start))
+    config = start.get("config") if isinstance(start.get("config"), dict) else {}
+    probes = config.get("probes", {}).get("probes", []) if isinstance(config.get("probes"), dict) else []
+    for spec in [*(config.get("probe_specs") or []), *probes]:
+        if isinstance(spec, dict) and isinstance(spec.get("run"), str):
+            spec["run"] = move_command(spec["run"])
+        if isinstance(spec, dict) and isinstance(spec.get("frozen"), dict):
+            spec["frozen"] = {move(k): v for k, v in spec["frozen"].items()}
+    return start
 
 
 def changed_flags(repo: Path, opts: Any, start: Mapping[str, Any]) -> list[str]:

@@ -328,8 +328,14 @@ def _remove_malformed(repo: Path, name: str) -> Pin:
     commit = raw.get("commit") if isinstance(raw, dict) else None
     # Every other pin compares equal to itself, so only `name`'s tables are rewritten (removed).
     others = {n: n for n in table if n != name}
+    try:
+        new_text = updated_text(text, others, others)  # type: ignore[arg-type]
+    except Exception:  # a pin that is not even a table: drop the key, comments around it stay
+        doc = tomlkit.parse(text)
+        del doc["pins"][name]
+        new_text = tomlkit.dumps(doc)
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(updated_text(text, others, others), encoding="utf-8")  # type: ignore[arg-type]
+    tmp.write_text(new_text, encoding="utf-8")
     tmp.replace(path)
     return Pin(name=name, commit=commit if isinstance(commit, str) else "(malformed)")
 
