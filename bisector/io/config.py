@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -24,7 +25,7 @@ from bisector.core.errors import UsageError
 
 CONFIG_FILE = "bisector.toml"
 
-Seconds = Annotated[float, Meta(gt=0, lt=1e9)]  # finite: inf and nan are rejected
+Seconds = Annotated[float, Meta(gt=0)]  # nan fails gt; inf is rejected by `check`
 Rate = Annotated[float, Meta(ge=0, lt=0.5)]
 
 
@@ -140,9 +141,14 @@ def load_file_config(repo: Path) -> dict[str, Any]:
 def check(table: dict[str, Any], file: str = CONFIG_FILE, prefix: str = "") -> FileConfig:
     """Validate a config table against the schema; one UsageError naming the key and the fix."""
     try:
-        return msgspec.convert(table, FileConfig)
+        checked = msgspec.convert(table, FileConfig)
     except msgspec.ValidationError as exc:
         raise UsageError(f"{file}: {_explain(str(exc), table, prefix)}") from None
+    for section, values in table.items():  # a number of seconds, a rate: never infinite
+        for key, value in (values.items() if isinstance(values, dict) else ()):
+            if isinstance(value, float) and math.isinf(value) and section != "probe":
+                raise UsageError(f"{file}: {_where([section, key], prefix)} must be a finite number, not {value}")
+    return checked
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

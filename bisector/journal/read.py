@@ -161,9 +161,11 @@ class SessionSummary:
 def summarize(path: Path, warn: Callable[[str], None] | None = None) -> SessionSummary:
     events = read_events(path, warn)
     start = next((e for e in events if e["event"] == "start"), None)
-    if start is None:  # nothing to show without the bounds: the lines skipped were warned about
-        raise JournalError(f"{path} has no readable start event: fix its first line, or drop the session "
-                           "with `bisector reset`")
+    if start is None:
+        if warn is None:
+            raise JournalError(f"{path} has no start event: drop it with `bisector reset`")
+        warn(f"{path}: no readable start event; showing the steps that can be read")
+        start = {"session": path.stem, "bad": "?", "goods": [], "candidates": "?"}
     axis = str(start.get("axis") or "code")
     steps = []
     for e in events:

@@ -74,6 +74,9 @@ def render_bisect_log(repo_path: Path, session: str | None) -> str:
     """`bisector log`: the session as a `git bisect log`."""
     repo = repo_root(repo_path)
     s = find_session(repo, session, warn)
+    if s.start.get("bad") == "?":  # no readable start event (warned): no bounds to log
+        raise JournalError(f"{s.path} has no readable start event: a `git bisect log` needs its bounds "
+                           "(fix its first line, or drop the session with `bisector reset`)")
     culprit = s.outcome.culprit if s.outcome else None
     shas = [s.start["bad"], *s.start["goods"], *(st.commit for st in s.steps)] + ([culprit] if culprit else [])
     infos = commit_info(repo, shas)
