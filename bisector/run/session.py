@@ -194,13 +194,22 @@ class Session:
         executor = make_executor(plan, suite, jobs=jobs, executor=self.options.executor,
                                  workspace_factory=self.workspace_factory, state=self.state,
                                  message=self.handler.on_message)
-        writer = JournalWriter(plan.journal)
+        try:  # connected (a scheduler reached) before the journal is written: no empty session
+            executor.open(plan.candidates.bad)
+        except BaseException:
+            executor.close()
+            raise
         history: list[Step] = []
-        if plan.resumed:
-            history = [decode_step(e, plan.axis.value) for e in apply_undo(read_events(plan.journal))]
-            writer.append("resume", pid=os.getpid(), jobs=jobs)
-        else:
-            writer.append("start", **plan.start)
+        try:
+            writer = JournalWriter(plan.journal)
+            if plan.resumed:
+                history = [decode_step(e, plan.axis.value) for e in apply_undo(read_events(plan.journal))]
+                writer.append("resume", pid=os.getpid(), jobs=jobs)
+            else:
+                writer.append("start", **plan.start)
+        except BaseException:
+            executor.close()  # opened: its workers or jobs go too
+            raise
         self.handler.on_start({**plan.start, "resumed": plan.resumed, "journal": str(plan.journal)})
         settings, candidates = plan.settings, plan.candidates
         bisection = self.bisection = Bisection(
@@ -217,7 +226,6 @@ class Session:
         if reusable:
             runner = ReuseRunner(runner, self.repo, reusable, str(reuse_from))
         try:
-            executor.open(candidates.bad)
             outcome = bisection.run(runner)
             if outcome.status is Status.FOUND and outcome.culprit:
                 outcome = dataclasses.replace(outcome, attribution=self.attribute(bisection, runner, outcome.culprit))

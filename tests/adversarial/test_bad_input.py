@@ -395,3 +395,21 @@ def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "Traceback" in res.stderr and res.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert "is not a folder" in res.stderr
+
+
+def test_unreachable_scheduler_leaves_no_session(tmp_path: Path) -> None:
+    """An executor that cannot start is one line, and no empty unfinished session is left to resume."""
+    dask = pytest.importorskip("dask")
+    from tests.fixtures.cli import bisector
+    from tests.fixtures.oneline import make_ctx
+
+    ctx = make_ctx(tmp_path)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        res = bisector(ctx.repo, "run", "--good", ctx.shas[0], "--bad", "main", "--probe", str(ctx.probe),
+                       "--executor", "dask://127.0.0.1:1")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert [x for x in res.stderr.splitlines() if x.startswith("Error:")] == [
+        next(x for x in res.stderr.splitlines() if "cannot reach the Dask scheduler" in x)]
+    assert not list((ctx.repo / ".bisector" / "sessions").glob("*.jsonl"))
+    again = bisector(ctx.repo, "run", "--good", ctx.shas[0], "--bad", "main", "--probe", str(ctx.probe))
+    assert again.returncode == 0 and ctx.shas[3] in again.stdout, again.stderr
