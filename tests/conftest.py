@@ -8,7 +8,7 @@ import pytest
 
 from tests.fixtures.repos import GitRepo
 
-TIERS = ("unit", "func", "e2e", "adversarial")
+TIERS = ("unit", "func", "adversarial", "e2e")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -39,11 +39,41 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a file or folder in the way, unreadable, full disk: one line too
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {os_error_line(exc)}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted: the journal is saved; run `bisector run` again to resume.", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError in one line: what failed, on which file, and the way out."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where} (check that path; `bisector -v ...` shows where it happened)"
+
+
+class Seconds(click.ParamType):
+    """A duration in seconds: a finite number > 0 (not 0, negative, inf or nan)."""
+
+    name = "SECS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            secs = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(secs) or secs <= 0 or secs >= 1e9:
+            self.fail(f"{value!r} is not a duration: give a number of seconds > 0", param, ctx)
+        return secs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,9 +93,11 @@ def main(verbose: bool) -> None:
 @click.option("--good", "goods", multiple=True, metavar="REV", help="A revision where the probe passes (repeatable).")
 @click.option("--bad", metavar="REV", help="A revision where the probe fails.")
 @click.option("--probe", metavar="CMD", help="Probe command: exit 0 good, 125 skip, 1-127 bad, else abort.")
-@click.option("--timeout", "probe_timeout", type=float, metavar="SECS", help="Per-step probe timeout (a timeout is a skip).")
+@click.option("--probe-shell", metavar="CMD",
+              help="Probe given as a shell string, run by /bin/sh exactly as written (nothing frozen).")
+@click.option("--timeout", "probe_timeout", type=Seconds(), metavar="SECS", help="Per-step probe timeout (a timeout is a skip).")
 @click.option("--build", metavar="CMD", help="Build command run in the workspace before the probe.")
-@click.option("--build-timeout", type=float, metavar="SECS", help="Build timeout (a timed-out build is a failed build).")
+@click.option("--build-timeout", type=Seconds(), metavar="SECS", help="Build timeout (a timed-out build is a failed build).")
 @click.option(
     "--on-failure",
     type=click.Choice(["skip", "bad", "abort"]),
@@ -102,7 +134,7 @@ def main(verbose: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the result.")
 @click.argument("paths", nargs=-1, metavar="[-- PATHSPEC...]")
 @_handle_errors
-def run(pin_good: str | None, as_json: bool, quiet: bool, **params: Any) -> None:
+def run(pin_good: str | None, as_json: bool, quiet: bool, probe_shell: str | None, **params: Any) -> None:
     """Bisect between --good and --bad with a probe; resume an interrupted session.
 
     \b
@@ -122,6 +154,14 @@ def run(pin_good: str | None, as_json: bool, quiet: bool, **params: Any) -> None
     from bisector.review.render import CliHandler, JsonHandler, print_result
     from bisector.run.session import RunOptions, Session
 
+    from bisector.review.pins.store import NAME_RE
+
+    if probe_shell is not None:
+        if params["probe"] is not None:
+            raise UsageError("--probe and --probe-shell both give the probe: pass one of them")
+        params.update(probe=probe_shell, probe_shell=True)
+    if pin_good is not None and not NAME_RE.match(pin_good):
+        raise UsageError(f"invalid pin name {pin_good!r} for --pin-good: use letters, digits, '-' and '_' only")
     _sigterm_as_interrupt()
     if params["repo"] != ".":
         # As `git -C DIR`: run as if started in DIR (the probe script is frozen from there).

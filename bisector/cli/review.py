@@ -32,6 +32,15 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # as cli._handle_errors
+            from bisector.cli.main import os_error_line
+
+            if (click.get_current_context().find_root().params or {}).get("verbose"):
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {os_error_line(exc)}", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -125,6 +134,8 @@ def restore(name: str, directory: str, repo: str) -> None:
     r = do_restore(Path(repo), name, Path(directory))
     data = f", {r.data_files} DVC-tracked paths checked out" if r.dvc else ""
     click.echo(f"Restored {name} ({r.commit[:10]}) into {r.path}{data}.")
+    for note in r.notes:
+        click.echo(f"Note: {note}", err=True)
 
 
 @click.command()

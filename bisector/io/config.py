@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -25,7 +26,7 @@ from bisector.io.limits import MAX_BYTES, parse_limited
 
 CONFIG_FILE = "bisector.toml"
 
-Seconds = Annotated[float, Meta(gt=0)]
+Seconds = Annotated[float, Meta(gt=0)]  # nan fails gt; inf is rejected by `check`
 Rate = Annotated[float, Meta(ge=0, lt=0.5)]
 
 
@@ -74,6 +75,7 @@ class WorkersTable(_Table):
 
 class ExecutorTable(_Table):
     kind: str | None = None  # local | slurm | dask://HOST:PORT (as --executor)
+    max_jobs: Annotated[int, Meta(ge=1)] | None = None  # the largest -j accepted
     repo_url: str | None = None
     worker_cache: str | None = None
     # Slurm (`kind = "slurm"`, docs/parallel.md)
@@ -140,9 +142,14 @@ def load_file_config(repo: Path) -> dict[str, Any]:
 def check(table: dict[str, Any], file: str = CONFIG_FILE, prefix: str = "") -> FileConfig:
     """Validate a config table against the schema; one UsageError naming the key and the fix."""
     try:
-        return msgspec.convert(table, FileConfig)
+        checked = msgspec.convert(table, FileConfig)
     except msgspec.ValidationError as exc:
         raise UsageError(f"{file}: {_explain(str(exc), table, prefix)}") from None
+    for section, values in table.items():  # a number of seconds, a rate: never infinite
+        for key, value in (values.items() if isinstance(values, dict) else ()):
+            if isinstance(value, float) and math.isinf(value) and section != "probe":
+                raise UsageError(f"{file}: {_where([section, key], prefix)} must be a finite number, not {value}")
+    return checked
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -152,8 +159,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return parse_limited(tomllib.loads, data.decode("utf-8"), path.name)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path.name}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path.name}: not UTF-8 text: save it as UTF-8") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path.name}: not UTF-8 text (byte {exc.start}): fix the file") from None
+    except RecursionError:
+        raise UsageError(f"{path.name}: nested too deeply: fix the file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -257,12 +266,13 @@ def table(config: dict[str, Any], name: str) -> dict[str, Any]:
     return config.get(name) or {}
 
 
-def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: float | None) -> list[dict[str, Any]]:
-    """The probe suite's specs: --probe wins; else [[probes]]; else [probe] (a command)."""
-    if cli_probe == "manual":
+def probe_specs(config: dict[str, Any], cli_probe: str | None, cli_timeout: float | None,
+                shell: bool = False) -> list[dict[str, Any]]:
+    """The probe suite's specs: --probe (--probe-shell: a shell string) wins; else [[probes]]; else [probe]."""
+    if cli_probe == "manual" and not shell:
         return [{"type": "manual"}]
-    if cli_probe:
-        spec: dict[str, Any] = {"type": "command", "run": cli_probe}
+    if cli_probe or (shell and cli_probe is not None):
+        spec: dict[str, Any] = {"type": "command", "run": cli_probe, **({"shell": True} if shell else {})}
         if cli_timeout:
             spec["timeout"] = cli_timeout
         return [spec]

@@ -13,8 +13,22 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bisector.core.errors import JournalError
+
 SCHEMA_VERSION = 1
 JOURNAL_DIR = ".bisector"
+
+
+def check_state_folders(repo: Path) -> None:
+    """`.bisector/`, its `sessions/` and `frozen/` are folders (or absent): a file, a dangling
+    link or a link to a non-folder in their place is one error, before anything is written."""
+    top = repo / JOURNAL_DIR
+    for p in (top, top / "sessions", top / "frozen"):
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise JournalError(f"{p} is not a folder: move it away (bisector keeps its journals and "
+                               "frozen probes under .bisector/)")
+        if p == top and not p.is_dir():
+            return
 
 
 class JournalWriter:
@@ -27,8 +41,11 @@ class JournalWriter:
     def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None):
         self.path = path
         self.echo = echo
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(path, "ab+")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "ab+")
+        except OSError as exc:
+            raise JournalError(f"cannot write the journal {path}: {exc.strerror}") from None
         fcntl.flock(self._f.fileno(), fcntl.LOCK_EX)
         try:
             self._cut_torn_tail()

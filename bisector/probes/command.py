@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shlex
 import shutil
 import time
@@ -24,6 +26,44 @@ _INTERPRETERS = {"python", "python3", "sh", "bash", "zsh", "node", "perl", "ruby
 _ON_TIMEOUT = ("skip", "bad", "abort")
 
 
+# Shell syntax in a command given as words: operators, expansions, redirections.
+_SHELL_SYNTAX = re.compile(r"(&&|\|\||[;|&<>`]|\$[A-Za-z_{(0-9?@*#!$-])")
+
+
+def shell_syntax(command: str) -> str | None:
+    """The first shell operator or expansion outside single quotes of `command`, if any."""
+    unquoted = re.sub(r"'[^']*'", "''", command)
+    m = _SHELL_SYNTAX.search(unquoted)
+    return m.group(1) if m else None
+
+
+def word_spans(command: str, n: int) -> list[tuple[int, int]]:
+    """The (start, end) of the first `n` words of `command` as the shell splits them."""
+    spans, i = [], 0
+    while len(spans) < n:
+        while i < len(command) and command[i].isspace():
+            i += 1
+        if i >= len(command):
+            break
+        start, quote = i, None
+        while i < len(command):
+            c = command[i]
+            if quote:
+                if c == "\\" and quote == '"':
+                    i += 1
+                elif c == quote:
+                    quote = None
+            elif c in "'\"":
+                quote = c
+            elif c == "\\":
+                i += 1
+            elif c.isspace() or c in ";&|<>()":
+                break
+            i += 1
+        spans.append((start, i))
+    return spans
+
+
 def freeze_command(
     command: str, user_cwd: Path, frozen_dir: Path, known: Mapping[str, str] | None = None
 ) -> tuple[str, dict[str, str], dict[str, bytes]]:
@@ -38,7 +78,9 @@ def freeze_command(
     started: a resumed session's copy must still hold exactly that.
     """
     try:
-        words = shlex.split(command)
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True  # words as the shell splits them: `./a.sh;` is `./a.sh` and `;`
+        words = list(lexer)
     except ValueError as exc:
         raise UsageError(f"cannot parse the probe command {command!r}: {exc}") from None
     if not words:
@@ -51,6 +93,8 @@ def freeze_command(
         path = (user_cwd / first).resolve()
         if not path.exists():
             raise UsageError(f"probe command not found: {first} (no such file in {user_cwd})")
+        if not path.is_file():
+            raise UsageError(f"probe command is not a file: {first} (give a script or a program on PATH)")
         if not os.access(path, os.X_OK):
             raise UsageError(f"probe command is not executable: {first} (run: chmod +x {first})")
     elif shutil.which(first) is None:
@@ -73,8 +117,14 @@ def freeze_command(
         return command, {}, {}  # a program on PATH: nothing to freeze
     data = candidate.read_bytes()
     target = write_frozen(frozen_dir, candidate.name, data)
-    words[script_index] = str(target)
-    return shlex.join(words), {words[script_index]: digest_of(data)}, {words[script_index]: data}
+    # Only the script's word is replaced: the rest of the command stays exactly as given
+    # (re-joining the words would quote `&&`, `;` or `$VAR` and change what the shell runs).
+    spans = word_spans(command, script_index + 1)
+    start, end = spans[script_index]
+    if start == end or shlex.split(command[start:end]) != [words[script_index]]:
+        raise UsageError(f"cannot tell the probe script apart in {command!r}: put the command in a script")
+    copy = str(target)
+    return command[:start] + shlex.quote(copy) + command[end:], {copy: digest_of(data)}, {copy: data}
 
 
 class CommandProbe:
@@ -90,6 +140,7 @@ class CommandProbe:
         frozen: Mapping[str, str] | None = None,
         repeatable: bool = True,
         frozen_data: Mapping[str, bytes] | None = None,
+        shell: bool = False,
     ):
         if on_timeout not in _ON_TIMEOUT:
             raise UsageError(f"probe on_timeout must be one of {', '.join(_ON_TIMEOUT)}, not {on_timeout!r}")
@@ -102,6 +153,7 @@ class CommandProbe:
         # A command may be flaky (a test, a sampled evaluation): by default a re-run is a new
         # sample; `repeatable = false` declares it deterministic given the build.
         self.repeatable = repeatable
+        self.shell = shell  # given as a shell string (--probe-shell, `shell = true`)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> "CommandProbe":
@@ -109,9 +161,21 @@ class CommandProbe:
         command = spec.get("run") or spec.get("command")
         if not command or not isinstance(command, str):
             raise UsageError("a command probe needs `run = \"CMD\"` (or --probe 'CMD')")
-        known = spec.get("frozen") if isinstance(spec.get("frozen"), Mapping) else None
-        frozen_command, frozen, frozen_data = freeze_command(command, user_cwd, frozen_dir, known)
         timeout = spec.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not math.isfinite(timeout) or timeout <= 0):
+            raise UsageError(f"probe timeout must be a number of seconds > 0, not {timeout!r}")
+        for key in ("repeatable", "shell"):
+            if not isinstance(spec.get(key, False), bool):
+                raise UsageError(f"probe `{key}` must be true or false, not {spec[key]!r}")
+        shell = bool(spec.get("shell", False))
+        if shell:  # a shell string: run by /bin/sh exactly as given, nothing rewritten
+            if not command.strip():
+                raise UsageError("the probe command is empty: give one with --probe-shell 'CMD'")
+            frozen_command, frozen, frozen_data = command, {}, {}
+        else:
+            known = spec.get("frozen") if isinstance(spec.get("frozen"), Mapping) else None
+            frozen_command, frozen, frozen_data = freeze_command(command, user_cwd, frozen_dir, known)
         return cls(
             frozen_command,
             timeout=float(timeout) if timeout else None,
@@ -120,6 +184,7 @@ class CommandProbe:
             frozen=frozen,
             repeatable=bool(spec.get("repeatable", True)),
             frozen_data=frozen_data,
+            shell=shell,
         )
 
     def _verify_frozen(self) -> list[str]:
@@ -134,6 +199,7 @@ class CommandProbe:
             "on_timeout": self.on_timeout,
             "frozen": self.frozen,
             "repeatable": self.repeatable,
+            **({"shell": True} if self.shell else {}),  # only when set: older journals compare equal
         }
 
     def run(self, ctx: ProbeContext) -> Observation:

@@ -74,6 +74,9 @@ def render_bisect_log(repo_path: Path, session: str | None) -> str:
     """`bisector log`: the session as a `git bisect log`."""
     repo = repo_root(repo_path)
     s = find_session(repo, session, warn)
+    if s.start.get("bad") == "?":  # no readable start event (warned): no bounds to log
+        raise JournalError(f"{s.path} has no readable start event: a `git bisect log` needs its bounds "
+                           "(fix its first line, or drop the session with `bisector reset`)")
     culprit = s.outcome.culprit if s.outcome else None
     shas = [s.start["bad"], *s.start["goods"], *(st.commit for st in s.steps)] + ([culprit] if culprit else [])
     infos = commit_info(repo, shas)
@@ -102,8 +105,12 @@ def utc(ts: float | None) -> str:
 
 
 def probe_names(s: SessionSummary) -> list[str]:
-    probes = s.start.get("config", {}).get("probes", {}).get("probes", [])
-    return [str(p.get("name", p.get("type", "?"))) for p in probes] or ["?"]
+    config = s.start.get("config")
+    probes = config.get("probes") if isinstance(config, dict) else None
+    probes = probes.get("probes") if isinstance(probes, dict) else None
+    if not isinstance(probes, list):  # an edited journal: shown, not fatal
+        return ["?"]
+    return [str(p.get("name", p.get("type", "?"))) for p in probes if isinstance(p, dict)] or ["?"]
 
 
 def status_of(s: SessionSummary) -> str:

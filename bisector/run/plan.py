@@ -30,7 +30,8 @@ from bisector.io.workspace import state_dir
 from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.logs import session_logs
 from bisector.journal.read import find_unfinished, journal_dir, read_events
-from bisector.journal.writer import JOURNAL_DIR
+from bisector.journal.writer import JOURNAL_DIR, check_state_folders
+from bisector.run.flags import changed_flags, check_jobs, relocated, shell_notes
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RunOptions:
     bad: str | None = None
     goods: list[str] = field(default_factory=list)
     probe: str | None = None
+    probe_shell: bool = False  # the probe is a shell string, run by /bin/sh exactly as given
     probe_timeout: float | None = None
     build: str | None = None
     build_timeout: float | None = None
@@ -138,7 +140,7 @@ def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfi
         cache=bool(build_table.get("cache", True)) and not opts.no_cache,
         env=EnvSettings.from_table(table(dict(config), "env"), opts.env),
     )
-    specs = probe_specs(dict(config), opts.probe, opts.probe_timeout)
+    specs = probe_specs(dict(config), opts.probe, opts.probe_timeout, opts.probe_shell)
     return build, specs, bool(search_table.get("stop_early", True))
 
 
@@ -154,6 +156,7 @@ class Plan:
     start: dict[str, Any]
     candidates: Candidates
     resumed: bool = False
+    notes: list[str] = field(default_factory=list)  # what the session should say (flags applied on resume)
 
     # ------------------------------------------------------------ making
     @classmethod
@@ -162,13 +165,17 @@ class Plan:
         repo = repo_root(options.repo)
         for folder in ("sessions", "frozen"):  # written below: no committed symlink may lead out
             confined(repo, f"{JOURNAL_DIR}/{folder}")
+        check_state_folders(repo)
         unfinished = find_unfinished(repo)
         if unfinished is None:
-            return cls.new(options, load_file_config(repo), make_suite)
+            file_config = load_file_config(repo)
+            check_jobs(options, file_config)
+            return cls.new(options, file_config, make_suite)
         start = read_events(unfinished)[0]
         # A journal this user did not start here (committed, copied) is never resumed: resuming
         # runs its build and probe.
         check_owner(repo, start, unfinished)
+        start = relocated(repo, start)
         asked = options.bad is not None or options.goods
         if asked and not same_bounds(repo, options, start):
             raise UsageError(
@@ -176,13 +183,18 @@ class Plan:
                 f"good {', '.join(g[:10] for g in start['goods'])}): resume it with `bisector run`, "
                 "or drop it with `bisector reset`"
             )
-        changed = changed_flags(options, start)
+        changed = changed_flags(repo, options, start)
         if changed:
             raise UsageError(
-                f"the unfinished session {start['session']} was started with other flags ({'; '.join(changed)}): "
-                "resume it with `bisector run` without them, or drop it with `bisector reset`"
+                f"the unfinished session {start['session']} was started with other flags "
+                f"({'; '.join(changed)}): resume it with `bisector run` alone (-j and --executor may change), "
+                "or drop it with `bisector reset` and start again"
             )
-        return cls.from_start(repo, start, resumed=True)
+        check_jobs(options, dict(start.get("config", {}).get("file") or {}))
+        plan = cls.from_start(repo, start, resumed=True)
+        if options.jobs != 1 and options.jobs != start.get("jobs", 1):
+            plan.notes.append(f"Resuming with -j {options.jobs} (the session started with -j {start.get('jobs', 1)})")
+        return plan
 
     @classmethod
     def from_start(cls, repo: Path, start: Mapping[str, Any], *, resumed: bool = True) -> "Plan":
@@ -251,7 +263,7 @@ class Plan:
         }
         if opts.term_old or opts.term_new:
             start["terms"] = {"old": opts.term_old or "good", "new": opts.term_new or "bad"}
-        return cls(repo, start, candidates, False)
+        return cls(repo, start, candidates, False, notes=shell_notes(specs))
 
     @classmethod
     def for_verify(cls, repo: Path, rev: str, data_rev: str | None = None) -> "Plan":
@@ -365,19 +377,6 @@ def given_flags(opts: RunOptions) -> dict[str, Any]:
         value = getattr(opts, name)
         if value != default and value is not None:
             out[name] = list(value) if isinstance(value, (list, tuple)) else value
-    return out
-
-
-def changed_flags(opts: RunOptions, start: Mapping[str, Any]) -> list[str]:
-    """Each flag given now that the session was not started with, in words ("--probe: 'a' then, 'b' now")."""
-    frozen = start.get("flags")
-    frozen = frozen if isinstance(frozen, Mapping) else {}
-    out = []
-    for name, flag, _default in _FLAGS:
-        now = given_flags(opts).get(name)
-        if now is not None and now != frozen.get(name):
-            then = frozen.get(name)
-            out.append(f"{flag}: {'not given' if then is None else repr(then)} then, {now!r} now")
     return out
 
 

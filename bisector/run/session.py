@@ -37,7 +37,7 @@ from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
 from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of
-from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events
+from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
 from bisector.journal.reuse import Reusable, reusable_observations
 from bisector.journal.writer import JournalWriter
 from bisector.run.executors.factory import make_executor
@@ -176,6 +176,8 @@ class Session:
     def _run_locked(self) -> SessionResult:
         started = time.monotonic()
         plan = self.plan = Plan.open(self.options, self.suite_factory)
+        for note in plan.notes:
+            self.handler.on_message(note)
         if plan.build.env is not None and plan.build.env.active:
             self.handler.on_message(describe_cache(self.repo, plan.build.env))
         suite = plan.make_suite(self.suite_factory)
@@ -199,16 +201,25 @@ class Session:
                                  message=self.handler.on_message)
         if hasattr(executor, "on_phase"):
             executor.on_phase = self.handler.on_phase
-        writer = JournalWriter(plan.journal, echo=self.handler.on_journal)
+        try:  # connected (a scheduler reached) before the journal is written: no empty session
+            executor.open(plan.candidates.bad)
+        except BaseException:
+            executor.close()
+            raise
         history: list[Step] = []
         settings, candidates = plan.settings, plan.candidates
         # The step limit counts this run's steps: a resumed session goes on (for --max-steps more).
         max_steps = self.options.max_steps if plan.resumed else settings.get("max_steps")
-        if plan.resumed:
-            history = [decode_step(e, plan.axis.value) for e in apply_undo(read_events(plan.journal))]
-            writer.append("resume", pid=os.getpid(), jobs=jobs, max_steps=max_steps)
-        else:
-            writer.append("start", **plan.start)
+        try:
+            writer = JournalWriter(plan.journal, echo=self.handler.on_journal)
+            if plan.resumed:
+                history = [decode_step(e, plan.axis.value) for e in apply_undo(read_events(plan.journal))]
+                writer.append("resume", pid=os.getpid(), jobs=jobs, max_steps=max_steps)
+            else:
+                writer.append("start", **plan.start)
+        except BaseException:
+            executor.close()  # opened: its workers or jobs go too
+            raise
         self.handler.on_start({**plan.start, "resumed": plan.resumed, "journal": str(plan.journal)})
         bisection = self.bisection = Bisection(
             candidates,
@@ -225,7 +236,6 @@ class Session:
             runner = ReuseRunner(runner, self.repo, reusable, str(reuse_from))
         runner = MarksRunner(runner, plan.journal, candidates, {m for s in history if (m := mark_of(s))})
         try:
-            executor.open(candidates.bad)
             outcome = bisection.run(runner)
             if outcome.status is Status.FOUND and outcome.culprit:
                 outcome = dataclasses.replace(outcome, attribution=self.attribute(bisection, runner, outcome.culprit))
@@ -302,7 +312,7 @@ def reset(repo_path: Path) -> list[str]:
     lock = RepoLock(state / "lock")
     lock.acquire()
     try:
-        dropped = []
+        dropped = set_aside_unreadable(repo)  # reset always works: a corrupt journal is moved aside
         path = find_unfinished(repo)
         if path is not None:
             w = JournalWriter(path)

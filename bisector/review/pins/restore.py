@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bisector.core.errors import UsageError
@@ -26,6 +26,7 @@ class Restored:
     commit: str
     dvc: bool  # a DVC repository: its data was checked out from the user's cache
     data_files: int = 0
+    notes: list[str] = field(default_factory=list)  # what was not restored, and why (not fatal)
 
 
 def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
@@ -69,12 +70,15 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
         run_dvc(dest, "fetch", env=env)
         res = run_dvc(dest, "checkout", "--force", env=env)
     missing = [p for p, d in inputs.items() if d.source.endswith(".dvc") and not (dest / p).exists()]
-    if res.returncode != 0 or missing:
-        if missing:
-            what = f"{len(missing)} data object(s) are gone from the DVC cache ({', '.join(missing[:3])})"
-        else:
-            last = (strip_ansi(res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
-            what = f"`dvc checkout` failed: {last[:200]}"
+    notes: list[str] = []
+    if res.returncode != 0 and not missing:
+        # The data sources are all there: what `dvc checkout` missed are stage outputs that were
+        # never built (or not kept in the cache) at that revision. Reported, not fatal.
+        last = (strip_ansi(res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
+        notes.append(f"some stage outputs are not in the DVC cache (never built?): run `dvc repro` in {dest} "
+                     f"to build them ({last[:160]})")
+    elif missing:
+        what = f"{len(missing)} data object(s) are gone from the DVC cache ({', '.join(missing[:3])})"
         raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
                          f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
-    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs))
+    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs), notes=notes)

@@ -22,10 +22,11 @@ from tomlkit.container import Container
 from tomlkit.items import Comment, Item, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from bisector.core.errors import UsageError
+from bisector.core.errors import JournalError, UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
 from bisector.io.confine import confined
 from bisector.io.limits import parse_limited
+from bisector.journal.read import read_bounded
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -260,14 +261,24 @@ def parse(text: str) -> dict[str, Pin]:
 
 
 def load_pins(repo: Path) -> dict[str, Pin]:
-    path = pins_path(repo)
+    text = _read_text(pins_path(repo))
+    return parse(text) if text is not None else {}
+
+
+MAX_PINS_BYTES = 16 * 1024 * 1024
+
+
+def _read_text(path: Path) -> str | None:
+    """The pins file's text (None: no file), bounded: a regular UTF-8 file of at most 16 MB."""
+    if not (path.exists() or path.is_symlink()):
+        return None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {PINS_FILE}: {exc}") from None
-    return parse(text)
+        data = read_bounded(path, MAX_PINS_BYTES, "pins file", f"fix {PINS_FILE} or move it away")
+        return data.decode("utf-8")
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {PINS_FILE}: not UTF-8 text (byte {exc.start}): fix it or move it away") from None
 
 
 def save_pins(repo: Path, pins: Mapping[str, Pin]) -> Path:
@@ -275,12 +286,7 @@ def save_pins(repo: Path, pins: Mapping[str, Pin]) -> Path:
     path = pins_path(repo)
     confined(repo, PINS_FILE.as_posix(), last=False)  # `.bisector` may not lead out of the checkout
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        text: str | None = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {PINS_FILE}: {exc}") from None
+    text = _read_text(path)
     old = parse(text) if text else {}
     tmp = path.with_suffix(".toml.tmp")
     if tmp.is_symlink():
@@ -301,11 +307,42 @@ def get_pin(repo: Path, name: str) -> Pin:
 def remove_pin(repo: Path, name: str) -> Pin:
     """Drop pin `name` from the file (its tables only); the removed pin."""
     repo = repo_root(repo)
-    pins = load_pins(repo)
+    try:
+        pins = load_pins(repo)
+    except UsageError:
+        return _remove_malformed(repo, name)  # `pin rm` removes any pin, even one that does not parse
     pin = get_pin(repo, name)
     del pins[name]
     save_pins(repo, pins)
     return pin
+
+
+def _remove_malformed(repo: Path, name: str) -> Pin:
+    """Drop the tables of pin `name` from a pins file that holds an invalid pin (valid TOML)."""
+    path = pins_path(repo)
+    text = _read_text(path) or ""
+    try:
+        table = tomllib.loads(text).get("pins")
+    except tomllib.TOMLDecodeError:
+        load_pins(repo)  # the TOML itself is broken: its one-line error names the line to fix
+        raise
+    if not isinstance(table, dict) or name not in table:
+        known = ", ".join(sorted(table)) if isinstance(table, dict) else "none"
+        raise UsageError(f"no pin named {name!r} in {PINS_FILE} (pins: {known})")
+    raw = table[name]
+    commit = raw.get("commit") if isinstance(raw, dict) else None
+    # Every other pin compares equal to itself, so only `name`'s tables are rewritten (removed).
+    others = {n: n for n in table if n != name}
+    try:
+        new_text = updated_text(text, others, others)  # type: ignore[arg-type]
+    except Exception:  # a pin that is not even a table: drop the key, comments around it stay
+        doc = tomlkit.parse(text)
+        del doc["pins"][name]
+        new_text = tomlkit.dumps(doc)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    tmp.replace(path)
+    return Pin(name=name, commit=commit if isinstance(commit, str) else "(malformed)")
 
 
 def check_commit(repo: Path, pin: Pin) -> str:
