@@ -95,7 +95,7 @@ def changed_flags(repo: Path, opts: Any, start: Mapping[str, Any]) -> list[str]:
     if opts.paths:
         differs("pathspec", list(opts.paths), list(start.get("paths") or []))
     for flag, key in (("--noise", "noise"), ("--flaky", "flaky"), ("--learn-noise", "learn_noise"),
-                      ("--confidence", "confidence"), ("--max-steps", "max_steps")):
+                      ("--confidence", "confidence")):  # --max-steps: how many more steps this run takes
         if getattr(opts, key) is not None:
             differs(flag, getattr(opts, key), search.get(key))
     if opts.axis != "code":
