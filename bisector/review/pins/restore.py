@@ -1,7 +1,9 @@
-"""Restoring a pin: its code, and its DVC data from the user's cache, into a new folder."""
+"""Restoring a pin: its code, its DVC data from the user's cache, and (a pin made with `[env]`)
+its environment from the environment cache, or built, into a new folder."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +16,10 @@ from bisector.io.data.dvccli import (
     write_config_local,
 )
 from bisector.io.data.files import inputs_at
+from bisector.io.env import ENV_DIR, EnvSettings, prepare_env
+from bisector.io.envcache import EnvCache, EnvError
 from bisector.io.git import Blobs, git, repo_root
-from bisector.review.pins.store import check_commit, get_pin
+from bisector.review.pins.store import Pin, check_commit, get_pin
 
 
 @dataclass
@@ -24,6 +28,32 @@ class Restored:
     commit: str
     dvc: bool  # a DVC repository: its data was checked out from the user's cache
     data_files: int = 0
+    env_key: str | None = None  # the environment restored into <path>/.venv
+    env_built: bool = False  # it was not in the cache: built first (into the cache)
+    env_note: str = ""  # why the environment restored is not the pinned one, if it is not
+
+
+def restore_env(repo: Path, pin: Pin, dest: Path) -> tuple[str, bool, str]:
+    """The pin's environment into `dest/.venv`: from the environment cache when its key is
+    there, else built with the pin's `[env]` settings (into the cache, then restored).
+    Returns (key, built, note)."""
+    key = pin.env["key"]
+    cache = EnvCache.for_repo(repo)
+    if cache.lookup(key) is not None:
+        cache.restore(key, dest / ENV_DIR)
+        return key, False, ""
+    table = {k[len("env."):]: v for k, v in pin.config.items() if k.startswith("env.")}
+    settings = EnvSettings.from_json({**table, "mode": pin.env.get("mode") or table.get("mode", "uv")})
+    with tempfile.TemporaryDirectory(prefix="bisector-restore-") as logs:
+        try:
+            _, info = prepare_env(dest, settings, Path(logs), repo=repo, cache=cache)
+        except EnvError as exc:
+            raise UsageError(f"pin {pin.name!r}: the code is restored in {dest} but its environment {key[:12]} "
+                             f"is not in the cache and could not be built: {exc}", exit_code=1) from None
+    note = "" if info["key"] == key else (
+        f"the environment was rebuilt as {info['key'][:12]}, not the pinned {key[:12]} "
+        "(the [env] settings or the Python differ from when it was pinned)")
+    return info["key"], bool(info.get("built")), note
 
 
 def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
@@ -46,8 +76,9 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
                 if path.endswith(".dvc") and not path.startswith(".dvc/"):
                     (dest / path).parent.mkdir(parents=True, exist_ok=True)
                     (dest / path).write_bytes(blobs.read(pin.data_rev, path) or b"")
+    env = restore_env(repo, pin, dest) if pin.env.get("key") else (None, False, "")
     if not (dest / ".dvc").is_dir():
-        return Restored(dest, pin.commit, dvc=False)
+        return Restored(dest, pin.commit, dvc=False, env_key=env[0], env_built=env[1], env_note=env[2])
     user = read_user_config(repo)
     # The user's cache and remotes, absolute; copies, never links (a build must not write into the cache).
     write_config_local(dest / ".dvc" / "config.local", user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
@@ -66,4 +97,5 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
             what = f"`dvc checkout` failed: {last[:200]}"
         raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
                          f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
-    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs))
+    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs), env_key=env[0], env_built=env[1],
+                    env_note=env[2])
