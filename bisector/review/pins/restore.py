@@ -76,9 +76,9 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
                 if path.endswith(".dvc") and not path.startswith(".dvc/"):
                     (dest / path).parent.mkdir(parents=True, exist_ok=True)
                     (dest / path).write_bytes(blobs.read(pin.data_rev, path) or b"")
-    env = restore_env(repo, pin, dest) if pin.env.get("key") else (None, False, "")
+    venv = restore_env(repo, pin, dest) if pin.env.get("key") else (None, False, "")
     if not (dest / ".dvc").is_dir():
-        return Restored(dest, pin.commit, dvc=False, env_key=env[0], env_built=env[1], env_note=env[2])
+        return Restored(dest, pin.commit, dvc=False, env_key=venv[0], env_built=venv[1], env_note=venv[2])
     user = read_user_config(repo)
     # The user's cache and remotes, absolute; copies, never links (a build must not write into the cache).
     write_config_local(dest / ".dvc" / "config.local", user, ("reflink", "copy"), dest / ".dvc" / "tmp" / "site")
@@ -97,5 +97,5 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
             what = f"`dvc checkout` failed: {last[:200]}"
         raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
                          f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
-    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs), env_key=env[0], env_built=env[1],
-                    env_note=env[2])
+    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs), env_key=venv[0], env_built=venv[1],
+                    env_note=venv[2])
