@@ -166,6 +166,36 @@ def test_a_job_slurm_cannot_run_is_one_error_line(slurm_cluster: Slurm, repo: Gi
     assert errors[0].startswith("Error: Slurm refuses the worker job: ")
 
 
+def test_a_job_that_waits_past_queue_timeout_is_one_error_line_and_cancelled(
+        slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
+    # A busy cluster: another user's job holds the whole node, so bisector's job stays PENDING.
+    blocker = subprocess.run(["sbatch", "--parsable", "--exclusive", "--mem=100M", "-J", "blocker",
+                              "-o", "/dev/null", "--wrap", "sleep 300"],
+                             capture_output=True, text=True, env=slurm_cluster.env, check=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 30
+        while slurm_cluster.jobs("blocker").get(blocker) != "RUNNING":
+            assert time.monotonic() < deadline, f"the blocker does not run: {slurm_cluster.jobs()}"
+            time.sleep(0.2)
+        config = '[executor]\nkind = "slurm"\nmemory = "500MB"\nqueue_timeout = 4\n'
+        shas = _history(repo, 4, culprit=3, config=config)
+        t0 = time.monotonic()
+        res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path)))
+        took = time.monotonic() - t0
+        assert res.returncode == 2, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+        line = errors[0]
+        assert line.startswith("Error: no Slurm job started within queue_timeout = 4 s: job "), line
+        assert "PENDING" in line and "check partition, account, qos, cores, memory and gpus" in line
+        assert took < 60, took  # the limit, not Dask's or Slurm's own timeouts
+        _no_jobs_left(slurm_cluster, repo)  # the pending job was cancelled on the way out
+        assert slurm_cluster.jobs("blocker").get(blocker) == "RUNNING"  # another user's job: untouched
+    finally:
+        subprocess.run(["scancel", blocker], capture_output=True, env=slurm_cluster.env)
+        slurm_cluster.wait_no_jobs([blocker])
+
+
 def test_bad_executor_keys_are_usage_errors(repo: GitRepo, tmp_path: Path) -> None:
     from bisector.core.errors import UsageError
     from bisector.run.executors.slurm_jobs import SlurmOptions
