@@ -15,6 +15,10 @@ leaves an entry without `meta.json`, which the next build of that key removes fi
 Restoring links every file of the entry into the step's folder (`os.link`: no bytes copied,
 ~1 s for a 1 GB environment) and recreates folders and symbolic links. Scripts in `bin/`
 that name the entry's path (shebangs, activate) are rewritten, not linked, to name the new one.
+
+Between two steps of the same key the copy need not be removed and linked again: `set_aside`
+moves it out of the worktree before the checkout's clean, and `restore(..., aside=...)` moves
+it back when its `fingerprint` is still the one taken right after it was restored.
 """
 
 from __future__ import annotations
