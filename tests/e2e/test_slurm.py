@@ -157,6 +157,44 @@ def test_scancel_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, t
     _no_jobs_left(slurm_cluster, repo)
 
 
+def test_a_node_failure_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
+    # --no-requeue: a job on a failed node ends (NODE_FAIL) instead of being queued again by Slurm.
+    config = CONFIG + 'job_extra_directives = ["--no-requeue"]\n'
+    shas = _history(repo, 8, culprit=5, config=config)
+    marker = tmp_path / "job-id"
+    probe = probe_script(
+        tmp_path,
+        body=f'if [ "$(cat n.txt)" -eq 8 ] && [ ! -e {marker} ]; then echo $SLURM_JOB_ID > {marker}.tmp; '
+        f'mv {marker}.tmp {marker}; sleep 600; fi',
+    )
+    args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
+    proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    node = ["scontrol", "update", f"NodeName={slurm_cluster.node}"]
+    try:
+        wait_for(marker)
+        job = marker.read_text().strip()
+        subprocess.run([*node, "State=DOWN", "Reason=bisector-test"], check=True, env=slurm_cluster.env)
+        deadline = time.monotonic() + 30
+        while job in slurm_cluster.jobs():
+            assert time.monotonic() < deadline, slurm_cluster.jobs()
+            time.sleep(0.2)
+        subprocess.run([*node, "State=RESUME"], check=True, env=slurm_cluster.env)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        subprocess.run([*node, "State=RESUME"], capture_output=True, env=slurm_cluster.env)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err + out
+    assert f"{shas[4]} is the first bad commit" in out
+    head = [e for e in journal_events(repo.path) if e["event"] == "step" and e["commit"] == shas[-1]]
+    assert len(head) == 1 and head[0]["verdict"] == "bad"
+    notes = " ".join(head[0]["notes"])
+    assert f"Slurm job {job} " in notes and "retried once" in notes, notes
+    assert not head[0]["worker"].startswith(f"slurm:{job}@")
+    _no_jobs_left(slurm_cluster, repo)
+
+
 def test_a_job_slurm_cannot_run_is_one_error_line(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
     shas = _history(repo, 4, culprit=3, config='[executor]\nkind = "slurm"\nmemory = "900GB"\n')
     res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path)))
