@@ -157,6 +157,17 @@ def test_scancel_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, t
     _no_jobs_left(slurm_cluster, repo)
 
 
+def _node_up(slurm: Slurm, timeout: float = 30) -> None:
+    """Wait until the node takes jobs again (the tests after this one need it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, env=slurm.env)
+        if res.stdout.strip() in ("idle", "mix", "alloc"):
+            return
+        assert time.monotonic() < deadline, f"the Slurm node is {res.stdout.strip()!r}, not back up"
+        time.sleep(0.2)
+
+
 def test_a_node_failure_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
     # --no-requeue: a job on a failed node ends (NODE_FAIL) instead of being queued again by Slurm.
     config = CONFIG + 'job_extra_directives = ["--no-requeue"]\n'
@@ -178,13 +189,15 @@ def test_a_node_failure_mid_step_is_retried_once(slurm_cluster: Slurm, repo: Git
         while job in slurm_cluster.jobs():
             assert time.monotonic() < deadline, slurm_cluster.jobs()
             time.sleep(0.2)
-        subprocess.run([*node, "State=RESUME"], check=True, env=slurm_cluster.env)
+        # RESUME is refused when the node already came back (ReturnToService=2 and a live slurmd).
+        subprocess.run([*node, "State=RESUME"], capture_output=True, env=slurm_cluster.env)
         out, err = proc.communicate(timeout=180)
     finally:
         subprocess.run([*node, "State=RESUME"], capture_output=True, env=slurm_cluster.env)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+        _node_up(slurm_cluster)
     assert proc.returncode == 0, err + out
     assert f"{shas[4]} is the first bad commit" in out
     head = [e for e in journal_events(repo.path) if e["event"] == "step" and e["commit"] == shas[-1]]
