@@ -7,6 +7,9 @@
    by hard links, no copy) and restored into a fresh `.venv` folder N times, as each step does
    (`EnvCache.restore`: folders made, files hard-linked, bin/ scripts rewritten). Prints the
    size, the file count and the min / median / max restore time. Target: <= 1.5 s for 1 GB.
+   Then what a step with the same key as the step before pays (the copy kept: set aside,
+   fingerprinted, moved back), and `cp -al` of the same folder for scale. The load average is
+   printed first: on a shared machine the numbers move with it.
 2. one lock: a tiny project (a wheel made here, `uv.lock`, no network) gets its environment
    through `bisector.io.env.prepare_env` for 8 steps in a row, as 8 steps of a search whose
    lock never changes: the first runs `uv sync` (built), the other 7 only restore.
@@ -21,6 +24,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bisector.io.env import EnvSettings, prepare_env, uv_version
-from bisector.io.envcache import EnvCache, _link_tree, _size
+from bisector.io.envcache import EnvCache, _link_tree, _size, set_aside
 from tests.fixtures.envrepos import lock, pyproject, tinydep_wheels
 from tests.fixtures.repos import GitRepo
 
@@ -59,6 +63,25 @@ def bench_restore(venv: Path, work: Path, runs: int) -> None:
     for i in range(runs):
         shutil.rmtree(work / f"ws{i}")
     print(f"removing one restored copy: {(time.monotonic() - t0) / runs:.2f} s")
+    # The next step with the same key: the copy is set aside before the checkout's clean and
+    # moved back after a fingerprint check (EnvCache.restore with `aside`), instead of being
+    # removed and restored again.
+    dest, aside = work / "ws" / ".venv", work / "ws-aside"
+    dest.parent.mkdir()
+    t0 = time.monotonic()
+    cache.restore(key, dest, aside)
+    first = time.monotonic() - t0
+    kept = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        set_aside(dest, aside)
+        assert cache.restore(key, dest, aside), "the unchanged copy was not kept"
+        kept.append(time.monotonic() - t0)
+    print(f"same key as the step before: restore + fingerprint {first:.2f} s once, then kept (set aside, "
+          f"fingerprint, moved back) median {statistics.median(kept):.2f} s, instead of remove + restore")
+    t0 = time.monotonic()
+    subprocess.run(["cp", "-al", str(entry), str(work / "cp-al")], check=True)
+    print(f"`cp -al` of the same entry (for scale): {time.monotonic() - t0:.2f} s")
 
 
 def bench_one_lock(work: Path, steps: int = 8) -> None:
@@ -89,7 +112,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print it")
     args = parser.parse_args()
-    print(f"uv {uv_version()}, Python {sys.version.split()[0]}")
+    print(f"uv {uv_version()}, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
     work = Path(tempfile.mkdtemp(prefix="bench-env-"))
     try:
         bench_restore(args.venv.resolve(), work / "restore", args.runs)

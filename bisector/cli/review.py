@@ -128,7 +128,8 @@ def pins(repo: str) -> None:
 @_REPO
 @_errors
 def restore(name: str, directory: str, repo: str) -> None:
-    """Materialize pin NAME (code and DVC data) into DIRECTORY, a new or empty folder."""
+    """Materialize pin NAME (code, DVC data and, with [env], its environment in .venv) into
+    DIRECTORY, a new or empty folder."""
     from bisector.review.pins.restore import restore as do_restore
 
     r = do_restore(Path(repo), name, Path(directory))
@@ -136,6 +137,11 @@ def restore(name: str, directory: str, repo: str) -> None:
     click.echo(f"Restored {name} ({r.commit[:10]}) into {r.path}{data}.")
     for note in r.notes:
         click.echo(f"Note: {note}", err=True)
+    if r.env_key:
+        how = "built, then restored" if r.env_built else "restored from the environment cache"
+        click.echo(f"Environment {r.env_key[:12]} {how} into {r.path / '.venv'}.")
+    if r.env_note:
+        click.echo(f"Warning: {r.env_note}", err=True)
 
 
 @click.command()

@@ -42,7 +42,7 @@ ENV_DIR = ".venv"  # where a step's environment is restored, inside its workspac
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 __all__ = ["ENV_DIR", "MODES", "EnvError", "EnvSettings", "EnvSpec", "describe_cache", "env_changed", "env_spec",
-           "prepare_env", "uv_binary", "uv_version"]
+           "prepare_env", "spec_at", "uv_binary", "uv_version"]
 
 
 @dataclass(frozen=True)
@@ -309,12 +309,14 @@ def _builder(settings: EnvSettings, spec: EnvSpec, cwd: Path, log: Path) -> Call
 
 def prepare_env(workspace: Path, settings: EnvSettings | None, log_dir: Path, *,
                 repo: Path | None = None, env_rev: str | None = None,
-                cache: EnvCache | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+                cache: EnvCache | None = None, aside: Path | None = None) -> tuple[dict[str, str], dict[str, Any]]:
     """Give the checked-out `workspace` its environment: (variables for build and probe, journal info).
 
     `env_rev`: take the lock inputs of that commit instead of the workspace's (an attribution
     crossing: this code with another revision's environment). Returns ({}, {}) for mode none.
-    Raises EnvError (a skip) when the environment cannot be had.
+    `aside`: where the previous step's copy was set aside (`envcache.set_aside`), moved back
+    when it is of the same key and unchanged. Raises EnvError (a skip) when the environment
+    cannot be had.
     """
     if settings is None or not settings.active:
         return {}, {}
@@ -343,7 +345,8 @@ def prepare_env(workspace: Path, settings: EnvSettings | None, log_dir: Path, *,
         raise
     dest = workspace / ENV_DIR
     t0 = time.monotonic()
-    cache.restore(spec.key, dest)
+    if cache.restore(spec.key, dest, aside):
+        info["kept"] = True  # the previous step's copy, unchanged: moved back, not restored again
     packages = meta.get("packages", {})
     top = {n: packages[n] for n in spec.top if n in packages} if spec.top else dict(list(packages.items())[:30])
     info.update(status="ok", built=built, python=meta.get("python", ""), packages=top,
@@ -356,6 +359,11 @@ def prepare_env(workspace: Path, settings: EnvSettings | None, log_dir: Path, *,
         "BISECTOR_ENV_KEY": spec.key,
     }
     return variables, info
+
+
+def spec_at(repo: Path, rev: str, settings: EnvSettings) -> EnvSpec | None:
+    """The environment of commit `rev` (its lock inputs, read with git), or None without inputs."""
+    return env_spec(settings, _Files(repo, rev)) if settings.active else None
 
 
 def env_changed(repo: Path, parent: str, commit: str, settings: EnvSettings) -> dict[str, bool]:

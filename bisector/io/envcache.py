@@ -15,11 +15,16 @@ leaves an entry without `meta.json`, which the next build of that key removes fi
 Restoring links every file of the entry into the step's folder (`os.link`: no bytes copied,
 ~1 s for a 1 GB environment) and recreates folders and symbolic links. Scripts in `bin/`
 that name the entry's path (shebangs, activate) are rewritten, not linked, to name the new one.
+
+Between two steps of the same key the copy need not be removed and linked again: `set_aside`
+moves it out of the worktree before the checkout's clean, and `restore(..., aside=...)` moves
+it back when its `fingerprint` is still the one taken right after it was restored.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -157,23 +162,36 @@ class EnvCache:
             (entry / "used").touch()
             return meta, True
 
-    def restore(self, key: str, dest: Path) -> None:
-        """Make `dest` a copy of the entry's environment, by hard links (a copy across file systems)."""
+    def restore(self, key: str, dest: Path, aside: Path | None = None) -> bool:
+        """Make `dest` a copy of the entry's environment, by hard links (a copy across file systems).
+
+        `aside`: the folder `set_aside` moved the previous step's copy to. When that copy is of
+        the same key, for the same `dest`, and its fingerprint is the one taken right after it
+        was restored (nothing added, removed or replaced since), it is moved back instead (a
+        rename); else it is removed. Returns True when the copy was moved back.
+        """
         src = self.env_path(key)
         if not src.is_dir():
             raise EnvError(f"the environment {key[:12]} is not in the cache (pruned while in use?)")
-        if dest.exists() or dest.is_symlink():
-            shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
-        old, new = os.fsencode(str(src)), os.fsencode(str(dest))
-        try:
-            _link_tree(str(src), str(dest), old, new)
-        except OSError as exc:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise EnvError(f"cannot restore the environment {key[:12]} into {dest}: {exc.strerror or exc}") from None
+        kept = aside is not None and _take_aside(key, dest, aside)
+        if not kept:
+            if dest.exists() or dest.is_symlink():
+                shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+            old, new = os.fsencode(str(src)), os.fsencode(str(dest))
+            try:
+                _link_tree(str(src), str(dest), old, new)
+            except OSError as exc:
+                shutil.rmtree(dest, ignore_errors=True)
+                raise EnvError(f"cannot restore the environment {key[:12]} into {dest}: {exc.strerror or exc}") from None
+        if aside is not None:
+            aside.mkdir(parents=True, exist_ok=True)
+            state = {"key": key, "dest": str(dest), "fingerprint": fingerprint(dest)}
+            (aside / ASIDE_STATE).write_text(json.dumps(state))
         try:
             (self._dir(key) / "used").touch()
         except OSError:
             pass
+        return kept
 
     def entries(self) -> list[EnvEntry]:
         """Every complete entry, least recently used first."""
@@ -224,31 +242,100 @@ class EnvCache:
         return dropped
 
 
+ASIDE_STATE = "state.json"  # in the aside folder: the key, dest and fingerprint of the last restore
+ASIDE_ENV = "env"
+
+
+def fingerprint(env: Path) -> str:
+    """A hash of every entry under `env` (its path, and for a file its inode, size, mtime and
+    mode): a file added, removed, replaced or written changes it. `__pycache__` folders are
+    left out (Python writes them on import; each .pyc records the source it was made from)."""
+    h = hashlib.blake2b(digest_size=16)
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(env, rel)) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.name == "__pycache__":
+                continue
+            r = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir(follow_symlinks=False):
+                stack.append(r)
+                h.update(f"d {r}\0".encode(errors="surrogateescape"))
+                continue
+            st = e.stat(follow_symlinks=False)
+            h.update(f"f {r}\0{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_mode}\0".encode(errors="surrogateescape"))
+    return h.hexdigest()
+
+
+def set_aside(dest: Path, aside: Path) -> bool:
+    """Before a checkout cleans the workspace: move the environment restored at `dest` (one
+    `restore(..., aside=aside)` made, nothing else) into `aside`, by a rename. True if moved."""
+    try:
+        state = json.loads((aside / ASIDE_STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    if state.get("dest") != str(dest) or not dest.is_dir() or dest.is_symlink():
+        return False
+    shutil.rmtree(aside / ASIDE_ENV, ignore_errors=True)
+    try:
+        os.rename(dest, aside / ASIDE_ENV)
+    except OSError:
+        return False
+    return True
+
+
+def _take_aside(key: str, dest: Path, aside: Path) -> bool:
+    """Move the set-aside copy back to `dest` if it is still exactly what was restored for `key`."""
+    env = aside / ASIDE_ENV
+    try:
+        state = json.loads((aside / ASIDE_STATE).read_text())
+    except (OSError, ValueError):
+        state = {}
+    (aside / ASIDE_STATE).unlink(missing_ok=True)
+    if not env.is_dir():
+        return False
+    same = (state.get("key") == key and state.get("dest") == str(dest) and not dest.exists()
+            and not dest.is_symlink() and fingerprint(env) == state.get("fingerprint"))
+    if same:
+        try:
+            os.rename(env, dest)
+            return True
+        except OSError:
+            pass
+    shutil.rmtree(env, ignore_errors=True)
+    return False
+
+
 def _is_key(name: str) -> bool:
     return len(name) >= 8 and all(c in "0123456789abcdef" for c in name)
 
 
 def _link_tree(src: str, dest: str, old: bytes, new: bytes) -> None:
-    """Folders made, symbolic links recreated, files hard-linked; bin/ scripts naming `old` rewritten."""
+    """Folders made, symbolic links recreated, files hard-linked; bin/ scripts naming `old` rewritten.
+
+    One `os.scandir` per folder: the entry types come from the directory listing, so no file
+    is stat'ed (only the bin/ scripts, to read them); the rest is one `link` call per file.
+    """
     os.makedirs(dest)
     cross_device = False
-    for root, dirs, files in os.walk(src):
-        rel = os.path.relpath(root, src)
-        out = dest if rel == "." else os.path.join(dest, rel)
-        rewrite = rel in ("bin", "Scripts")
-        for d in dirs:
-            s = os.path.join(root, d)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), os.path.join(out, d))
-            else:
-                os.mkdir(os.path.join(out, d))
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
-        for f in files:
-            s, t = os.path.join(root, f), os.path.join(out, f)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), t)
+    link, symlink, mkdir, readlink = os.link, os.symlink, os.mkdir, os.readlink
+    stack = [(src, dest, True, False)]  # (from, to, the top folder, its bin/ or Scripts/)
+    while stack:
+        s_dir, d_dir, top, rewrite = stack.pop()
+        with os.scandir(s_dir) as it:
+            entries = list(it)
+        for e in entries:
+            s, t = e.path, d_dir + os.sep + e.name
+            if e.is_symlink():
+                symlink(readlink(s), t)
                 continue
-            if rewrite and os.path.getsize(s) < 1 << 20:
+            if e.is_dir(follow_symlinks=False):
+                mkdir(t)
+                stack.append((s, t, False, top and e.name in ("bin", "Scripts")))
+                continue
+            if rewrite and e.stat(follow_symlinks=False).st_size < 1 << 20:
                 with open(s, "rb") as fh:
                     blob = fh.read()
                 if old in blob:
@@ -258,7 +345,7 @@ def _link_tree(src: str, dest: str, old: bytes, new: bytes) -> None:
                     continue
             if not cross_device:
                 try:
-                    os.link(s, t)
+                    link(s, t)
                     continue
                 except OSError as exc:
                     if exc.errno not in (18, 1, 31):  # EXDEV, EPERM, EMLINK: copy instead

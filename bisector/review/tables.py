@@ -119,6 +119,19 @@ def status_of(s: SessionSummary) -> str:
     return s.outcome.status.value if s.outcome else "unreadable"
 
 
+def slurm_jobs(s: SessionSummary) -> list[str]:
+    """The Slurm job ids that ran the session's steps (their worker is `slurm:<job>@host:pid`)."""
+    jobs = {st.result.worker[len("slurm:"):].partition("@")[0] for st in s.steps
+            if (st.result.worker or "").startswith("slurm:")}
+    return sorted(jobs - {""}, key=lambda j: (len(j), j))
+
+
+def jobs_cell(jobs: list[str], width: int = 32) -> str:
+    """`101,102,105`; when longer than `width`: `101..188 (40 jobs)`."""
+    text = ",".join(jobs)
+    return text if len(text) <= width else f"{jobs[0]}..{jobs[-1]} ({len(jobs)} jobs)"
+
+
 def session_rows(repo: Path) -> list[dict[str, Any]]:
     rows = []
     for path in list_journals(repo):
@@ -138,12 +151,16 @@ def session_rows(repo: Path) -> list[dict[str, Any]]:
             "steps": len(s.steps),
             "status": status_of(s),
             "culprit": culprit[:10],
+            "jobs": jobs_cell(slurm_jobs(s)),
         })
+    if not any(r.get("jobs") for r in rows):  # no Slurm session: the table as it always was
+        for r in rows:
+            r.pop("jobs", None)
     return rows
 
 
 def render_sessions(repo_path: Path) -> str:
-    """`bisector sessions`: one row per journal."""
+    """`bisector sessions`: one row per journal (with a `jobs` column when a session ran on Slurm)."""
     rows = session_rows(repo_root(repo_path))
     if not rows:
         return "No sessions yet: start one with `bisector run --good REV --bad REV --probe CMD`."

@@ -22,8 +22,8 @@ from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult, Verdict
 from bisector.io.data.workspace import after_build_check, default_build_command, input_stats
 from bisector.journal.codec import decode_build, encode_result
-from bisector.io.env import prepare_env
-from bisector.io.envcache import EnvError
+from bisector.io.env import ENV_DIR, prepare_env
+from bisector.io.envcache import EnvError, set_aside
 from bisector.io.workspace import flock
 from bisector.probes.base import ProbeContext
 from bisector.run.plan import Plan
@@ -63,6 +63,11 @@ def execute_step(
     tell("data" if getattr(workspace, "is_dvc", False) else "checkout")
     log_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
+    # The last step's environment copy is moved out of the clean's way; the next restore takes
+    # it back when it is of the same key and unchanged (envcache.restore), else removes it.
+    aside = Path(workspace.path).parent / "env-aside" if build_config.env and build_config.env.active else None
+    if aside is not None:
+        set_aside(Path(workspace.path) / ENV_DIR, aside)
     try:
         if data_rev is not None:
             workspace.checkout(rev, data_rev)
@@ -77,7 +82,7 @@ def execute_step(
         )
     try:
         env_vars, env_info = prepare_env(workspace.path, build_config.env, log_dir,
-                                         repo=getattr(workspace, "repo", None), env_rev=env_rev)
+                                         repo=getattr(workspace, "repo", None), env_rev=env_rev, aside=aside)
     except EnvError as exc:
         return StepResult(
             Verdict.SKIP, decode_build({"status": "no-env", "data": {"env": exc.info}}),

@@ -72,6 +72,8 @@ def test_env_uv_finds_the_code_culprit_across_a_dependency_bump(repo: GitRepo, m
     assert {e["packages"]["tinydep"] for e in envs} == {"1.0", "2.0"}  # the versions each step ran with
     keys = {e["key"] for e in envs}
     assert len(keys) == 2 and sum(e["built"] for e in envs) == 2  # one resolver run per distinct lock
+    # A step after one with the same key takes the unchanged copy back instead of restoring it.
+    assert any(e.get("kept") for e in envs) and all(not e.get("kept") for e in envs if e["built"])
     # The culprit changed code only: no environment attribution.
     assert result.attribution is None
 

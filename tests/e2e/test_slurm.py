@@ -157,6 +157,57 @@ def test_scancel_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, t
     _no_jobs_left(slurm_cluster, repo)
 
 
+def _node_up(slurm: Slurm, timeout: float = 30) -> None:
+    """Wait until the node takes jobs again (the tests after this one need it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, env=slurm.env)
+        if res.stdout.strip() in ("idle", "mix", "alloc"):
+            return
+        assert time.monotonic() < deadline, f"the Slurm node is {res.stdout.strip()!r}, not back up"
+        time.sleep(0.2)
+
+
+def test_a_node_failure_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
+    # --no-requeue: a job on a failed node ends (NODE_FAIL) instead of being queued again by Slurm.
+    config = CONFIG + 'job_extra_directives = ["--no-requeue"]\n'
+    shas = _history(repo, 8, culprit=5, config=config)
+    marker = tmp_path / "job-id"
+    probe = probe_script(
+        tmp_path,
+        body=f'if [ "$(cat n.txt)" -eq 8 ] && [ ! -e {marker} ]; then echo $SLURM_JOB_ID > {marker}.tmp; '
+        f'mv {marker}.tmp {marker}; sleep 600; fi',
+    )
+    args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
+    proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    node = ["scontrol", "update", f"NodeName={slurm_cluster.node}"]
+    try:
+        wait_for(marker)
+        job = marker.read_text().strip()
+        subprocess.run([*node, "State=DOWN", "Reason=bisector-test"], check=True, env=slurm_cluster.env)
+        deadline = time.monotonic() + 30
+        while job in slurm_cluster.jobs():
+            assert time.monotonic() < deadline, slurm_cluster.jobs()
+            time.sleep(0.2)
+        # RESUME is refused when the node already came back (ReturnToService=2 and a live slurmd).
+        subprocess.run([*node, "State=RESUME"], capture_output=True, env=slurm_cluster.env)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        subprocess.run([*node, "State=RESUME"], capture_output=True, env=slurm_cluster.env)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _node_up(slurm_cluster)
+    assert proc.returncode == 0, err + out
+    assert f"{shas[4]} is the first bad commit" in out
+    head = [e for e in journal_events(repo.path) if e["event"] == "step" and e["commit"] == shas[-1]]
+    assert len(head) == 1 and head[0]["verdict"] == "bad"
+    notes = " ".join(head[0]["notes"])
+    assert f"Slurm job {job} " in notes and "retried once" in notes, notes
+    assert not head[0]["worker"].startswith(f"slurm:{job}@")
+    _no_jobs_left(slurm_cluster, repo)
+
+
 def test_a_job_slurm_cannot_run_is_one_error_line(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
     shas = _history(repo, 4, culprit=3, config='[executor]\nkind = "slurm"\nmemory = "900GB"\n')
     res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path)))
@@ -164,6 +215,36 @@ def test_a_job_slurm_cannot_run_is_one_error_line(slurm_cluster: Slurm, repo: Gi
     errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [line for line in res.stderr.splitlines() if line.strip()], res.stderr
     assert errors[0].startswith("Error: Slurm refuses the worker job: ")
+
+
+def test_a_job_that_waits_past_queue_timeout_is_one_error_line_and_cancelled(
+        slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
+    # A busy cluster: another user's job holds the whole node, so bisector's job stays PENDING.
+    blocker = subprocess.run(["sbatch", "--parsable", "--exclusive", "--mem=100M", "-J", "blocker",
+                              "-o", "/dev/null", "--wrap", "sleep 300"],
+                             capture_output=True, text=True, env=slurm_cluster.env, check=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 30
+        while slurm_cluster.jobs("blocker").get(blocker) != "RUNNING":
+            assert time.monotonic() < deadline, f"the blocker does not run: {slurm_cluster.jobs()}"
+            time.sleep(0.2)
+        config = '[executor]\nkind = "slurm"\nmemory = "500MB"\nqueue_timeout = 4\n'
+        shas = _history(repo, 4, culprit=3, config=config)
+        t0 = time.monotonic()
+        res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe_script(tmp_path)))
+        took = time.monotonic() - t0
+        assert res.returncode == 2, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+        line = errors[0]
+        assert line.startswith("Error: no Slurm job started within queue_timeout = 4 s: job "), line
+        assert "PENDING" in line and "check partition, account, qos, cores, memory and gpus" in line
+        assert took < 60, took  # the limit, not Dask's or Slurm's own timeouts
+        _no_jobs_left(slurm_cluster, repo)  # the pending job was cancelled on the way out
+        assert slurm_cluster.jobs("blocker").get(blocker) == "RUNNING"  # another user's job: untouched
+    finally:
+        subprocess.run(["scancel", blocker], capture_output=True, env=slurm_cluster.env)
+        slurm_cluster.wait_no_jobs([blocker])
 
 
 def test_bad_executor_keys_are_usage_errors(repo: GitRepo, tmp_path: Path) -> None:

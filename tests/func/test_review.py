@@ -38,6 +38,27 @@ def test_sessions_table(session: tuple[GitRepo, list[str], Path]) -> None:
     assert f"{shas[0][:7]}..{shas[15][:7]}" in row and " found " in row and shas[10][:10] in row
 
 
+def test_sessions_table_shows_the_slurm_job_ids_of_a_session(session: tuple[GitRepo, list[str], Path]) -> None:
+    repo, shas, journal = session
+    # The same journal as the Slurm executor writes it: each step's worker is slurm:<job>@host:pid.
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    for i, e in enumerate(steps):
+        e["worker"] = f"slurm:{4100 + i % 3}@node1:{200 + i}"
+    journal.write_text("".join(json.dumps(e) + "\n" for e in events))
+    res = bisector(repo.path, "sessions")
+    assert res.returncode == 0, res.stderr
+    header, _, row = res.stdout.splitlines()[:3]
+    assert header.split()[-1] == "jobs" and row.split()[-1] == "4100,4101,4102"
+    # Many jobs: first..last and the count.
+    for i, e in enumerate(steps):
+        e["worker"] = f"slurm:{981000 + i * 7}@node1:1"
+    journal.write_text("".join(json.dumps(e) + "\n" for e in events))
+    row = bisector(repo.path, "sessions").stdout.splitlines()[2]
+    n = len(steps)
+    assert row.endswith(f"981000..{981000 + (n - 1) * 7} ({n} jobs)") and n >= 5
+
+
 def test_report_without_matplotlib(session: tuple[GitRepo, list[str], Path], tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     repo, shas, journal = session

@@ -12,6 +12,7 @@ from bisector.core.errors import UsageError
 from bisector.core.model import Observation, Role, StepResult, Verdict
 from bisector.io.config import load_file_config
 from bisector.io.data.files import data_hashes, flatten, params_at
+from bisector.io.env import EnvSettings, spec_at
 from bisector.io.git import repo_root, resolve
 from bisector.io.git import parents as git_parents
 from bisector.journal.read import SessionSummary
@@ -31,6 +32,19 @@ def pin_environment() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             env[pkg] = "not installed"
     return env
+
+
+def env_record(repo: Path, sha: str, config: Mapping[str, Any],
+               verification: StepResult | None = None) -> dict[str, str]:
+    """{key, mode, kind} of the environment of `sha`: the one a step used, else computed with
+    the `[env]` settings of `config`; {} when environments are off."""
+    used = ((verification.build.data or {}).get("env") or {}) if verification is not None else {}
+    if used.get("key") and used.get("status", "ok") == "ok" and not used.get("from_rev"):
+        return {k: str(used[k]) for k in ("key", "mode", "kind") if used.get(k)}
+    table = config.get("env")
+    settings = EnvSettings.from_json(table if isinstance(table, Mapping) else {})
+    spec = spec_at(repo, sha, settings)
+    return {"key": spec.key, "mode": spec.mode, "kind": spec.kind} if spec is not None else {}
 
 
 def probe_table(observations: Iterable[Observation]) -> dict[str, dict[str, Any]]:
@@ -67,7 +81,8 @@ def make_pin(repo: Path, name: str, rev: str = "HEAD", *, data_rev: str | None =
         config = load_file_config(repo)
     pin = Pin(name=name, commit=sha, created=_now(), note=note, data_rev=dsha if dsha != sha else None,
               source=source, data=data_hashes(repo, dsha or sha), params=params_at(repo, sha),
-              config=flatten(dict(config)), environment=pin_environment())
+              config=flatten(dict(config)), environment=pin_environment(),
+              env=env_record(repo, sha, config, verification))
     if verification is not None:
         pin.verdict = verification.verdict.value
         pin.probes = probe_table(verification.observations)

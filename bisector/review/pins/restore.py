@@ -1,8 +1,10 @@
-"""Restoring a pin: its code, and its DVC data from the user's cache, into a new folder."""
+"""Restoring a pin: its code, its DVC data from the user's cache, and (a pin made with `[env]`)
+its environment from the environment cache, or built, into a new folder."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +18,10 @@ from bisector.io.data.dvccli import (
     write_config_local,
 )
 from bisector.io.data.files import inputs_at
+from bisector.io.env import ENV_DIR, EnvSettings, prepare_env
+from bisector.io.envcache import EnvCache, EnvError
 from bisector.io.git import Blobs, git, repo_root
-from bisector.review.pins.store import check_commit, get_pin
+from bisector.review.pins.store import Pin, check_commit, get_pin
 
 
 @dataclass
@@ -27,6 +31,32 @@ class Restored:
     dvc: bool  # a DVC repository: its data was checked out from the user's cache
     data_files: int = 0
     notes: list[str] = field(default_factory=list)  # what was not restored, and why (not fatal)
+    env_key: str | None = None  # the environment restored into <path>/.venv
+    env_built: bool = False  # it was not in the cache: built first (into the cache)
+    env_note: str = ""  # why the environment restored is not the pinned one, if it is not
+
+
+def restore_env(repo: Path, pin: Pin, dest: Path) -> tuple[str, bool, str]:
+    """The pin's environment into `dest/.venv`: from the environment cache when its key is
+    there, else built with the pin's `[env]` settings (into the cache, then restored).
+    Returns (key, built, note)."""
+    key = pin.env["key"]
+    cache = EnvCache.for_repo(repo)
+    if cache.lookup(key) is not None:
+        cache.restore(key, dest / ENV_DIR)
+        return key, False, ""
+    table = {k[len("env."):]: v for k, v in pin.config.items() if k.startswith("env.")}
+    settings = EnvSettings.from_json({**table, "mode": pin.env.get("mode") or table.get("mode", "uv")})
+    with tempfile.TemporaryDirectory(prefix="bisector-restore-") as logs:
+        try:
+            _, info = prepare_env(dest, settings, Path(logs), repo=repo, cache=cache)
+        except EnvError as exc:
+            raise UsageError(f"pin {pin.name!r}: the code is restored in {dest} but its environment {key[:12]} "
+                             f"is not in the cache and could not be built: {exc}", exit_code=1) from None
+    note = "" if info["key"] == key else (
+        f"the environment was rebuilt as {info['key'][:12]}, not the pinned {key[:12]} "
+        "(the [env] settings or the Python differ from when it was pinned)")
+    return info["key"], bool(info.get("built")), note
 
 
 def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
@@ -51,8 +81,9 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
                     write_confined(dest, path, blobs.read(pin.data_rev, path) or b"")
     if os.path.islink(dest / ".dvc"):
         confined(dest, ".dvc")  # a `.dvc` symlink out of dest: refused, its config not written there
+    venv = restore_env(repo, pin, dest) if pin.env.get("key") else (None, False, "")
     if not (dest / ".dvc").is_dir():
-        return Restored(dest, pin.commit, dvc=False)
+        return Restored(dest, pin.commit, dvc=False, env_key=venv[0], env_built=venv[1], env_note=venv[2])
     # DVC writes each output in place: none may lie behind a symlink that leads out of dest.
     inputs = inputs_at(repo, pin.data_rev or pin.commit)
     for out in inputs:
@@ -81,4 +112,5 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
         what = f"{len(missing)} data object(s) are gone from the DVC cache ({', '.join(missing[:3])})"
         raise UsageError(f"pin {name!r}: the code is restored in {dest} but {what}: "
                          f"run `dvc pull` there (or `dvc fetch` in {repo} first)", exit_code=1)
-    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs), notes=notes)
+    return Restored(dest, pin.commit, dvc=True, data_files=len(inputs), notes=notes, env_key=venv[0],
+                    env_built=venv[1], env_note=venv[2])

@@ -1,7 +1,7 @@
 """Pins: named known-good configurations in `.bisector/pins.toml`, usable as `@NAME` revisions.
 
 A pin records a commit, the DVC data hashes and params at it, the probe results that made it
-good and the environment. The file is small, committable and human-diffable. It is read with
+good, the versions it was pinned with and (with `[env]`) the key of its environment. The file is small, committable and human-diffable. It is read with
 tomllib as data only (every field checked, errors name the line) and written with tomlkit:
 a new file holds the pins sorted by name, fields in a fixed order; adding or removing a pin
 edits only that pin's tables, so the user's comments and order stay. Making a pin is in
@@ -34,7 +34,7 @@ SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # `@NAME`, optionally followed by git's ancestry suffixes (`@tuesday~2`, `@tuesday^`).
 PIN_REV_RE = re.compile(r"^@([A-Za-z0-9_-]+)([~^].*)?$")
 _FIELDS = ("commit", "created", "note", "data_rev", "source", "verdict",
-           "data", "params", "config", "probes", "environment")
+           "data", "params", "config", "probes", "environment", "env")
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Pin:
     config: dict[str, Any] = field(default_factory=dict)  # the bisector config, flattened
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # probe -> verdict/summary/value
     environment: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # [env] mode not none: key, mode, kind of its environment
 
     @property
     def short(self) -> str:
@@ -78,7 +79,7 @@ def _pin_table(p: Pin) -> Table:
         v = getattr(p, k)
         if v:
             t.add(k, v)
-    for k in ("data", "params", "config", "environment"):
+    for k in ("data", "params", "config", "environment", "env"):
         if getattr(p, k):
             t.add(k, _sub(getattr(p, k)))
     if p.probes:
@@ -241,7 +242,7 @@ def parse(text: str) -> dict[str, Pin]:
                "data_rev must be a 40-hex sha")
         for k in ("created", "note", "source", "verdict"):
             _check(isinstance(t.get(k, ""), str), text, name, k, f"{k} must be a string")
-        for k in ("data", "environment"):
+        for k in ("data", "environment", "env"):
             v = t.get(k, {})
             _check(isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), text, name, k,
                    f"[{k}] must map names to strings")
@@ -256,7 +257,7 @@ def parse(text: str) -> dict[str, Pin]:
                          data_rev=d, source=t.get("source", ""), verdict=t.get("verdict") or None,
                          data=dict(t.get("data", {})), params=dict(t.get("params", {})),
                          config=dict(t.get("config", {})), probes={k: dict(v) for k, v in probes.items()},
-                         environment=dict(t.get("environment", {})))
+                         environment=dict(t.get("environment", {})), env=dict(t.get("env", {})))
     return pins
 
 
