@@ -20,7 +20,8 @@ from bisector.build.cache import BuildCache, dvc_outputs, step_key
 from bisector.build.run import BuildConfig, BuildResult, run_build
 from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult, Verdict
-from bisector.io.data.workspace import after_build_check, default_build_command, input_stats
+from bisector.io.data.buildcheck import after_build_check, input_stats
+from bisector.io.data.workspace import default_build_command
 from bisector.journal.codec import decode_build, encode_result
 from bisector.io.env import prepare_env
 from bisector.io.envcache import EnvError
