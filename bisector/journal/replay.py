@@ -189,7 +189,8 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
             runner = JournalRunner(stretch.steps, numbered=stretch.jobs is not None)
             try:
                 b = Bisection(c, lambda: Search.from_settings(c, settings), jobs=stretch.jobs or 1,
-                              max_steps=settings.get("max_steps"), needs_baseline=baseline, history=history)
+                              max_steps=settings.get("max_steps"), needs_baseline=baseline, history=history,
+                              bounds=str(start.get("bounds") or "check"))
                 noisy = b.noisy
                 try:
                     outcome = b.run(runner)
