@@ -134,7 +134,8 @@ def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfi
     """The build, the probe specs and stop_early of a step: flags over bisector.toml."""
     build_table, search_table = table(dict(config), "build"), table(dict(config), "search")
     build = BuildConfig(
-        command="" if opts.no_build else opts.build if opts.build is not None else build_table.get("command"),
+        command=None if opts.no_build else opts.build if opts.build is not None else build_table.get("command"),
+        disabled=opts.no_build,
         timeout=opts.build_timeout or build_table.get("timeout"),
         on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
         outputs=tuple(build_table.get("outputs", ())),
@@ -221,7 +222,7 @@ class Plan:
         dvc_table = table(config, "dvc")
         materialize, why = choose_materialize(
             is_dvc=(repo / ".dvc").is_dir(), asked=opts.data, configured=dvc_table.get("materialize"),
-            build_command=build.command, has_pipeline=(repo / "dvc.yaml").is_file(), specs=specs)
+            build_command="" if build.disabled else build.command, has_pipeline=(repo / "dvc.yaml").is_file(), specs=specs)
         choices = {
             "data": {"materialize": materialize, "why": why,
                      "offline": bool(opts.offline or dvc_table.get("offline", False))},

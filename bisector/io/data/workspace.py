@@ -169,6 +169,8 @@ class DvcWorkspace(Workspace):
             self.data_rev = data_rev
             info["data_rev"] = data_rev
         info.update(self._materialize(rev))
+        if self.offline:
+            info["offline"] = self.offline
         self.step_info = info
 
     def keep_paths(self, rev: str) -> list[str]:
