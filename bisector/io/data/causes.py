@@ -119,7 +119,7 @@ def diagnose(
     if offline is not None:
         return fail(NOT_IN_CACHE, f"{where} is not in the cache {cache_dir}; the remote was not asked ({offline})",
                     f"`dvc fetch` it when remote '{name}' can be reached, {NO_DATA_HINT}")
-    if fetch_rc == 0 or "neither locally nor on remote" in fetch_output or "Missing cache files" in fetch_output:
+    if fetch_rc == 0 or any(m in fetch_output for m in _REMOTE_ANSWERED):
         return fail(NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({url})",
                     f"run `dvc push` in a checkout of {rev[:10]}, or let the step be skipped")
     last = (fetch_output.strip().splitlines() or ["fetch failed"])[-1]
@@ -127,10 +127,14 @@ def diagnose(
                 f"check the network and the remote's credentials, {NO_DATA_HINT}")
 
 
+# What `dvc fetch` says when it reached the remote and objects were missing there.
+_REMOTE_ANSWERED = ("neither locally nor on remote", "Missing cache files", "No such file or directory")
+
+
 def fetch_failed(output: str, rc: int) -> str | None:
     """Why a `dvc fetch` failed for the network (the session then goes offline), or None."""
-    if rc == 0:
-        return None
+    if rc == 0 or any(m in output for m in _REMOTE_ANSWERED):
+        return None  # the remote answered: some objects are not there (not pushed)
     lines = [ln for ln in output.strip().splitlines() if ln.strip() and not ln.startswith("Having any troubles")]
     last = re.sub(r"^ERROR:\s*", "", lines[-1]) if lines else f"exit {rc}"
     return f"unreachable: fetch failed: {last[:200]}"
