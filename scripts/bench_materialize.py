@@ -51,6 +51,7 @@ from pathlib import Path
 from _bench import ROOT, add_keep_option, bisector_run, temp_dir
 
 import bisector.io.data.workspace as dws
+from bisector.io.data.buildcheck import after_build_check
 import bisector.io.workspace as bws
 from bisector.io.data.dvccli import dvc_executable
 
@@ -176,7 +177,7 @@ def part_a(repo: Path, shas: list[str], session: Path) -> list[dict]:
             parts = dict(TIMES)
             # What the session runs next after a successful build (step.execute_step): `dvc status`.
             r1, t1 = rchar(), time.monotonic()
-            modified = dws.after_build_check(ws)
+            modified = after_build_check(ws)
             status_s, status_r = time.monotonic() - t1, rchar() - r1
             rows.append({"step": i + 1, "rev": rev, "wall": wall, "write": wb, "read": rb, "files": n,
                          "file_bytes": nbytes, "parts": parts, "info": dict(ws.step_info), "status": status_s,

@@ -21,6 +21,7 @@ class BuildConfig:
     outputs: tuple[str, ...] = ()  # files the build makes, for the build cache (DVC: dvc.lock outs)
     cache: bool = True  # restore outputs of an identical earlier build instead of rebuilding
     env: EnvSettings | None = None  # [env]: each revision's own environment (None: bisector's)
+    disabled: bool = False  # --no-build: no build at all, not even the default `dvc repro`
 
     def __post_init__(self) -> None:
         # on_failure is checked where it comes in: the --on-failure choice, the bisector.toml schema.
@@ -34,6 +35,8 @@ class BuildConfig:
             d.pop("env")  # as before environments existed: old journals compare equal
         else:
             d["env"] = self.env.to_json()
+        if not self.disabled:
+            d.pop("disabled")  # as before --no-build existed: old journals compare equal
         return d
 
     @classmethod

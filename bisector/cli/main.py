@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import click
 
+from bisector.cli.data_options import data_options
+
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    a culprit was found (and confirmed)
@@ -127,6 +129,7 @@ def main(verbose: bool) -> None:
               help="Build and probe each revision in its own environment (uv: from its uv.lock; see docs/env.md).")
 @click.option("--from", "reuse_from", metavar="SESSION",
               help="Reuse the observations of a past session that still hold (same code, data and probe).")
+@data_options
 @click.option("--pin-good", metavar="NAME", help="Afterwards, pin the verified good revision (the culprit's parent) as NAME.")
 @click.option("--term-old", metavar="TERM", help="The word for good in every message (as git bisect: fast, pass).")
 @click.option("--term-new", metavar="TERM", help="The word for bad (slow, fail).")

@@ -20,6 +20,12 @@ from bisector.core.search import Search
 
 BOUND_NAME = {Role.BAD_BOUND: "bad bound", Role.GOOD_BOUND: "good bound", Role.MERGE_BASE: "merge base"}
 UNDOABLE = (Role.SEARCH, Role.CONFIRM, Role.CALIBRATE)
+# Which bounds are probed (the start event's `bounds`; absent: "check", as before it existed).
+#   check: the bad bound, every good bound and merge base, before the search.
+#   lazy:  the bad bound first; a good bound only when the culprit's parent is that bound; and no
+#          confirmation of a parent that an observed good descendant already implies good.
+#   trust: as `git bisect run`: neither bound is probed (merge bases still are), lazy otherwise.
+BOUNDS_POLICIES = ("check", "lazy", "trust")
 
 
 class Runner(Protocol):
@@ -85,8 +91,10 @@ class Bisection:
         history: Sequence[Step] = (),
         events: LoopEvents = NO_EVENTS,
         first_step: int = 1,
+        bounds: str = "check",
     ):
         self.candidates = candidates
+        self.bounds = bounds if bounds in BOUNDS_POLICIES else "check"
         self.make_search = make_search
         self.search = make_search()
         self.noisy = self.search.noise is not None
@@ -233,8 +241,9 @@ class Bisection:
         """Bounds, then rounds of `search.next(jobs)`, then the culprit's parents. Raises
         BoundsError, ContradictionError or ProbeAbort when the search cannot go on."""
         c = self.candidates
-        bounds = [(c.bad, Role.BAD_BOUND, Verdict.BAD)]
-        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods]
+        policy = "check" if self.noisy else self.bounds
+        bounds = [(c.bad, Role.BAD_BOUND, Verdict.BAD)] if policy != "trust" else []
+        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods if policy == "check" or g in self.observed]
         bounds += [(m, Role.MERGE_BASE, Verdict.GOOD) for m in c.merge_bases]
         if self.needs_baseline:
             # Probes with rules relative to the good bound need its observation first.
@@ -292,7 +301,10 @@ class Bisection:
             return
         if step.verdict is Verdict.ABORT:
             raise ProbeAbort(abort_message(step))
-        if step.verdict is Verdict.SKIP:
+        if step.verdict is Verdict.SKIP and step.result.build.status == "no-data":
+            fix = ("its DVC data is missing (see the step's note): get it (`dvc fetch`), or run with "
+                   "--no-data if the question needs no data")
+        elif step.verdict is Verdict.SKIP:
             fix = "fix the build or probe for that commit, or pick another bound"
         elif role is Role.BAD_BOUND:
             fix = "it is not broken for this probe: pick a broken --bad or check the probe"
@@ -305,8 +317,18 @@ class Bisection:
     def _confirm(self, runner: Runner, culprit: str, probability: float) -> Outcome:
         """The culprit's parents must have been observed good (its own verdict is bad)."""
         c = self.candidates
-        todo = [p for p in c.parents_of(culprit) if self.observed.get(p) is not Verdict.GOOD]
-        self.round(runner, [(c.point(p), Role.CONFIRM) for p in todo if p not in self.observed])
+        parents = c.parents_of(culprit)
+        if not parents and self.bounds != "check":
+            parents = tuple(c.goods)  # a pathspec's first candidate: its parent is a good bound
+        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD]
+        if self.bounds != "check" and not self.noisy:
+            # A good bound is good when trusted; an ancestor of an observed good is good (as git).
+            todo = [p for p in todo if not (self.bounds == "trust" and p in c.goods) and not self._implied_good(p)]
+        lazy_goods = [p for p in todo if p in c.goods and p not in self.observed]
+        self.round(runner, [(c.point(p), Role.GOOD_BOUND if p in lazy_goods else Role.CONFIRM)
+                            for p in todo if p not in self.observed])
+        for p in lazy_goods:
+            self._check_bound(p, Role.GOOD_BOUND, Verdict.GOOD)
         for p in todo:
             verdict = self.observed.get(p, Verdict.SKIP)
             if verdict is Verdict.GOOD:
@@ -323,6 +345,20 @@ class Bisection:
                 ),
             )
         return Outcome(Status.FOUND, culprit=culprit, probability=probability, candidates=(culprit,))
+
+    def _implied_good(self, key: str) -> bool:
+        """Whether `key` is an ancestor of a commit observed good (so good, the search being monotone)."""
+        c = self.candidates
+        stack = [k for k, v in self.observed.items() if v is Verdict.GOOD and k != key]
+        seen = set(stack)
+        while stack:
+            for q in c.parents.get(stack.pop(), ()):
+                if q == key:
+                    return True
+                if q not in seen:
+                    seen.add(q)
+                    stack.append(q)
+        return False
 
     def _noisy_outcome(self) -> Outcome:
         r = self.search.result()

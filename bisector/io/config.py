@@ -67,6 +67,8 @@ class DvcTable(_Table):
     timeout: Seconds | None = None
     data_paths: list[str] = []
     verify: bool = False
+    materialize: bool | None = None  # None: automatic (no data when the build is off and no probe reads it)
+    offline: bool = False  # never ask a remote
 
 
 class WorkersTable(_Table):

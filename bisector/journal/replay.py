@@ -209,7 +209,8 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
                     total = settings.get("max_steps")
                     limit = None if total is None else max(0, total - len(history))
                 b = Bisection(c, lambda: Search.from_settings(c, settings), jobs=stretch.jobs or 1,
-                              max_steps=limit, needs_baseline=baseline, history=history)
+                              max_steps=limit, needs_baseline=baseline, history=history,
+                              bounds=str(start.get("bounds") or "check"))
                 noisy = b.noisy
                 try:
                     outcome = b.run(runner)

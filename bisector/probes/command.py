@@ -127,6 +127,21 @@ def freeze_command(
     return command[:start] + shlex.quote(copy) + command[end:], {copy: digest_of(data)}, {copy: data}
 
 
+def place_of(command: str, user_cwd: Path) -> list[list[str]]:
+    """[[frozen path, path in the repository]] of the command's script, when it lives in the
+    user's repository: each step copies the frozen script there, so that its imports and
+    relative paths resolve as in the user's checkout (`python check.py` importing the project)."""
+    root = next((d for d in (user_cwd.resolve(), *user_cwd.resolve().parents) if (d / ".git").exists()), None)
+    words = shlex.split(command)
+    if root is None or not words:
+        return []
+    index = 1 if os.path.basename(words[0]).rstrip("0123456789.") in _INTERPRETERS and len(words) > 1 else 0
+    candidate = (user_cwd / words[index]).resolve()
+    if not candidate.is_file() or not candidate.is_relative_to(root) or (root / ".bisector") in candidate.parents:
+        return []
+    return [[str(candidate), str(candidate.relative_to(root))]]
+
+
 class CommandProbe:
     """Runs a shell command in the workspace; its exit code is the verdict."""
 
@@ -141,6 +156,8 @@ class CommandProbe:
         repeatable: bool = True,
         frozen_data: Mapping[str, bytes] | None = None,
         shell: bool = False,
+        place: list[list[str]] | None = None,
+        probe_from: str = "frozen",
     ):
         if on_timeout not in _ON_TIMEOUT:
             raise UsageError(f"probe on_timeout must be one of {', '.join(_ON_TIMEOUT)}, not {on_timeout!r}")
@@ -154,6 +171,8 @@ class CommandProbe:
         # sample; `repeatable = false` declares it deterministic given the build.
         self.repeatable = repeatable
         self.shell = shell  # given as a shell string (--probe-shell, `shell = true`)
+        self.place = [list(p) for p in place or []]  # [[frozen script, its path in the worktree]]
+        self.probe_from = probe_from  # "commit": the command runs each commit's own script, unfrozen
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> "CommandProbe":
@@ -173,9 +192,22 @@ class CommandProbe:
             if not command.strip():
                 raise UsageError("the probe command is empty: give one with --probe-shell 'CMD'")
             frozen_command, frozen, frozen_data = command, {}, {}
+            place: list[list[str]] = []
+        elif spec.get("probe_from") == "commit":  # each commit's own script, as `git bisect run`
+            try:
+                shlex.split(command)
+            except ValueError as exc:
+                raise UsageError(f"cannot parse the probe command {command!r}: {exc}") from None
+            return cls(command, timeout=float(timeout) if timeout else None, on_timeout=spec.get("on_timeout", "skip"),
+                       name=spec.get("name", "command"), repeatable=bool(spec.get("repeatable", True)),
+                       probe_from="commit")
         else:
             known = spec.get("frozen") if isinstance(spec.get("frozen"), Mapping) else None
+            place = place_of(command, user_cwd)
             frozen_command, frozen, frozen_data = freeze_command(command, user_cwd, frozen_dir, known)
+            if place and frozen:
+                place = [[next(iter(frozen)), place[0][1]]]
+            place = place if frozen and place else list(spec.get("place") or [])
         return cls(
             frozen_command,
             timeout=float(timeout) if timeout else None,
@@ -185,6 +217,7 @@ class CommandProbe:
             repeatable=bool(spec.get("repeatable", True)),
             frozen_data=frozen_data,
             shell=shell,
+            place=place,
         )
 
     def _verify_frozen(self) -> list[str]:
@@ -200,6 +233,9 @@ class CommandProbe:
             "frozen": self.frozen,
             "repeatable": self.repeatable,
             **({"shell": True} if self.shell else {}),  # only when set: older journals compare equal
+            # Only when set: the configs of sessions from before these existed compare equal.
+            **({"place": self.place} if self.place else {}),
+            **({"probe_from": self.probe_from} if self.probe_from != "frozen" else {}),
         }
 
     def run(self, ctx: ProbeContext) -> Observation:
@@ -207,9 +243,16 @@ class CommandProbe:
         timeout = self.timeout if self.timeout is not None else ctx.timeout
         log = ctx.log_dir / f"probe-{self.name}.log"
         restored = self._verify_frozen()  # never run a frozen copy that is not what was frozen
+        command = self.command
+        for frozen, rel in self.place:
+            target = Path(ctx.workspace) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            shutil.copy2(frozen, target)
+            command = command.replace(frozen, shlex.quote("./" + rel))
         start = time.monotonic()
         res = run_process(
-            ["/bin/sh", "-c", self.command], cwd=ctx.workspace, env=env, timeout=timeout, log_path=log
+            ["/bin/sh", "-c", command], cwd=ctx.workspace, env=env, timeout=timeout, log_path=log
         )
         duration = time.monotonic() - start
         evidence: dict[str, Any] = {"exit_code": res.returncode, "timed_out": res.timed_out}

@@ -23,7 +23,7 @@ from bisector.probes.suite import ProbeSuite
 
 ENTRY_POINT_GROUP = "bisector.probes"
 Factory = Callable[..., Probe]
-_COMMAND_KEYS = ("run", "command", "timeout", "on_timeout", "repeatable", "shell")
+_COMMAND_KEYS = ("run", "command", "timeout", "on_timeout", "repeatable", "shell", "place", "probe_from", "reads_data")
 
 
 def _command(spec: Mapping[str, Any], *, user_cwd: Path, frozen_dir: Path) -> Probe:

@@ -23,6 +23,7 @@ from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.config import load_file_config, probe_specs, table
 from bisector.io.confine import confined
+from bisector.io.data.choice import choose_materialize
 from bisector.io.env import EnvSettings
 from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
@@ -68,6 +69,11 @@ class RunOptions:
     env: str | None = None  # each revision's own environment: none | uv | command (over [env] mode)
     term_old: str | None = None  # the words for good and bad in every message (`--term-old fast`)
     term_new: str | None = None
+    data: bool | None = None  # False: --no-data, True: --data; None: [dvc] materialize, else automatic
+    offline: bool = False  # never ask a DVC remote (also [dvc] offline = true)
+    no_build: bool = False  # no build at all, not even the default `dvc repro`
+    trust_bounds: bool = False  # probe neither bound, as `git bisect run`
+    probe_from: str | None = None  # "frozen" (today's script, the default) or "commit" (each commit's own)
 
 
 def environment() -> dict[str, str]:
@@ -117,6 +123,8 @@ def frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]
         if spec.get("type", "command") == "command" and "run" in cfg:
             spec["run"] = cfg["run"]
             spec.pop("command", None)
+            if cfg.get("place"):
+                spec["place"] = cfg["place"]
         out.append(spec)
     return out
 
@@ -133,7 +141,8 @@ def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfi
     """The build, the probe specs and stop_early of a step: flags over bisector.toml."""
     build_table, search_table = table(dict(config), "build"), table(dict(config), "search")
     build = BuildConfig(
-        command=opts.build if opts.build is not None else build_table.get("command"),
+        command=None if opts.no_build else opts.build if opts.build is not None else build_table.get("command"),
+        disabled=opts.no_build,
         timeout=opts.build_timeout or build_table.get("timeout"),
         on_failure=opts.on_failure or build_table.get("on_failure", "skip"),
         outputs=tuple(build_table.get("outputs", ())),
@@ -141,6 +150,8 @@ def step_config(config: Mapping[str, Any], opts: RunOptions) -> tuple[BuildConfi
         env=EnvSettings.from_table(table(dict(config), "env"), opts.env),
     )
     specs = probe_specs(dict(config), opts.probe, opts.probe_timeout, opts.probe_shell)
+    if opts.probe_from == "commit":
+        specs = [{**s, "probe_from": "commit"} if s.get("type", "command") == "command" else s for s in specs]
     return build, specs, bool(search_table.get("stop_early", True))
 
 
@@ -236,6 +247,16 @@ class Plan:
         else:
             candidates = dataclasses.replace(candidates, data_rev=axis_info["data_rev"])
         settings = search_settings(opts, search_table)
+        dvc_table = table(config, "dvc")
+        materialize, why = choose_materialize(
+            is_dvc=(repo / ".dvc").is_dir(), asked=opts.data, configured=dvc_table.get("materialize"),
+            build_command="" if build.disabled else build.command, has_pipeline=(repo / "dvc.yaml").is_file(), specs=specs)
+        choices = {
+            "data": {"materialize": materialize, "why": why,
+                     "offline": bool(opts.offline or dvc_table.get("offline", False))},
+            "bounds": "trust" if opts.trust_bounds else "lazy",
+            "probe_from": opts.probe_from or "frozen",
+        }
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)
         session = new_session_id()
         start = {
@@ -260,6 +281,7 @@ class Plan:
             "jobs": max(1, opts.jobs),
             "flags": given_flags(opts),
             "owner": owner_marker(repo, session),
+            **choices,
         }
         if opts.term_old or opts.term_new:
             start["terms"] = {"old": opts.term_old or "good", "new": opts.term_new or "bad"}
@@ -300,7 +322,9 @@ class Plan:
 
     @property
     def dvc(self) -> dict[str, Any]:
-        return dict(table(self.file_config, "dvc"))
+        """[dvc] of bisector.toml, with the start event's data choice (absent: materialize, online)."""
+        data = self.start.get("data") or {}
+        return {**table(self.file_config, "dvc"), **{k: data[k] for k in ("materialize", "offline") if k in data}}
 
     @property
     def build(self) -> BuildConfig:

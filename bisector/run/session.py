@@ -32,6 +32,7 @@ from bisector.core.model import (
 )
 from bisector.core.search import Search
 from bisector.io.data import attribution, classify_culprit
+from bisector.io.data.choice import describe as describe_choices
 from bisector.io.env import describe_cache, env_changed
 from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
@@ -221,6 +222,8 @@ class Session:
             executor.close()  # opened: its workers or jobs go too
             raise
         self.handler.on_start({**plan.start, "resumed": plan.resumed, "journal": str(plan.journal)})
+        for line in describe_choices(plan.start):
+            self.handler.on_message(line)
         bisection = self.bisection = Bisection(
             candidates,
             lambda: Search.from_settings(candidates, settings),
@@ -230,6 +233,7 @@ class Session:
             repeatable=bool(getattr(suite, "repeatable", True)),
             history=history,
             events=JournaledEvents(writer, self.handler, suite),
+            bounds=str(plan.start.get("bounds") or "check"),
         )
         runner: Runner = ExecutorRunner(executor, plan.logs_dir)
         if reusable:
@@ -271,6 +275,8 @@ class Session:
         if not (changed["code"] and changed["data"]) and not plan.start.get("attribute"):
             which = "data" if changed["data"] and not changed["code"] else "code"
             return Attribution(which, changed, tested=False)
+        if plan.dvc.get("materialize", True) is False:  # no data: crossings cannot be built
+            return Attribution("unknown", changed, tested=False, why="no data was materialized")
         if not parents:
             return Attribution("unknown", changed, tested=False, why="root commit")
         parent = parents[0]

@@ -20,7 +20,8 @@ from bisector.build.cache import BuildCache, dvc_outputs, step_key
 from bisector.build.run import BuildConfig, BuildResult, run_build
 from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult, Verdict
-from bisector.io.data.workspace import after_build_check, default_build_command, input_stats
+from bisector.io.data.buildcheck import after_build_check, input_stats
+from bisector.io.data.workspace import default_build_command
 from bisector.journal.codec import decode_build, encode_result
 from bisector.io.env import ENV_DIR, prepare_env
 from bisector.io.envcache import EnvError, set_aside
@@ -76,8 +77,10 @@ def execute_step(
     except BisectorError as exc:
         if type(exc).__name__ != "DataUnavailable":
             raise
+        offline = getattr(workspace, "offline", None)
         return StepResult(
-            Verdict.SKIP, decode_build({"status": "no-data", "cause": getattr(exc, "cause", "")}),
+            Verdict.SKIP, decode_build({"status": "no-data", "cause": getattr(exc, "cause", ""),
+                                        **({"data": {"dvc": True, "offline": offline}} if offline else {})}),
             duration=time.monotonic() - t0, worker=worker_name(), notes=(str(exc),),
         )
     try:
@@ -90,7 +93,7 @@ def execute_step(
         )
     step_env = {**workspace.env(), **env_vars, **(env or {})}
     command = build_config.command
-    if command is None and getattr(workspace, "is_dvc", False):
+    if command is None and getattr(workspace, "is_dvc", False) and not build_config.disabled:
         command = default_build_command(workspace.path)
     config = dataclasses.replace(build_config, command=command)
     inputs_before = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
@@ -105,7 +108,7 @@ def execute_step(
         build_json["data"] = workspace.step_info
     if env_info:
         build_json["data"] = {**build_json.get("data", {}), "env": env_info}
-    if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached":
+    if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached" and not _ran_no_stage(config, build):
         modified = after_build_check(workspace, stats_before)
         # A build can also re-record its inputs (`dvc repro` rewrites a changed `.dvc` file,
         # after which `dvc status` is clean): compare the declared hashes too.
@@ -157,6 +160,18 @@ def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: di
             result.key = key
             result.outputs = outputs
     return result
+
+
+def _ran_no_stage(config: BuildConfig, build: BuildResult) -> bool:
+    """A `dvc repro` that ran no stage (all restored from DVC's run-cache, or unchanged) cannot
+    have written its inputs: the post-build `dvc status` is skipped."""
+    if not (config.command or "").strip().startswith("dvc repro") or not build.log:
+        return False
+    try:
+        text = Path(build.log).read_text(errors="replace")
+    except OSError:
+        return False
+    return "Running stage" not in text
 
 
 def run_step(spec: dict[str, Any]) -> dict[str, Any]:

@@ -20,9 +20,10 @@ def make_suite(specs: Sequence[Mapping[str, Any]], user_cwd: Path, frozen_dir: P
 
 
 def make_workspace(repo: Path, session_dir: Path, dvc: Mapping[str, Any] | None = None) -> Workspace:
-    """A plain git worktree, or one that also materializes DVC data when the repo uses DVC."""
-    if (repo / ".dvc").is_dir():
-        dvc = dvc or {}
+    """A plain git worktree, or one that also materializes DVC data when the repo uses DVC
+    (unless `materialize` is false: --no-data, or the automatic choice)."""
+    dvc = dvc or {}
+    if (repo / ".dvc").is_dir() and dvc.get("materialize", True) is not False:
         return DvcWorkspace(
             repo,
             session_dir,
@@ -30,5 +31,6 @@ def make_workspace(repo: Path, session_dir: Path, dvc: Mapping[str, Any] | None 
             timeout=dvc.get("timeout"),
             data_paths=dvc.get("data_paths", ()),
             verify=bool(dvc.get("verify", False)),
+            offline=bool(dvc.get("offline", False)),
         )
     return Workspace(repo, session_dir)

@@ -39,4 +39,4 @@ def test_journal_without_start_event(repo: GitRepo, tmp_path: Path) -> None:
     res = bisector(repo.path, "journal")
     assert res.returncode == 0, res.stderr
     assert "no readable start event" in res.stderr
-    assert "check good" in res.stdout
+    assert "check bad" in res.stdout

@@ -14,24 +14,30 @@ from bisector.io.data.history import (
     data_revisions,
     params_diff,
 )
-from bisector.io.data.workspace import (
+from bisector.io.data.causes import (
     CHECKOUT_FAILED,
     CORRUPTED,
     CROSS_DEVICE,
     LINK_UNSUPPORTED,
+    MISSING,
+    NO_REMOTE,
     NOT_COMBINABLE,
+    NOT_IN_CACHE,
     NOT_PUSHED,
     PLUGIN_MISSING,
     REMOTE_UNREACHABLE,
     DataUnavailable,
+)
+from bisector.io.data.buildcheck import after_build_check
+from bisector.io.data.workspace import (
     DvcWorkspace,
-    after_build_check,
     default_build_command,
     has_dvc,
 )
 
 __all__ = [
-    "CHECKOUT_FAILED", "CORRUPTED", "CROSS_DEVICE", "LINK_UNSUPPORTED", "NOT_COMBINABLE", "NOT_PUSHED", "PLUGIN_MISSING", "REMOTE_UNREACHABLE",
+    "CHECKOUT_FAILED", "CORRUPTED", "CROSS_DEVICE", "LINK_UNSUPPORTED", "MISSING", "NO_REMOTE", "NOT_COMBINABLE",
+    "NOT_IN_CACHE", "NOT_PUSHED", "PLUGIN_MISSING", "REMOTE_UNREACHABLE",
     "DataChange", "DataInput", "DataRevision", "DataUnavailable", "DvcWorkspace",
     "after_build_check", "attribution", "classify_culprit", "data_diff", "data_revisions",
     "default_build_command", "has_dvc", "params_diff",

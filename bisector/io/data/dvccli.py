@@ -47,20 +47,29 @@ def dvc_env(site_cache_dir: Path | None = None, base: Mapping[str, str] | None =
     """Environment for a `dvc` subprocess (and for a build that runs `dvc repro`).
 
     No analytics or updater traffic, DVC's site cache (state, index and lock databases) kept
-    in the session folder, and the folder of the `dvc` executable first on PATH so that a
-    build command spelled `dvc repro` finds the same DVC.
+    in the session folder, and the user's PATH as it was: a build spelled `dvc repro` runs the
+    user's own `dvc` (and `python`). Only when the user has no `dvc` on PATH is the folder of
+    bisector's own added, at the end (see `own_dvc_fallback`).
     """
     env = dict(os.environ if base is None else base)
     env["DVC_NO_ANALYTICS"] = "1"
     env["DVC_IGNORE_ISATTY"] = "1"
     if site_cache_dir is not None:
         env["DVC_SITE_CACHE_DIR"] = str(site_cache_dir)
-    try:
-        exe_dir = str(Path(dvc_executable()).parent)
-        env["PATH"] = exe_dir + os.pathsep + env.get("PATH", "")
-    except UsageError:
-        pass
+    fallback = own_dvc_fallback(env.get("PATH", ""))
+    if fallback:
+        env["PATH"] = env.get("PATH", "") + os.pathsep + str(Path(fallback).parent)
     return env
+
+
+def own_dvc_fallback(path: str) -> str | None:
+    """bisector's own `dvc` when `path` (the user's PATH) has none, else None: the user's tools first."""
+    if shutil.which("dvc", path=path):
+        return None
+    try:
+        return dvc_executable()
+    except UsageError:
+        return None
 
 
 def run_dvc(cwd: Path, *args: str, env: Mapping[str, str], timeout: float | None = None) -> Captured:

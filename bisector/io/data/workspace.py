@@ -14,24 +14,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from bisector.io.data.causes import (
+    CHECKOUT_FAILED,
+    CORRUPTED,
+    NOT_COMBINABLE,
+    DataUnavailable,
+    diagnose,
+    fetch_failed,
+    remote_problem,
+)
 from bisector.io.data.dvccli import (
     DEFAULT_LINK_TYPE,
     UserDvcConfig,
     dvc_env,
     dvc_executable,
-    local_path,
     parse_link_type,
-    pip_extra,
-    plugin_installed,
     read_user_config,
     run_dvc,
     strip_ansi,
-    url_scheme,
     write_config_local,
 )
 from bisector.io.data.files import (
@@ -50,38 +54,9 @@ from bisector.io.data.files import (
     read_worktree_dvcfile,
     uncached_outputs,
 )
-from bisector.core.errors import BisectorError, UsageError
+from bisector.core.errors import UsageError
 from bisector.io.git import git, git_ok
 from bisector.io.workspace import Workspace
-
-# The causes of "missing data" DataUnavailable names (DVC's own message is the same for all).
-NOT_PUSHED = "not pushed to the remote"
-REMOTE_UNREACHABLE = "remote unreachable"
-PLUGIN_MISSING = "plugin missing"
-LINK_UNSUPPORTED = "link type unsupported"
-CROSS_DEVICE = "different filesystem"
-CHECKOUT_FAILED = "dvc checkout failed"
-CORRUPTED = "corrupted cache object"  # found only with verify = true (DVC never re-hashes)
-NOT_COMBINABLE = "not combinable"  # code or data revision before `dvc init` on a crossing
-
-
-class DataUnavailable(BisectorError):
-    """The data of a step cannot be materialized. The session should mark the step SKIP.
-
-    `path` is the data file, `rev` the revision whose `.dvc` file asked for it, `cause` one of
-    NOT_PUSHED, REMOTE_UNREACHABLE, PLUGIN_MISSING, LINK_UNSUPPORTED, CROSS_DEVICE,
-    CHECKOUT_FAILED, NOT_COMBINABLE, CORRUPTED. `str()` is one line naming all three and the fix.
-    """
-
-    def __init__(self, path: str, rev: str, cause: str, detail: str = "", fix: str = ""):
-        self.path, self.rev, self.cause = path, rev, cause
-        msg = f"data {path} at {rev[:10]} is unavailable: {cause}"
-        if detail:
-            msg += f" ({detail})"
-        if fix:
-            msg += f": {fix}"
-        super().__init__(msg)
-
 
 def has_dvc(repo: Path, rev: str) -> bool:
     """Whether commit `rev` is a DVC commit (`.dvc/config` committed); earlier ones are code-only."""
@@ -115,8 +90,13 @@ class DvcWorkspace(Workspace):
         timeout: float | None = None,
         data_paths: Sequence[str] = (),
         verify: bool = False,
+        offline: bool = False,
     ):
         super().__init__(repo, session_dir)
+        # None: the remote may be asked; else why it is not asked again in this session
+        # ("--offline", "unreachable: ..." from the check before the first fetch or a failed fetch).
+        self.offline: str | None = "--offline" if offline else None
+        self._remote_checked = False
         # verify: hash every cache object a step's inputs use (once per session) before the
         # checkout. DVC never re-verifies objects, so a corrupted one is otherwise used as is.
         self.verify = verify
@@ -189,6 +169,8 @@ class DvcWorkspace(Workspace):
             self.data_rev = data_rev
             info["data_rev"] = data_rev
         info.update(self._materialize(rev))
+        if self.offline:
+            info["offline"] = self.offline
         self.step_info = info
 
     def keep_paths(self, rev: str) -> list[str]:
@@ -285,11 +267,30 @@ class DvcWorkspace(Workspace):
                 self._verified.add(obj)
 
     def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any]) -> None:
+        """`dvc fetch`, unless offline. Before the first one, a cheap reachability check of the
+        remote; an unreachable remote or a failed fetch turns the session offline (journaled in
+        the step's `data.offline`): no remote is asked again."""
+        if self.offline is None and not self._remote_checked:
+            self._remote_checked = True
+            assert self.user is not None
+            remote = self._remote()
+            why = remote_problem(remote[1], self.user.remotes.get(remote[0])) if remote else "no remote configured"
+            if why:
+                self._go_offline(f"unreachable: {why}" if remote else why, info)
+        if self.offline is not None:
+            return
         res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)
         self._last_fetch = (strip_ansi(res.stdout + res.stderr), res.returncode)
         if res.returncode == 0:  # the remote answered: what is still absent is not there
             self._unfetchable.update(i.hash for i in wanted.values() if not self._in_cache(i))
         info["fetched"] = True
+        why = fetch_failed(*self._last_fetch)
+        if why:
+            self._go_offline(why, info)
+
+    def _go_offline(self, why: str, info: dict[str, Any]) -> None:
+        self.offline = why
+        info["offline"] = why
 
     # ------------------------------------------------------------ queries
     def inputs(self) -> dict[str, DataInput]:
@@ -324,48 +325,21 @@ class DvcWorkspace(Workspace):
         return objs is None or all(p.is_file() for p in objs)
 
     def _diagnose(self, i: DataInput, fetch_output: str, fetch_rc: int) -> DataUnavailable:
-        """Check the preconditions ourselves: cache, link type, filesystem, remote, plugin."""
+        """Why input `i` could not be checked out (see `causes.diagnose`)."""
         assert self.user is not None
-        rev = self._sources.get(i.source, self.current or "?")
-        where = f"{i.hash.partition(':')[2][:8]} from {i.source}"
-        links = ",".join(self.link_types)
-        push = f"run `dvc push` in a checkout of {rev[:10]}, or let the step be skipped"
+        return diagnose(
+            path=i.path, rev=self._sources.get(i.source, self.current or "?"), digest=i.hash.partition(":")[2],
+            source=i.source, in_cache=self._in_cache(i), link_types=self.link_types,
+            cache_dir=self.user.cache_dir, workspace=self.path, remote=self._remote(), offline=self.offline,
+            fetch_output=fetch_output, fetch_rc=fetch_rc, env=self.env(),
+        )
 
-        def fail(cause: str, detail: str, fix: str) -> DataUnavailable:
-            return DataUnavailable(i.path, rev, cause, detail, fix)
-
-        if self._in_cache(i):
-            if "copy" in self.link_types:
-                return fail(CHECKOUT_FAILED, f"{where} is in the cache but `dvc checkout` failed",
-                            "run `dvc checkout` in a checkout of it to see why")
-            if "hardlink" in self.link_types and _dev(self.user.cache_dir) != _dev(self.path):
-                return fail(CROSS_DEVICE, f"cache {self.user.cache_dir} and workspace {self.path} are on different "
-                            f"filesystems, link type {links}",
-                            "put them on one filesystem or use the default link type reflink,copy")
-            return fail(LINK_UNSUPPORTED, f"{where}: this filesystem does not support link type {links}",
-                        "use the default link type reflink,copy")
+    def _remote(self) -> tuple[str, str] | None:
+        """(name, url) of the default remote: the user's, else the one committed at this revision."""
+        assert self.user is not None
         name = self.user.default_remote
         url = self.user.remote_url(name) if name else None
-        if url is None:
-            name, url = self._worktree_remote() or (None, None)
-        if url is None:
-            return fail(NOT_PUSHED, f"{where} is not in the cache {self.user.cache_dir} and no default remote is set",
-                        "push it from a checkout of that revision (`dvc push`), or configure the remote")
-        scheme = url_scheme(url)
-        if scheme == "local":
-            root = local_path(url)
-            if not root.is_dir():
-                return fail(REMOTE_UNREACHABLE, f"remote '{name}' folder {root} does not exist",
-                            f"mount or restore {root}, or point remote '{name}' elsewhere")
-            return fail(NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({root})", push)
-        if not plugin_installed(scheme, self.env(), self.path):
-            return fail(PLUGIN_MISSING, f"remote '{name}' is {scheme}:// and this DVC has no {scheme} support",
-                        f"pip install 'dvc[{pip_extra(scheme)}]'")
-        # A cloud remote: trust `dvc fetch`. It exits 0 and warns when objects are missing.
-        if fetch_rc == 0 or "neither locally nor on remote" in fetch_output or "Missing cache files" in fetch_output:
-            return fail(NOT_PUSHED, f"{where} is in neither the cache nor remote '{name}' ({url})", push)
-        last = (fetch_output.strip().splitlines() or ["fetch failed"])[-1]
-        return fail(REMOTE_UNREACHABLE, f"remote '{name}' ({url}): {last}", "check the network and the remote's credentials")
+        return (str(name), url) if url else self._worktree_remote()
 
     def _worktree_remote(self) -> tuple[str, str] | None:
         """The default remote of the committed `.dvc/config` at this revision, resolved from the worktree."""
@@ -375,51 +349,6 @@ class DvcWorkspace(Workspace):
             return None
         url = conf.remote_url()
         return (conf.default_remote or "?", url) if url else None
-
-
-def input_stats(ws: DvcWorkspace) -> dict[str, tuple[int, int, int]]:
-    """(inode, size, mtime_ns) of every file of the step's data inputs: a cheap fingerprint."""
-    out: dict[str, tuple[int, int, int]] = {}
-    for rel in ws.inputs():
-        root = ws.path / rel
-        paths = [root] if not root.is_dir() else [p for p in root.rglob("*") if p.is_file()]
-        for p in paths:
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            out[str(p.relative_to(ws.path))] = (st.st_ino, st.st_size, st.st_mtime_ns)
-    return out
-
-
-def after_build_check(ws: DvcWorkspace, before: dict[str, tuple[int, int, int]] | None = None) -> list[str]:
-    """The data inputs the build modified (`dvc status` on the data-source `.dvc` files); [] when clean.
-
-    A non-empty answer means the build wrote its inputs: the session should warn and mark
-    the step suspect (with hardlink/symlink link types, the user's cache may be damaged).
-    With `before` (`input_stats` taken after the checkout), an unchanged fingerprint answers
-    [] without starting DVC (about 0.7 s saved per step); any change is confirmed by `dvc status`.
-    """
-    targets = ws.data_source_files() if isinstance(ws, DvcWorkspace) and ws.step_info.get("dvc") else []
-    if not targets:
-        return []
-    if before is not None and input_stats(ws) == before:
-        return []
-    res = run_dvc(ws.path, "status", "--json", *targets, env=ws.env(), timeout=ws.timeout)
-    try:
-        status = json.loads(res.stdout.strip() or "{}")
-    except ValueError:
-        return targets  # DVC could not tell: report every input as suspect rather than none
-    changed: set[str] = set()
-    for target, items in status.items():
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict):
-                for outs in item.values():
-                    if isinstance(outs, dict):
-                        changed.update(outs)
-            elif isinstance(item, str):
-                changed.add(target)
-    return sorted(changed)
 
 
 def _read_yaml(path: Path) -> Any:
@@ -445,12 +374,3 @@ def _failed_targets(output: str) -> set[str]:
 def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
-
-def _dev(path: Path) -> int | None:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        return os.stat(p).st_dev
-    except OSError:
-        return None
