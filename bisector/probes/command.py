@@ -203,8 +203,8 @@ class CommandProbe:
                        probe_from="commit")
         else:
             known = spec.get("frozen") if isinstance(spec.get("frozen"), Mapping) else None
-            place = place_of(command, user_cwd)
             frozen_command, frozen, frozen_data = freeze_command(command, user_cwd, frozen_dir, known)
+            place = place_of(command, user_cwd)  # after freeze_command: it parses the command first
             if place and frozen:
                 place = [[next(iter(frozen)), place[0][1]]]
             place = place if frozen and place else list(spec.get("place") or [])
