@@ -126,3 +126,25 @@ def shell_notes(specs: list[dict[str, Any]]) -> list[str]:
                        "and only its first script is frozen; pass it with --probe-shell (or `shell = true`) "
                        "to say so, or put the commands in one script")
     return out
+
+
+# The flags given on the command line, as the `start` event keeps them: (field, flag, default).
+_FLAGS = (
+    ("probe", "--probe", None), ("probe_timeout", "--timeout", None), ("build", "--build", None),
+    ("build_timeout", "--build-timeout", None), ("on_failure", "--on-failure", None),
+    ("first_parent", "--first-parent", False), ("paths", "PATHSPEC", []), ("noise", "--noise", None),
+    ("flaky", "--flaky", None), ("learn_noise", "--learn-noise", None), ("confidence", "--confidence", None),
+    ("max_steps", "--max-steps", None), ("axis", "--axis", "code"), ("code_rev", "--code-rev", None),
+    ("data_rev", "--data-rev", None), ("attribute", "--attribute", False), ("no_cache", "--no-cache", False),
+    ("env", "--env", None), ("reuse_from", "--from", None),
+)
+
+
+def given_flags(opts: Any) -> dict[str, Any]:
+    """The flags given on the command line (not their defaults), as the `start` event keeps them."""
+    out = {}
+    for name, _flag, default in _FLAGS:
+        value = getattr(opts, name)
+        if value != default and value is not None:
+            out[name] = list(value) if isinstance(value, (list, tuple)) else value
+    return out

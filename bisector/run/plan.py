@@ -28,11 +28,17 @@ from bisector.io.env import EnvSettings
 from bisector.io.git import git, repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
 from bisector.io.workspace import state_dir
-from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.logs import session_logs
+from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.read import find_unfinished, journal_dir, read_events
 from bisector.journal.writer import JOURNAL_DIR, check_state_folders
-from bisector.run.flags import changed_flags, check_jobs, relocated, shell_notes
+from bisector.run.flags import (
+    changed_flags,
+    check_jobs,
+    given_flags,
+    relocated,
+    shell_notes,
+)
 
 
 @dataclass
@@ -380,28 +386,6 @@ class Plan:
             # Workers that do not share this filesystem clone the code from here instead.
             **{k: v for k, v in table(self.file_config, "executor").items() if k in ("repo_url", "worker_cache")},
         }
-
-
-# The flags a resumed session compares with the ones it was started with: (field, flag, default).
-_FLAGS = (
-    ("probe", "--probe", None), ("probe_timeout", "--timeout", None), ("build", "--build", None),
-    ("build_timeout", "--build-timeout", None), ("on_failure", "--on-failure", None),
-    ("first_parent", "--first-parent", False), ("paths", "PATHSPEC", []), ("noise", "--noise", None),
-    ("flaky", "--flaky", None), ("learn_noise", "--learn-noise", None), ("confidence", "--confidence", None),
-    ("max_steps", "--max-steps", None), ("axis", "--axis", "code"), ("code_rev", "--code-rev", None),
-    ("data_rev", "--data-rev", None), ("attribute", "--attribute", False), ("no_cache", "--no-cache", False),
-    ("env", "--env", None), ("reuse_from", "--from", None),
-)
-
-
-def given_flags(opts: RunOptions) -> dict[str, Any]:
-    """The flags given on the command line (not their defaults), as the `start` event keeps them."""
-    out = {}
-    for name, _flag, default in _FLAGS:
-        value = getattr(opts, name)
-        if value != default and value is not None:
-            out[name] = list(value) if isinstance(value, (list, tuple)) else value
-    return out
 
 
 def same_bounds(repo: Path, opts: RunOptions, start: Mapping[str, Any]) -> bool:
