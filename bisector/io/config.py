@@ -60,6 +60,7 @@ class SearchTable(_Table):
     max_steps: Annotated[int, Meta(ge=1)] | None = None
     calibration_runs: Annotated[int, Meta(ge=1)] = 3
     noise_floor: Rate = 0.02
+    bounds: Literal["check", "lazy", "trust"] = "lazy"  # which bounds are probed (--trust-bounds: trust)
 
 
 class DvcTable(_Table):

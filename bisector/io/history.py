@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 from array import array
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,20 +14,8 @@ from bisector.core.dag import Revisions
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
 from bisector.io.data.history import data_revisions
-from bisector.io.git import GitError, commits, git, git_env, is_ancestor, resolve
+from bisector.io.git import GitError, git, git_env, is_ancestor, resolve
 from bisector.io.process import iter_line_batches
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    subject: str
-    author: str
-    date: str  # ISO 8601
-
-    @property
-    def short(self) -> str:
-        return self.sha[:10]
 
 
 def load_candidates(
@@ -179,12 +166,3 @@ def load_start_candidates(repo: Path, start: Mapping[str, Any]) -> Candidates:
     return Candidates(bad=shas[-1], goods=[good], parents=parents, paths=paths, axis=axis,
                       code_rev=start.get("code_rev") or shas[-1])
 
-
-def commit_info(repo: Path, shas: Iterable[str]) -> dict[str, Commit]:
-    """Metadata for many commits, read through one `git cat-file` (see io.git.commits)."""
-    return {sha: Commit(m.sha, m.subject, m.author, m.date) for sha, m in commits(repo, shas).items()}
-
-
-def show_stat(repo: Path, sha: str) -> str:
-    """`git show --stat` of a commit (the result's code diff summary)."""
-    return git(repo, "show", "--stat", "--format=", "--no-color", sha).strip("\n")

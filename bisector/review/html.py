@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from bisector.core.model import Status, Step, Verdict
 from bisector.io.git import repo_root
-from bisector.io.history import show_stat
+from bisector.io.commits import show_stat
 from bisector.journal.logs import PRUNED, log_exists
 from bisector.journal.read import SessionSummary, find_session
 from bisector.probes.base import is_number, main_number

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bisector.core.model import Status
 from bisector.io.git import git
-from bisector.io.history import commit_info, show_stat
+from bisector.io.commits import commit_info, show_stat
 from bisector.run.manual import Progress
 
 

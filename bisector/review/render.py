@@ -17,7 +17,7 @@ from rich.text import Text
 from bisector.core.model import Role, Status, Step, StepRequest, Verdict
 from bisector.io.data.history import data_diff, params_diff
 from bisector.io.git import parents as git_parents
-from bisector.io.history import commit_info, show_stat
+from bisector.io.commits import commit_info, show_stat
 from bisector.review.text import ROLE_LABEL, attribution_sentence, step_summary, warn
 from bisector.review.text import duration as _duration
 from bisector.review.text import rev_label as _rev_label

@@ -18,7 +18,7 @@ from bisector.io.data.files import flatten
 from bisector.io.data.history import data_diff, params_diff
 from bisector.io.git import git, repo_root
 from bisector.io.git import parents as git_parents
-from bisector.io.history import commit_info, show_stat
+from bisector.io.commits import commit_info, show_stat
 from bisector.journal.logs import PRUNED, log_exists
 from bisector.journal.read import SessionSummary, find_session
 from bisector.probes.base import is_number, main_number

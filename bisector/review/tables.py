@@ -19,7 +19,7 @@ from bisector.core.errors import JournalError
 from bisector.core.model import Status, Verdict
 from bisector.io.envcache import EnvCache
 from bisector.io.git import git_ok, repo_root
-from bisector.io.history import commit_info
+from bisector.io.commits import commit_info
 from bisector.journal.read import SessionSummary, find_session, list_journals, summarize
 from bisector.review.pins.store import load_pins
 from bisector.review.text import build_cell, rev_label, role_label, step_summary, warn

@@ -79,7 +79,8 @@ def start(options: RunOptions) -> Progress:
         opts = dataclasses.replace(options, probe="manual")
         plan = Plan.new(opts, load_file_config(repo), make_suite)
         writer = JournalWriter(plan.journal)
-        writer.append("start", **plan.start, manual=True)
+        # Both bounds are marked by hand as the session starts: the loop checks them (as replay does).
+        writer.append("start", **{**plan.start, "bounds": "check"}, manual=True)
         c = plan.candidates
         marks = [(c.bad, Role.BAD_BOUND, Verdict.BAD)] + [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods]
         for n, (key, role, verdict) in enumerate(marks, start=1):

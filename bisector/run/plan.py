@@ -260,7 +260,7 @@ class Plan:
         choices = {
             "data": {"materialize": materialize, "why": why,
                      "offline": bool(opts.offline or dvc_table.get("offline", False))},
-            "bounds": "trust" if opts.trust_bounds else "lazy",
+            "bounds": "trust" if opts.trust_bounds else str(search_table.get("bounds", "lazy")),
             "probe_from": opts.probe_from or "frozen",
         }
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)

@@ -126,6 +126,8 @@ def hanging_probe(tmp_path: Path, after: int, exec_: bool = True) -> Path:
 @pytest.mark.slow
 def test_sigkill_mid_round_then_resume(repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 60, culprit=37)
+    # These tests count the steps of the bounds round: both bounds are probed.
+    (repo.path / "bisector.toml").write_text('[search]\nbounds = "check"\n')
     dirty_user_state(repo)
     before = snapshot(repo.path)
     # After 4 runs (the bounds round and one search round) a probe of the next round hangs; the
@@ -162,6 +164,8 @@ def test_sigkill_mid_round_then_resume_leaves_no_process(repo: GitRepo, tmp_path
     # dash's `sh -c SCRIPT` forks: PDEATHSIG takes the step's group leader only, so the script and
     # its children outlive a SIGKILLed bisector until the next run prunes the stale worktree.
     shas = linear_history(repo, 12, culprit=6)
+    # These tests count the steps of the bounds round: both bounds are probed.
+    (repo.path / "bisector.toml").write_text('[search]\nbounds = "check"\n')
     probe = hanging_probe(tmp_path, after=2, exec_=exec_)
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "-j", "2"]
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from bisector.core.errors import GitError, UsageError
 from bisector.io.git import Blobs, parents, repo_root, show
-from bisector.io.history import commit_info
+from bisector.io.commits import commit_info
 from tests.fixtures.repos import GitRepo
 
 
