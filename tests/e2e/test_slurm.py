@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("dask_jobqueue")
 
 from tests.fixtures.cli import (
+    journals,
     BISECTOR,
     bisector,
     journal_events,
@@ -44,6 +45,9 @@ def _history(repo: GitRepo, n: int, culprit: int, config: str = CONFIG) -> list[
 
 def _session_jobs(slurm: Slurm, repo: GitRepo) -> list[str]:
     """Ids of the jobs of the repo's latest session that Slurm still queues or runs."""
+    if not journals(repo.path):  # the executor failed before the journal was written: any of ours
+        others = slurm.jobs("blocker")
+        return [j for j in slurm.jobs() if j not in others]
     session = journal_events(repo.path)[0]["session"]
     return list(slurm.jobs(f"bisector-{session}"))
 
