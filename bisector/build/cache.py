@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from bisector.io.lru import to_prune
 from bisector.io.data.files import load_yaml, lock_outputs
 from bisector.io.git import git
 from bisector.io.workspace import state_dir
@@ -208,18 +209,7 @@ class BuildCache:
         """Drop entries unused for `older_than` seconds, then least recently used ones until
         the total is at most `max_bytes`; also clear crash debris. Returns the dropped entries."""
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
-        entries = self.entries()
-        dropped: list[Entry] = []
-        if older_than is not None:
-            limit = time.time() - older_than
-            dropped += [e for e in entries if e.last_used < limit]
-        keep = [e for e in entries if e not in dropped]
-        if max_bytes is not None:
-            total = sum(e.size for e in keep)
-            while keep and total > max_bytes:
-                e = keep.pop(0)
-                dropped.append(e)
-                total -= e.size
+        dropped = to_prune(self.entries(), older_than, max_bytes)
         for e in dropped:
             self.remove(e.key)
         return dropped

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bisector.io.lru import to_prune
 from bisector.core.errors import BisectorError
 from bisector.io.workspace import state_dir
 
@@ -225,18 +226,7 @@ class EnvCache:
         """Drop entries unused for `older_than` seconds, then least recently used ones until the
         total is at most `max_bytes`; also clear crash debris. Returns the dropped entries."""
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
-        entries = self.entries()
-        dropped: list[EnvEntry] = []
-        if older_than is not None:
-            limit = time.time() - older_than
-            dropped += [e for e in entries if e.last_used < limit]
-        keep = [e for e in entries if e not in dropped]
-        if max_bytes is not None:
-            total = sum(e.size for e in keep)
-            while keep and total > max_bytes:
-                e = keep.pop(0)
-                dropped.append(e)
-                total -= e.size
+        dropped = to_prune(self.entries(), older_than, max_bytes)
         for e in dropped:
             self.remove(e.key)
         return dropped
