@@ -63,6 +63,20 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def threshold(evidence: Mapping[str, Any]) -> float | None:
+    """The limit an observation was held to (a metric condition's limit, a pass-rate threshold)."""
+    results = evidence.get("results")
+    if isinstance(results, list) and results and isinstance(results[0], Mapping) and is_number(results[0].get("limit")):
+        return float(results[0]["limit"])
+    for key in ("threshold", "min_pass_rate"):
+        if is_number(evidence.get(key)):
+            return float(evidence[key])
+    absolute = evidence.get("absolute")
+    if isinstance(absolute, Mapping) and is_number(absolute.get("max_rate")):
+        return float(absolute["max_rate"])
+    return None
+
+
 def main_number(observation: Observation) -> tuple[str, float] | None:
     """(name, value) of an observation's main number: value/rate/pass_rate/accuracy, a metric, or the exit code."""
     ev = observation.evidence

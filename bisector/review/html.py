@@ -21,7 +21,7 @@ from bisector.io.git import repo_root
 from bisector.io.commits import show_stat
 from bisector.journal.logs import PRUNED, log_exists
 from bisector.journal.read import SessionSummary, find_session
-from bisector.probes.base import is_number, main_number
+from bisector.probes.base import main_number, threshold
 from bisector.review.report import (
     ROLES, _build, _diff_rows, _first_parent, _subject_of, candidate_order, reproduce_command,
 )
@@ -47,20 +47,6 @@ def esc(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------ plot
-def threshold(evidence: Mapping[str, Any]) -> float | None:
-    """The limit an observation was held to (a metric condition's limit, a pass-rate threshold)."""
-    results = evidence.get("results")
-    if isinstance(results, list) and results and isinstance(results[0], Mapping) and is_number(results[0].get("limit")):
-        return float(results[0]["limit"])
-    for key in ("threshold", "min_pass_rate"):
-        if is_number(evidence.get(key)):
-            return float(evidence[key])
-    absolute = evidence.get("absolute")
-    if isinstance(absolute, Mapping) and is_number(absolute.get("max_rate")):
-        return float(absolute["max_rate"])
-    return None
-
-
 def plot_svg(order: list[str], steps: list[Step], culprit: str | None) -> str:
     """One inline SVG panel per probe: its main number at each probed candidate (oldest left)."""
     pos = {sha: i for i, sha in enumerate(order)}

@@ -21,7 +21,7 @@ from bisector.io.git import parents as git_parents
 from bisector.io.commits import commit_info, show_stat
 from bisector.journal.logs import PRUNED, log_exists
 from bisector.journal.read import SessionSummary, find_session
-from bisector.probes.base import is_number, main_number
+from bisector.probes.base import is_number, main_number, threshold
 from bisector.review.tables import status_of, utc
 from bisector.review.text import attribution_sentence
 
@@ -58,7 +58,10 @@ def plot_session(repo: Path, s: SessionSummary, png: Path) -> bool:
             m = main_number(o)
             if m is None:
                 continue
-            d = series.setdefault(o.probe, {"x": [], "y": [], "c": [], "label": m[0]})
+            d = series.setdefault(o.probe, {"x": [], "y": [], "c": [], "label": m[0], "limit": None})
+            lim = threshold(o.evidence)
+            if lim is not None:
+                d["limit"] = lim  # the last one: a relative rule's limit follows its baseline
             d["x"].append(x)
             d["y"].append(m[1])
             d["c"].append({Verdict.GOOD: "tab:green", Verdict.BAD: "tab:red"}.get(o.verdict, "tab:gray"))
@@ -69,6 +72,8 @@ def plot_session(repo: Path, s: SessionSummary, png: Path) -> bool:
         if d:
             ax.scatter(d["x"], d["y"], c=d["c"], zorder=3)
             ax.set_ylabel(d["label"])
+            if d["limit"] is not None:
+                ax.axhline(d["limit"], color="tab:orange", linestyle="-.", label=f"threshold {d['limit']:g}")
         ax.set_title(f"probe {name}", fontsize=10)
         ax.axvline(-1, color="tab:green", linestyle=":", label="good bound")
         ax.axvline(len(order) - 1, color="tab:red", linestyle=":", label="bad bound")

@@ -104,3 +104,17 @@ def _colors(png: Path) -> set[str]:
         if (abs(img - rgb).sum(axis=2) < 30).any():
             found.add(name)
     return found
+
+
+def test_the_markdown_reports_plot_draws_the_threshold(repo: GitRepo, tmp_path: Path) -> None:
+    """The PNG of `bisector report` (matplotlib) carries the metric's limit as a line, like the HTML plot."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    session(repo)
+    out = tmp_path / "report.md"
+    assert bisector(repo.path, "report", "-o", str(out)).returncode == 0
+    img = (matplotlib.image.imread(str(out.with_suffix(".png")))[:, :, :3] * 255).round().astype(int)
+    orange = (abs(img - (0xFF, 0x7F, 0x0E)).sum(axis=2) < 30)  # tab:orange, the threshold line
+    rows = orange.sum(axis=1)
+    assert rows.max() > img.shape[1] * 0.5, "no horizontal threshold line across the plot"
