@@ -170,7 +170,7 @@ class Workspace:
             # --bare: the refs as the user has them (branches, tags: `git describe` works), no
             # origin-tracking refs; --template=: none of the user's template hooks is copied.
             git(self.session_dir, "clone", "--quiet", "--shared", "--no-checkout", "--bare", "--template=",
-                str(source), str(self.git_dir))
+                str(source), str(self.git_dir), config=SEALED)
             self._seal(source)
             self._git("checkout", "--quiet", "--force", "--detach", first_rev)
         except GitError as exc:
