@@ -89,7 +89,7 @@ def main(verbose: bool) -> None:
     """Find the commit (or data revision) that broke a model, by binary search.
 
     bisector tests revisions between a known-good and a broken one in an isolated
-    git worktree (your checkout is never touched), builds each one, runs a probe,
+    private clone (your checkout is never touched), builds each one, runs a probe,
     and writes every step to a journal under .bisector/ so a killed run resumes.
     """
 
@@ -111,7 +111,7 @@ def main(verbose: bool) -> None:
 )
 @click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Steps to run at once, each in its own worktree.")
+              help="Steps to run at once, each in its own clone.")
 @click.option("--executor", metavar="URL", envvar="DASK_SCHEDULER_ADDRESS",
               help="Where steps run: local (default), dask://HOST:PORT (needs bisector[dask]) "
                    "or slurm (needs bisector[slurm]; see [executor] in docs/parallel.md).")
@@ -246,7 +246,7 @@ def log(session: str | None, repo: str) -> None:
 @click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
 @_handle_errors
 def reset(repo: str) -> None:
-    """Drop the unfinished session and remove its worktree (journals are kept)."""
+    """Drop the unfinished session and remove its clone (journals are kept)."""
     from bisector.run.session import reset as do_reset
 
     dropped = do_reset(Path(repo))
