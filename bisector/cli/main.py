@@ -19,7 +19,8 @@ Exit codes:
   1    no single culprit: candidates listed, the bounds do not
        reproduce, or the probe aborted
   2    usage or input error (bad revision, missing probe, ...)
-  130  interrupted (Ctrl-C); run `bisector run` again to resume
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP); run `bisector run`
+       again to resume
 """
 
 
@@ -49,7 +50,10 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"Error: {os_error_line(exc)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("Interrupted: the journal is saved; run `bisector run` again to resume.", err=True)
+            try:  # after a SIGHUP the terminal may be gone
+                click.echo("Interrupted: the journal is saved; run `bisector run` again to resume.", err=True)
+            except OSError:
+                pass
             sys.exit(130)
 
     return wrapper
@@ -85,7 +89,7 @@ def main(verbose: bool) -> None:
     """Find the commit (or data revision) that broke a model, by binary search.
 
     bisector tests revisions between a known-good and a broken one in an isolated
-    git worktree (your checkout is never touched), builds each one, runs a probe,
+    private clone (your checkout is never touched), builds each one, runs a probe,
     and writes every step to a journal under .bisector/ so a killed run resumes.
     """
 
@@ -107,7 +111,7 @@ def main(verbose: bool) -> None:
 )
 @click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Steps to run at once, each in its own worktree.")
+              help="Steps to run at once, each in its own clone.")
 @click.option("--executor", metavar="URL", envvar="DASK_SCHEDULER_ADDRESS",
               help="Where steps run: local (default), dask://HOST:PORT (needs bisector[dask]) "
                    "or slurm (needs bisector[slurm]; see [executor] in docs/parallel.md).")
@@ -166,6 +170,7 @@ def run(pin_good: str | None, as_json: bool, quiet: bool, probe_shell: str | Non
     if pin_good is not None and not NAME_RE.match(pin_good):
         raise UsageError(f"invalid pin name {pin_good!r} for --pin-good: use letters, digits, '-' and '_' only")
     _sigterm_as_interrupt()
+    _quiet_pipe()
     if params["repo"] != ".":
         # As `git -C DIR`: run as if started in DIR (the probe script is frozen from there).
         try:
@@ -241,7 +246,7 @@ def log(session: str | None, repo: str) -> None:
 @click.option("-C", "repo", default=".", type=click.Path(file_okay=False), help="Run in this repository.")
 @_handle_errors
 def reset(repo: str) -> None:
-    """Drop the unfinished session and remove its worktree (journals are kept)."""
+    """Drop the unfinished session and remove its clone (journals are kept)."""
     from bisector.run.session import reset as do_reset
 
     dropped = do_reset(Path(repo))
@@ -344,9 +349,53 @@ _register_extra_commands()
 
 
 def _sigterm_as_interrupt() -> None:
-    """SIGTERM ends a run like Ctrl-C: steps are killed, the journal kept, the worktree removed."""
+    """SIGTERM and SIGHUP (the terminal closed) end a run like Ctrl-C: steps are killed, the
+    journal kept, the clone removed, exit 130."""
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+class QuietPipe:
+    """sys.stdout that outlives its reader: once a write fails with EPIPE (`bisector run | head
+    -1`), stdout becomes /dev/null and the run goes on to its end (journal, clean-up, exit code)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def _closed(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())  # what is still buffered goes nowhere
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _quiet_pipe() -> None:
+    """Install QuietPipe on a real stdout (not under click's test runner)."""
+    if isinstance(sys.stdout, QuietPipe):
+        return
+    try:
+        sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    sys.stdout = QuietPipe(sys.stdout)

@@ -9,8 +9,7 @@ and the candidate graph (`rev-list --parents`, fast at 100k commits) stay on the
 from __future__ import annotations
 
 import codecs
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from bisector.core.errors import GitError, UsageError
-from bisector.io.process import capture
+from bisector.io.process import capture, seal_environ, sealed_env
 
 if TYPE_CHECKING:  # pragma: no cover
     import git as gitpython
@@ -28,14 +27,21 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
 
 
 def git_env() -> dict[str, str]:
-    env = dict(os.environ)
+    """Our environment for git: no GIT_* variable that locates a repository (`sealed_env`)."""
+    env = sealed_env()
     env.update(_ENV)
     return env
 
 
-def git(repo: Path | str, *args: str, input: str | None = None, check: bool = True) -> str:
-    """Run `git -C repo args...` and return stdout; raise GitError with git's message on failure."""
-    res = capture(["git", "-C", str(repo), *args], cwd=repo, input=input, env=git_env())
+def git(repo: Path | str, *args: str, input: str | None = None, check: bool = True,
+        git_dir: Path | None = None, config: Sequence[str] = ()) -> str:
+    """Run `git -C repo args...` and return stdout; raise GitError with git's message on failure.
+
+    With `git_dir`, `repo` is the work tree: `git --git-dir=GIT_DIR --work-tree=REPO args...`,
+    whatever `.git` in the work tree says. `config`: `-c key=value` settings for this call."""
+    where = ["-C", str(repo)] if git_dir is None else [f"--git-dir={git_dir}", f"--work-tree={repo}"]
+    opts = [arg for kv in config for arg in ("-c", kv)]
+    res = capture(["git", *where, *opts, *args], cwd=repo, input=input, env=git_env())
     if check and res.returncode != 0:
         msg = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise GitError(f"git {args[0]} failed: {msg}")
@@ -47,9 +53,15 @@ def git_ok(repo: Path | str, *args: str) -> bool:
 
 
 def repo_root(path: Path | str) -> Path:
-    """The top of the working tree containing `path`, or a UsageError."""
+    """The top of the working tree containing `path`, or a UsageError.
+
+    Found from `path` alone, as git finds it with no GIT_* variable: an exported GIT_DIR,
+    GIT_WORK_TREE, GIT_INDEX_FILE... (inside a git hook, an editor) is removed from our
+    environment first (`seal_environ`), so neither this lookup, nor gitpython's readers, nor any
+    process we start afterwards reads or writes another repository, index or work tree."""
     import git as gitpython  # gitpython: kept out of `bisector --help`
 
+    seal_environ()
     p = Path(path).resolve()
     if not p.is_dir():
         raise UsageError(f"not a directory: {p}")

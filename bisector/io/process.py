@@ -1,4 +1,10 @@
-"""The one place that runs subprocesses: own process group, log file, timeout, no orphans."""
+"""The one place that runs subprocesses: own process group, log file, timeout, no orphans.
+
+Every process started here gets a sealed environment (`sealed_env`: no variable that points git
+at another repository, index or object store) and, during a session, the session's marker
+(`BISECTOR_SESSION`, `BISECTOR_STATE`), by which the next start or the end of the run finds and
+kills whatever a step left behind (`kill_marked`), daemons included.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,51 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import psutil
+
+# Variables that tell git which repository, index, object store or config to use instead of the
+# ones it finds from its working directory (`git rev-parse --local-env-vars`), and the limits of
+# that discovery. Exported inside a git hook or by an editor, they would point our git calls, and
+# the builds and probes, at the user's checkout: no process we start ever gets them.
+GIT_LOCATION_VARS = frozenset({
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR", "GIT_IMPLICIT_WORK_TREE", "GIT_PREFIX", "GIT_INTERNAL_SUPER_PREFIX", "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE", "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_NAMESPACE",
+    "GIT_QUARANTINE_PATH", "GIT_INDEX_VERSION",
+})
+
+# The environment marker of the steps of the running session: {} outside a session.
+MARKER, MARKER_STATE = "BISECTOR_SESSION", "BISECTOR_STATE"
+_marker: dict[str, str] = {}
+
+
+def sealed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: our environment) without the GIT_* variables that locate a repository
+    (GIT_LOCATION_VARS, and the GIT_CONFIG_KEY_n/VALUE_n pairs of GIT_CONFIG_COUNT)."""
+    env = dict(os.environ if base is None else base)
+    for key in [k for k in env if k in GIT_LOCATION_VARS or k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
+        del env[key]
+    return env
+
+
+def seal_environ() -> None:
+    """Remove the repository-locating GIT_* variables from our own environment too: libraries
+    that start git themselves (gitpython's readers) inherit it."""
+    for key in set(os.environ) - set(sealed_env()):
+        os.environ.pop(key, None)
+
+
+def mark_processes(session: str | None, state: Path | str | None = None) -> None:
+    """From now on, every process `run_process` and `capture` start carries the marker of
+    `session` in repository state folder `state` (None: no marker)."""
+    _marker.clear()
+    if session is not None and state is not None:
+        _marker.update({MARKER: session, MARKER_STATE: os.path.realpath(state)})
+
+
+def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    return {**sealed_env(env), **_marker}
+
 
 # Process groups of the steps running now (worker threads run several at once), so an
 # interrupt in the main thread can stop them all.
@@ -80,7 +131,8 @@ def run_process(
     """Run `cmd` in its own session; kill its whole process group on timeout or on exit.
 
     Output (stdout and stderr together) goes to `log_path` if given, else is captured.
-    `env` replaces the environment when given (callers merge with os.environ themselves).
+    `env` replaces the environment when given (callers merge with os.environ themselves); the
+    GIT_* variables that locate a repository are removed from it and the marker is added.
     """
     log = Path(log_path) if log_path is not None else None
     if log is not None:
@@ -97,7 +149,7 @@ def run_process(
         proc = subprocess.Popen(
             _die_with_parent(args),
             cwd=os.fspath(cwd),
-            env=dict(env) if env is not None else None,
+            env=_child_env(env),
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -149,7 +201,7 @@ def iter_line_batches(
     proc = subprocess.Popen(
         list(cmd),
         cwd=os.fspath(cwd),
-        env=dict(env) if env is not None else None,
+        env=sealed_env(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -199,7 +251,7 @@ def capture(
         list(cmd),
         cwd=os.fspath(cwd),
         input=input,
-        env=dict(env) if env is not None else None,
+        env=_child_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -244,3 +296,62 @@ def kill_under(path: Path | str) -> list[int]:
     if killed:
         time.sleep(0.05)  # let the kernel reap them before the caller removes the folder
     return killed
+
+
+def marked(state: Path | str) -> list[psutil.Process]:
+    """Live processes of this user carrying the marker of repository state folder `state`
+    (steps, and whatever they started: daemons keep the environment they were started with)."""
+    want, me, uid = os.path.realpath(state), os.getpid(), os.getuid()
+    mine = {me, *(p.pid for p in _ancestors())}
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in mine:
+            continue
+        try:
+            if proc.uids().real != uid or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(MARKER_STATE) == want:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def kill_marked(state: Path | str, rounds: int = 20) -> list[int]:
+    """SIGKILL every process carrying the marker of repository state folder `state`, until none is
+    left (a process forking meanwhile is caught by the next round). Call it with the repository
+    lock held: then no session of this repository runs, and every marked process is a leftover
+    (of a SIGKILLed bisector on the next start, or a daemon a probe left at the end of a run)."""
+    killed: list[int] = []
+    for _ in range(rounds):
+        procs = marked(state)
+        if not procs:
+            break
+        for proc in procs:
+            try:
+                proc.kill()
+                killed.append(proc.pid)
+            except (psutil.Error, OSError):
+                pass
+        _wait_gone(procs, timeout=1.0)
+    return killed
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
+    """Until each process is gone or a zombie (not our children: nothing to reap here)."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        while time.monotonic() < deadline:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except (psutil.Error, OSError):
+                break
+            time.sleep(0.01)
+
+
+def _ancestors() -> list[psutil.Process]:
+    try:
+        return psutil.Process().parents()
+    except (psutil.Error, OSError):
+        return []

@@ -1,8 +1,17 @@
-"""The isolated workspace: one detached git worktree per session, outside the user's tree.
+"""The isolated workspace: a private clone per session (per local slot, per worker).
 
-Invariant: nothing here writes the user's working tree, index, HEAD or stash. Every
-command runs with `-C <worktree>`, except `git worktree add/remove/prune`, which only
-touch `.git/worktrees/` and are undone on close (and on the next start after a crash).
+`<dir>/git` is a `git clone --shared --no-checkout --bare` of the user's repository: its objects
+are borrowed through `objects/info/alternates` (nothing copied), its refs are its own. `<dir>/wt`
+is its work tree, whose `.git` is a file `gitdir: <dir>/git`. Builds and probes run in `wt`: a
+`git stash`, `git config`, `git commit` or `git gc` there changes the clone only, and nothing of
+the user's checkout (sparse-checkout, hooks, `core.worktree`, config) is inherited.
+
+Our own git calls name both folders (`--git-dir`, `--work-tree`) and pass `SEALED` on the command
+line, so a `.git` or a config that a probe rewrote cannot redirect them; `repair_git` puts the
+`.git` link, the clone's config and alternates back before every step.
+
+Invariant: nothing here writes the user's repository: no `git worktree`, nothing under its git
+folder but `bisector/` (where the clones live), nothing in its working tree, index or refs.
 """
 
 from __future__ import annotations
@@ -18,9 +27,14 @@ from bisector.core.errors import GitError, LockedError, UsageError
 from bisector.io.git import git, git_common_dir
 from bisector.io.process import kill_under
 
+# Settings of every git call in a clone, and of the clone's own config (what a probe's git reads):
+# no hook of the user's runs (`core.hooksPath` of the global config, `init.templateDir`), no
+# sparse checkout, no fsmonitor daemon, no automatic gc while we check out.
+SEALED = (f"core.hooksPath={os.devnull}", "core.sparseCheckout=false", "core.fsmonitor=false", "gc.auto=0")
+
 
 def state_dir(repo: Path) -> Path:
-    """Disposable state (worktrees, logs, build cache): inside the repository's .git folder."""
+    """Disposable state (clones, logs, build cache): inside the repository's .git folder."""
     return git_common_dir(repo) / "bisector"
 
 
@@ -82,26 +96,51 @@ class RepoLock:
 
 
 def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> list[Path]:
-    """Remove worktrees left behind by crashed sessions. Call with the repo lock held."""
+    """Remove the clones left behind by crashed sessions (killing what still runs in them), and
+    the worktree registrations an older bisector made. Call with the repo lock held."""
     removed = []
     if sessions_dir.is_dir():
         keep_set = {p.resolve() for p in keep}
-        # <session>/wt, <session>/slot-N/wt (local workers), <session>/remote/wPID/wt (engine workers)
-        worktrees = [*sessions_dir.glob("*/wt"), *sessions_dir.glob("*/*/wt"), *sessions_dir.glob("*/*/*/wt")]
-        for wt in sorted(worktrees):
-            if wt.parent.resolve() in keep_set or not wt.is_dir():
+        # <session>/, <session>/slot-N/ (local slots), <session>/remote/wPID/ (engine workers)
+        roots = {p.parent for depth in ("*", "*/*", "*/*/*") for name in ("wt", "git")
+                 for p in sessions_dir.glob(f"{depth}/{name}")}
+        for root in sorted(roots):
+            if root.resolve() in keep_set:
                 continue
-            kill_under(wt)  # steps a SIGKILLed bisector left running (their own sessions)
-            git(repo, "worktree", "remove", "--force", str(wt), check=False)
-            shutil.rmtree(wt, ignore_errors=True)
-            shutil.rmtree(wt.parent / "dvc-site", ignore_errors=True)
-            removed.append(wt)
-    git(repo, "worktree", "prune", check=False)
+            if (root / "wt").is_dir():
+                kill_under(root / "wt")  # steps a SIGKILLed bisector left running (their own sessions)
+            remove_checkout(root)
+            removed.append(root / "wt")
+    forget_old_worktrees(repo, sessions_dir)
     return removed
 
 
+def remove_checkout(root: Path) -> None:
+    """Remove the clone at `root` (`wt`, `git`, the DVC site cache): plain folders, no git call."""
+    for name in ("wt", "git", "dvc-site"):
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
+def forget_old_worktrees(repo: Path, under: Path) -> None:
+    """Drop the `.git/worktrees/<name>` entries whose worktree lies in `under` (made by a bisector
+    that used linked worktrees and crashed). Only ours: `git worktree prune` would also forget the
+    user's worktrees on an unmounted disk."""
+    admin = git_common_dir(repo) / "worktrees"
+    if not admin.is_dir():
+        return
+    root = os.path.realpath(under) + os.sep
+    for entry in admin.iterdir():
+        try:
+            target = os.path.realpath((entry / "gitdir").read_text().strip())
+        except OSError:
+            continue
+        if target.startswith(root):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 class Workspace:
-    """A detached worktree at `<session_dir>/wt`, reused for every step of the session."""
+    """A private clone: work tree `<session_dir>/wt`, git dir `<session_dir>/git`, reused for every
+    step of the session."""
 
     # Files a step keeps across `git clean` (tool-written config, e.g. DVC's config.local).
     keep: tuple[str, ...] = ()
@@ -110,8 +149,10 @@ class Workspace:
         self.repo = repo
         self.session_dir = session_dir
         self.path = session_dir / "wt"
+        self.git_dir = session_dir / "git"
         self.current: str | None = None
         self.step_info: dict[str, object] = {}  # what the last checkout did (for the journal)
+        self._sealed: dict[str, bytes] = {}  # clone files as open() left them (repair_git restores them)
 
     def env(self) -> dict[str, str]:
         """Extra environment for the build and probes in this workspace."""
@@ -123,22 +164,83 @@ class Workspace:
 
     def open(self, first_rev: str) -> None:
         self.session_dir.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            git(self.repo, "worktree", "remove", "--force", str(self.path), check=False)
-            shutil.rmtree(self.path, ignore_errors=True)
-        git(self.repo, "worktree", "prune", check=False)
+        remove_checkout(self.session_dir)
         try:
-            git(self.repo, "worktree", "add", "--detach", "--force", str(self.path), first_rev)
+            source = git_common_dir(self.repo)
+            # --bare: the refs as the user has them (branches, tags: `git describe` works), no
+            # origin-tracking refs; --template=: none of the user's template hooks is copied.
+            git(self.session_dir, "clone", "--quiet", "--shared", "--no-checkout", "--bare", "--template=",
+                str(source), str(self.git_dir), config=SEALED)
+            self._seal(source)
+            self._git("checkout", "--quiet", "--force", "--detach", first_rev)
         except GitError as exc:
             raise UsageError(f"cannot create the workspace {self.path}: {exc}") from None
         self.current = first_rev
 
+    def _seal(self, source: Path) -> None:
+        """The clone's config: its own core (no longer bare) and extensions, no remote, SEALED."""
+        config = self.git_dir / "config"
+        kept, section = [], ""
+        for line in config.read_text().splitlines():
+            if line.startswith("["):
+                section = line.split()[0].strip("[]").lower()
+            if section in ("core", "extensions") and line.strip() != "bare = true":
+                kept.append(line)
+        sealed: dict[str, dict[str, str]] = {}
+        for kv in SEALED:
+            key, value = kv.split("=", 1)
+            name, _, var = key.rpartition(".")
+            sealed.setdefault(name, {})[var] = value
+        if (source / "lfs").is_dir():  # git-lfs objects stay shared, as a linked worktree had them
+            sealed["lfs"] = {"storage": str(source / "lfs")}
+        kept.append("[core]\n\tbare = false")
+        kept += [f"[{name}]\n" + "".join(f"\t{k} = {v}\n" for k, v in items.items()).rstrip("\n")
+                 for name, items in sealed.items()]
+        config.write_text("\n".join(kept) + "\n")
+        self._sealed = {rel: (self.git_dir / rel).read_bytes()
+                        for rel in ("config", "objects/info/alternates") if (self.git_dir / rel).is_file()}
+        self.repair_git()
+
+    def _git(self, *args: str) -> str:
+        """git in the clone: both folders named, SEALED on the command line."""
+        return git(self.path, *args, git_dir=self.git_dir, config=SEALED)
+
+    def repair_git(self) -> list[str]:
+        """Put back what a build or probe may have changed in the clone's plumbing: the work
+        tree's `.git` (deleted, made a folder or a symlink, or pointed at another repository),
+        the clone's config and alternates, an `index.lock` left by a killed git. Returns what
+        was repaired."""
+        repaired = []
+        self.path.mkdir(parents=True, exist_ok=True)
+        link = self.path / ".git"
+        want = f"gitdir: {self.git_dir}\n"
+        if link.is_symlink() or not link.is_file() or _read(link) != want.encode():
+            if link.is_dir() and not link.is_symlink():
+                shutil.rmtree(link)
+            else:
+                link.unlink(missing_ok=True)
+            link.write_text(want)
+            repaired.append(".git")
+        for rel, data in self._sealed.items():
+            path = self.git_dir / rel
+            if path.is_symlink() or _read(path) != data:
+                path.unlink(missing_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                repaired.append(rel)
+        lock = self.git_dir / "index.lock"
+        if lock.exists():
+            lock.unlink()
+            repaired.append("index.lock")
+        return repaired
+
     def checkout(self, rev: str) -> None:
-        """Make the worktree exactly `rev`: forced checkout, then remove everything untracked."""
-        git(self.path, "checkout", "--quiet", "--force", "--detach", rev)
+        """Make the work tree exactly `rev`: forced checkout, then remove everything untracked."""
+        self.repair_git()
+        self._git("checkout", "--quiet", "--force", "--detach", rev)
         keep = [*self.keep, *("/" + p.strip("/") for p in self.keep_paths(rev))]
         excludes = [arg for k in keep for arg in ("-e", k)]
-        git(self.path, "clean", "-ffdxq", *excludes)
+        self._git("clean", "-ffdxq", *excludes)
         self.current = rev
 
     def keep_paths(self, rev: str) -> list[str]:
@@ -146,7 +248,11 @@ class Workspace:
         return []
 
     def close(self) -> None:
-        if self.path.exists():
-            git(self.repo, "worktree", "remove", "--force", str(self.path), check=False)
-            shutil.rmtree(self.path, ignore_errors=True)
-        git(self.repo, "worktree", "prune", check=False)
+        remove_checkout(self.session_dir)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

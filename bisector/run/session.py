@@ -36,6 +36,7 @@ from bisector.io.data.choice import describe as describe_choices
 from bisector.io.env import describe_cache, env_changed
 from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
+from bisector.io.process import kill_marked, mark_processes
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
 from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
@@ -170,13 +171,18 @@ class Session:
         lock = RepoLock(self.state / "lock")
         lock.acquire()
         try:
+            # Before anything else: what a SIGKILLed run of this repository left (steps, daemons).
+            kill_marked(self.state)
             return self._run_locked()
         finally:
+            mark_processes(None)
+            kill_marked(self.state)  # what the steps left running (a probe's daemons), however the run ends
             lock.release()
 
     def _run_locked(self) -> SessionResult:
         started = time.monotonic()
         plan = self.plan = Plan.open(self.options, self.suite_factory)
+        mark_processes(plan.session, self.state)  # every process started from now on carries it
         for note in plan.notes:
             self.handler.on_message(note)
         if plan.build.env is not None and plan.build.env.active:
@@ -312,12 +318,14 @@ class Session:
 
 
 def reset(repo_path: Path) -> list[str]:
-    """Drop the unfinished session (its journal is kept, marked as reset) and all worktrees."""
+    """Drop the unfinished session (its journal is kept, marked as reset), its clones and what
+    its steps left running."""
     repo = repo_root(repo_path)
     state = state_dir(repo)
     lock = RepoLock(state / "lock")
     lock.acquire()
     try:
+        kill_marked(state)
         dropped = set_aside_unreadable(repo)  # reset always works: a corrupt journal is moved aside
         path = find_unfinished(repo)
         if path is not None:

@@ -24,8 +24,8 @@ from typing import Any, Iterator, Sequence
 
 from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult
-from bisector.io.git import git
 from bisector.io.process import kill_under
+from bisector.io.workspace import remove_checkout
 from bisector.journal.codec import decode_result
 from bisector.run.executors.dask_worker import (
     clean_worker,
@@ -224,12 +224,9 @@ class DaskExecutor:
         return {k: self.spec_base[k] for k in keys if k in self.spec_base}
 
     def _remove_worktrees(self) -> None:
-        """Remove `workspace_dir/w<pid>/wt` worktrees of the user's repo (same-filesystem workers)."""
-        repo = Path(self.spec_base["repo"])
+        """Remove the workers' clones `workspace_dir/w<pid>/` (same-filesystem workers)."""
         if not self.workspace_dir.is_dir():
             return
         for wt in sorted(self.workspace_dir.glob("*/wt")):
-            git(repo, "worktree", "remove", "--force", str(wt), check=False)
-            shutil.rmtree(wt, ignore_errors=True)
+            remove_checkout(wt.parent)
         shutil.rmtree(self.workspace_dir, ignore_errors=True)
-        git(repo, "worktree", "prune", check=False)

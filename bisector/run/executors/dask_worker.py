@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bisector.core.errors import UsageError
-from bisector.io.git import git
 from bisector.io.process import capture, kill_under
-from bisector.io.workspace import flock
+from bisector.io.workspace import flock, remove_checkout
 from bisector.run.step import open_workspace, run_step
 
 
@@ -147,14 +146,12 @@ def stop_worker_steps(spec: dict[str, Any]) -> list[int]:
 
 
 def clean_worker(spec: dict[str, Any]) -> None:
-    """Runs on each worker (client.run) with `repo_url`: remove the session's worktrees and files there."""
+    """Runs on each worker (client.run) with `repo_url`: remove the session's clones and files there."""
     local = worker_spec(spec)
     workspace_dir = Path(local["workspace_dir"])
     kill_under(str(workspace_dir))
-    clone = Path(local["repo"])
-    if workspace_dir.is_dir() and clone.is_dir():
+    if workspace_dir.is_dir():
         with flock(workspace_dir / ".lock"):
             for wt in sorted(workspace_dir.glob("*/wt")):
-                git(clone, "worktree", "remove", "--force", str(wt), check=False)
-            git(clone, "worktree", "prune", check=False)
+                remove_checkout(wt.parent)
     shutil.rmtree(workspace_dir.parent, ignore_errors=True)  # <cache>/sessions/<id>
