@@ -51,10 +51,12 @@ from bisector.io.data.files import (
     load_yaml,
     lock_output_inputs,
     matches_paths,
+    path_stats,
     read_worktree_dvcfile,
     uncached_outputs,
 )
 from bisector.core.errors import UsageError
+from bisector.io.clone import clone_file
 from bisector.io.git import git, git_ok
 from bisector.io.workspace import Workspace
 
@@ -115,6 +117,10 @@ class DvcWorkspace(Workspace):
         self._declared: set[str] = set()  # every output its dvc.yaml files declare
         self._unfetchable: set[str] = set()  # hashes a `dvc fetch` of this session could not bring
         self._last_fetch: tuple[str, int] = ("", 0)  # output and exit code of the last `dvc fetch`
+        self._pending: str | None = None  # the revision whose data a deferred checkout left to do
+        # input path -> (hash, path_stats) right after a checkout that wrote it: while both still
+        # hold, the input is in place and a step needs no `dvc checkout` for it.
+        self._fresh: dict[str, tuple[str, tuple[tuple[str, int, int, int], ...]]] = {}
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -136,14 +142,17 @@ class DvcWorkspace(Workspace):
         return dvc_env(self.site_cache_dir)
 
     # ---------------------------------------------------------------- step
-    def checkout(self, rev: str, data_rev: str | None = None) -> None:
+    def checkout(self, rev: str, data_rev: str | None = None, *, defer_data: bool = False) -> None:
         """Make the worktree code `rev` with the data of `data_rev` (default: `rev`'s own data).
 
-        Raises DataUnavailable when an input cannot be had, or when `rev` or `data_rev`
+        With `defer_data`, only the code and the `.dvc` files are put in place: the caller
+        then calls `materialize` (a step does, once it knows whether the build cache holds its
+        outputs). Raises DataUnavailable when an input cannot be had, or when `rev` or `data_rev`
         predates `dvc init` while the other does not (NOT_COMBINABLE). A commit before
         `dvc init` alone is code-only: no dvc call at all.
         """
         self._keep_revs = [r for r in (rev, data_rev) if r]
+        self._pending = None
         super().checkout(rev)
         self.data_rev = None
         self._sources, self._outputs = {}, {}
@@ -168,10 +177,10 @@ class DvcWorkspace(Workspace):
             info.update(self._overlay(data_rev, reader))
             self.data_rev = data_rev
             info["data_rev"] = data_rev
-        info.update(self._materialize(rev))
-        if self.offline:
-            info["offline"] = self.offline
         self.step_info = info
+        self._pending = rev
+        if not defer_data:
+            self.materialize()
 
     def keep_paths(self, rev: str) -> list[str]:
         """The data inputs of the step's revisions survive `git clean -x`: `dvc checkout --force`
@@ -208,26 +217,96 @@ class DvcWorkspace(Workspace):
     def _on_axis(self, dvcfile: str, doc: Any) -> bool:
         return matches_paths([dvcfile, *dvcfile_inputs(dvcfile, doc)], self.data_paths)
 
-    def _materialize(self, rev: str) -> dict[str, Any]:
+    # ------------------------------------------------- data materialization
+    def materialize(self, outputs: bool = True) -> None:
+        """Put the data of the last (deferred) `checkout` in place; a no-op when there is none.
+
+        `outputs=False`: the build cache restores the stage outputs, so only the data inputs
+        are needed, and only those not already in place (`_fresh`): a warm step whose inputs
+        did not change runs no dvc command at all. Raises DataUnavailable.
+        """
+        rev, self._pending = self._pending, None
+        if rev is None:
+            return
+        self.step_info.update(self._materialize(rev, outputs))
+        if self.offline:
+            self.step_info["offline"] = self.offline
+
+    def _place(self, i: DataInput) -> bool:
+        """Copy (reflink where possible) input `i` from the DVC cache into the worktree, as
+        `dvc checkout` does with the link types `reflink,copy`, without starting DVC. Only a
+        file, or a folder that is not there yet (`dvc checkout` updates an existing one in
+        place); False when not done (other link types, an object missing, unknown hash)."""
+        if self.link_types[0] not in ("reflink", "copy") or not self._in_cache(i):
+            return False
+        objs = self._objects(i)
+        target = self.path / i.path
+        if objs is None or (i.is_dir and (target.exists() or target.is_symlink())):
+            return False
+        try:
+            if not i.is_dir:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                target.unlink(missing_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                clone_file(objs[0], target)
+                return True
+            entries = json.loads(objs[0].read_text())
+            for e, obj in zip(entries, objs[1:]):
+                dst = target / e["relpath"]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                clone_file(obj, dst)
+            return True
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # `dvc checkout --force` makes it right
+
+    def _is_fresh(self, i: DataInput) -> bool:
+        return self._fresh.get(i.path) == (i.hash, path_stats(self.path, i.path))
+
+    def _mark_fresh(self) -> None:
+        self._fresh = {}
+        for i in self.inputs().values():
+            stats = path_stats(self.path, i.path)
+            if stats:
+                self._fresh[i.path] = (i.hash, stats)
+
+    def _materialize(self, rev: str, outputs: bool = True) -> dict[str, Any]:
         """`dvc checkout --force`, with a `dvc fetch` first when the cache lacks an object.
 
         Usually one dvc call (~0.4 s); two when something must be fetched. Objects a fetch
-        could not bring are remembered and not fetched again in this session.
+        could not bring are remembered and not fetched again in this session. Without
+        `outputs`, only the data inputs not in place are checked out (their `.dvc` files as
+        targets), and nothing is run when all are (`info["checkout"]`: all | inputs | none).
         """
         env = self.env()
         info: dict[str, Any] = {"fetched": False}
-        wanted = {**self._outputs, **self.inputs()}
+        if outputs:
+            wanted, targets = {**self._outputs, **self.inputs()}, []
+        else:
+            stale = {p: i for p, i in self.inputs().items() if not self._is_fresh(i)}
+            placed = [p for p, i in stale.items() if self._place(i)]
+            wanted = {p: i for p, i in stale.items() if p not in placed}
+            targets = sorted({i.source for i in wanted.values()})
+            if placed:
+                info["placed"] = placed
+            if not wanted:
+                self._mark_fresh()
+                info["checkout"] = "none"
+                return info
+        info["checkout"] = "all" if outputs else "inputs"
         absent = [i for i in wanted.values() if not self._in_cache(i)]
         if any(i.hash not in self._unfetchable for i in absent):
             self._fetch(env, wanted, info)
         if self.verify:
             self._verify_objects(self.inputs().values(), rev)
-        res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
+        self._fresh = {}
+        res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode != 0 and not info["fetched"] and any(self._objects(i) is None for i in wanted.values()):
             # Hashes we cannot look up in the cache (cloud-versioned outputs): fetch and retry.
             self._fetch(env, wanted, info)
-            res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
+            res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode == 0:
+            self._mark_fresh()
             return info
         fetch_out, fetch_rc = self._last_fetch
         failed = _failed_targets(res.stdout + res.stderr)
@@ -241,6 +320,7 @@ class DvcWorkspace(Workspace):
         # Stage outputs that are nowhere are fine: the build (dvc repro) makes them again.
         if failed and all(_under(f, [*self._outputs, *self._declared]) for f in failed):
             info["missing_outputs"] = sorted(failed)
+            self._mark_fresh()
             return info
         last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
