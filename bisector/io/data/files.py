@@ -306,22 +306,6 @@ def data_source_files(files: Mapping[str, str], reader: InputReader) -> list[str
     return [p for p in sorted(files) if is_dvcfile(p) and dvcfile_inputs(p, reader.doc(files[p]))]
 
 
-def path_stats(root: Path, rel: str) -> tuple[tuple[str, int, int, int], ...]:
-    """(path, inode, size, mtime_ns) of the file `rel` under `root`, or of every file under the
-    folder `rel`; () when there is nothing. The fingerprint DVC's own state database trusts:
-    equal after a checkout means the bytes the checkout wrote are still there."""
-    base = root / rel
-    paths = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else [base]
-    found = []
-    for p in paths:
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        found.append((str(p.relative_to(root)), st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(found)
-
-
 def read_worktree_dvcfile(path: Path, rel: str) -> dict[str, DataInput]:
     try:
         return dvcfile_inputs(rel, load_yaml(path.read_text()))

@@ -12,7 +12,6 @@ no build can change an existing cache object.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -32,6 +31,7 @@ from bisector.io.data.dvccli import (
     UserDvcConfig,
     dvc_env,
     dvc_executable,
+    failed_targets,
     parse_link_type,
     read_user_config,
     run_dvc,
@@ -51,12 +51,11 @@ from bisector.io.data.files import (
     load_yaml,
     lock_output_inputs,
     matches_paths,
-    path_stats,
     read_worktree_dvcfile,
     uncached_outputs,
 )
 from bisector.core.errors import UsageError
-from bisector.io.clone import clone_file
+from bisector.io.data.placing import InPlace, corrupted_object, place_input
 from bisector.io.git import git, git_ok
 from bisector.io.workspace import Workspace
 
@@ -118,9 +117,7 @@ class DvcWorkspace(Workspace):
         self._unfetchable: set[str] = set()  # hashes a `dvc fetch` of this session could not bring
         self._last_fetch: tuple[str, int] = ("", 0)  # output and exit code of the last `dvc fetch`
         self._pending: str | None = None  # the revision whose data a deferred checkout left to do
-        # input path -> (hash, path_stats) right after a checkout that wrote it: while both still
-        # hold, the input is in place and a step needs no `dvc checkout` for it.
-        self._fresh: dict[str, tuple[str, tuple[tuple[str, int, int, int], ...]]] = {}
+        self._in_place = InPlace(self.path)  # inputs a checkout wrote that still hold their bytes
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -222,7 +219,7 @@ class DvcWorkspace(Workspace):
         """Put the data of the last (deferred) `checkout` in place; a no-op when there is none.
 
         `outputs=False`: the build cache restores the stage outputs, so only the data inputs
-        are needed, and only those not already in place (`_fresh`): a warm step whose inputs
+        are needed, and only those not already in place (`InPlace`): a warm step whose inputs
         did not change runs no dvc command at all. Raises DataUnavailable.
         """
         rev, self._pending = self._pending, None
@@ -233,42 +230,7 @@ class DvcWorkspace(Workspace):
             self.step_info["offline"] = self.offline
 
     def _place(self, i: DataInput) -> bool:
-        """Copy (reflink where possible) input `i` from the DVC cache into the worktree, as
-        `dvc checkout` does with the link types `reflink,copy`, without starting DVC. Only a
-        file, or a folder that is not there yet (`dvc checkout` updates an existing one in
-        place); False when not done (other link types, an object missing, unknown hash)."""
-        if self.link_types[0] not in ("reflink", "copy") or not self._in_cache(i):
-            return False
-        objs = self._objects(i)
-        target = self.path / i.path
-        if objs is None or (i.is_dir and (target.exists() or target.is_symlink())):
-            return False
-        try:
-            if not i.is_dir:
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                target.unlink(missing_ok=True)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                clone_file(objs[0], target)
-                return True
-            entries = json.loads(objs[0].read_text())
-            for e, obj in zip(entries, objs[1:]):
-                dst = target / e["relpath"]
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                clone_file(obj, dst)
-            return True
-        except (OSError, ValueError, KeyError, TypeError):
-            return False  # `dvc checkout --force` makes it right
-
-    def _is_fresh(self, i: DataInput) -> bool:
-        return self._fresh.get(i.path) == (i.hash, path_stats(self.path, i.path))
-
-    def _mark_fresh(self) -> None:
-        self._fresh = {}
-        for i in self.inputs().values():
-            stats = path_stats(self.path, i.path)
-            if stats:
-                self._fresh[i.path] = (i.hash, stats)
+        return self._in_cache(i) and place_input(self.path, i, self._objects(i), self.link_types)
 
     def _materialize(self, rev: str, outputs: bool = True) -> dict[str, Any]:
         """`dvc checkout --force`, with a `dvc fetch` first when the cache lacks an object.
@@ -283,33 +245,35 @@ class DvcWorkspace(Workspace):
         if outputs:
             wanted, targets = {**self._outputs, **self.inputs()}, []
         else:
-            stale = {p: i for p, i in self.inputs().items() if not self._is_fresh(i)}
+            stale = {p: i for p, i in self.inputs().items() if not self._in_place.holds(i)}
+            if self.verify:
+                self._verify_objects(stale.values(), rev)
             placed = [p for p, i in stale.items() if self._place(i)]
             wanted = {p: i for p, i in stale.items() if p not in placed}
             targets = sorted({i.source for i in wanted.values()})
             if placed:
                 info["placed"] = placed
             if not wanted:
-                self._mark_fresh()
+                self._in_place.record(self.inputs().values())
                 info["checkout"] = "none"
                 return info
         info["checkout"] = "all" if outputs else "inputs"
-        absent = [i for i in wanted.values() if not self._in_cache(i)]
-        if any(i.hash not in self._unfetchable for i in absent):
-            self._fetch(env, wanted, info)
+        absent = [i for i in wanted.values() if not self._in_cache(i) and i.hash not in self._unfetchable]
+        if absent:
+            self._fetch(env, wanted, info, [i.path for i in absent])
         if self.verify:
             self._verify_objects(self.inputs().values(), rev)
-        self._fresh = {}
+        self._in_place.forget()
         res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode != 0 and not info["fetched"] and any(self._objects(i) is None for i in wanted.values()):
             # Hashes we cannot look up in the cache (cloud-versioned outputs): fetch and retry.
-            self._fetch(env, wanted, info)
+            self._fetch(env, wanted, info, [i.path for i in wanted.values() if self._objects(i) is None])
             res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode == 0:
-            self._mark_fresh()
+            self._in_place.record(self.inputs().values())
             return info
         fetch_out, fetch_rc = self._last_fetch
-        failed = _failed_targets(res.stdout + res.stderr)
+        failed = failed_targets(res.stdout + res.stderr)
         bad = [i for i in self.inputs().values() if i.path in failed or not self._in_cache(i)]
         if bad:
             raise self._diagnose(bad[0], fetch_out, fetch_rc)
@@ -320,7 +284,7 @@ class DvcWorkspace(Workspace):
         # Stage outputs that are nowhere are fine: the build (dvc repro) makes them again.
         if failed and all(_under(f, [*self._outputs, *self._declared]) for f in failed):
             info["missing_outputs"] = sorted(failed)
-            self._mark_fresh()
+            self._in_place.record(self.inputs().values())
             return info
         last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
@@ -328,28 +292,17 @@ class DvcWorkspace(Workspace):
     def _verify_objects(self, inputs: Any, rev: str) -> None:
         """Each cache object's md5 must be its name (DVC 3 layout); raise CORRUPTED if not."""
         for i in inputs:
-            if i.legacy:
-                continue  # DVC 2 objects of text files were hashed after dos2unix: not comparable
-            for obj in self._objects(i) or []:
-                if obj in self._verified or not obj.is_file():
-                    continue
-                h = hashlib.md5()
-                with open(obj, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-                expected = obj.parent.name + obj.name.removesuffix(".dir")
-                if h.hexdigest() != expected:
-                    raise DataUnavailable(
-                        i.path, self._sources.get(i.source, rev), CORRUPTED,
-                        f"cache object {obj} hashes to {h.hexdigest()[:8]}, not {expected[:8]}",
-                        "delete that object and run `dvc fetch` (or `dvc push` it again from a good copy)",
-                    )
-                self._verified.add(obj)
+            problem = corrupted_object(i, self._objects(i) or [], self._verified)
+            if problem:
+                raise DataUnavailable(i.path, self._sources.get(i.source, rev), CORRUPTED, problem,
+                                      "delete that object and run `dvc fetch` (or `dvc push` it again from a good copy)")
 
-    def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any]) -> None:
-        """`dvc fetch`, unless offline. Before the first one, a cheap reachability check of the
-        remote; an unreachable remote or a failed fetch turns the session offline (journaled in
-        the step's `data.offline`): no remote is asked again."""
+    def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any],
+               targets: Sequence[str] = ()) -> None:
+        """`dvc fetch` of `targets` (the paths whose objects are absent; all when empty), unless
+        offline. Before the first one, a cheap reachability check of the remote; an unreachable
+        remote or a failed fetch turns the session offline (journaled in the step's
+        `data.offline`): no remote is asked again."""
         if self.offline is None and not self._remote_checked:
             self._remote_checked = True
             assert self.user is not None
@@ -359,7 +312,9 @@ class DvcWorkspace(Workspace):
                 self._go_offline(f"unreachable: {why}" if remote else why, info)
         if self.offline is not None:
             return
-        res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)
+        res = run_dvc(self.path, "fetch", *sorted(set(targets)), env=env, timeout=self.timeout)
+        if targets and res.returncode != 0 and "does not exist as an output" in strip_ansi(res.stdout + res.stderr):
+            res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)  # a target DVC cannot resolve
         self._last_fetch = (strip_ansi(res.stdout + res.stderr), res.returncode)
         if res.returncode == 0:  # the remote answered: what is still absent is not there
             self._unfetchable.update(i.hash for i in wanted.values() if not self._in_cache(i))
@@ -436,19 +391,6 @@ def _read_yaml(path: Path) -> Any:
         return load_yaml(path.read_text())
     except OSError:
         return None
-
-
-def _failed_targets(output: str) -> set[str]:
-    """The targets of DVC's 'Checkout failed for following targets:' block."""
-    lines = strip_ansi(output).splitlines()
-    found: set[str] = set()
-    for n, line in enumerate(lines):
-        if "Checkout failed for following targets" in line:
-            for t in lines[n + 1:]:
-                if not t.strip() or t.startswith(("Is your cache", "ERROR", "WARNING", "<")):
-                    break
-                found.add(t.strip())
-    return found
 
 
 def _under(path: str, roots: Sequence[str]) -> bool:
