@@ -69,10 +69,10 @@ def execute_step(
     aside = Path(workspace.path).parent / "env-aside" if build_config.env and build_config.env.active else None
     if aside is not None:
         set_aside(Path(workspace.path) / ENV_DIR, aside)
-    # A DVC workspace's data waits until the build cache is asked: on a hit the cache restores
-    # the stage outputs, and only data inputs not already in place are checked out.
-    defer = (getattr(workspace, "is_dvc", False) and hasattr(workspace, "materialize") and cache is not None
-             and build_config.cache and not build_config.disabled)
+    # A DVC workspace's data waits until the build cache is asked: when it holds the build, or
+    # the build is `dvc repro` (which checks out what its dvc.lock records), the stage outputs
+    # are not checked out, and only the data inputs not already in place are put there.
+    defer = getattr(workspace, "is_dvc", False) and hasattr(workspace, "materialize") and not build_config.disabled
     spans: dict[str, float] = {}
     t_span = time.monotonic()
     args = (rev,) if data_rev is None else (rev, data_rev)  # plain workspaces take no data revision
@@ -96,7 +96,10 @@ def execute_step(
     key = _cache_key(workspace, config, rev, cache, env_info.get("key"))
     if defer:
         t_span = time.monotonic()
-        no_data = _data_step(lambda: workspace.materialize(outputs=not (key and cache.lookup(key))), workspace, t0)
+        hit = bool(key and cache.lookup(key))
+        repro = (config.command or "").strip() == "dvc repro"
+        no_data = _data_step(lambda: workspace.materialize(outputs=not (hit or repro), fetch_outputs=repro and not hit),
+                             workspace, t0)
         if no_data is not None:
             return no_data
         spans["data"] = time.monotonic() - t_span

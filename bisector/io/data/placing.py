@@ -62,7 +62,8 @@ def place_input(root: Path, i: DataInput, objects: Sequence[Path] | None, link_t
     """Copy input `i` from its cache `objects` (a file's object, or a folder's manifest then its
     entries' objects, all present) into `root`. Only a file, or a folder that is not there yet
     (`dvc checkout` updates an existing folder in place, cheaper than copying it again).
-    False when not done: link types other than reflink/copy first, unknown objects, an error."""
+    False when not done: link types other than reflink/copy first, unknown objects, an error.
+    The caller checks the objects' hashes first (`corrupted_object`)."""
     target = root / i.path
     if not objects or link_types[0] not in ("reflink", "copy"):
         return False

@@ -215,54 +215,60 @@ class DvcWorkspace(Workspace):
         return matches_paths([dvcfile, *dvcfile_inputs(dvcfile, doc)], self.data_paths)
 
     # ------------------------------------------------- data materialization
-    def materialize(self, outputs: bool = True) -> None:
-        """Put the data of the last (deferred) `checkout` in place; a no-op when there is none.
+    def materialize(self, outputs: bool = True, fetch_outputs: bool = False) -> None:
+        """Put the data of the last (deferred) `checkout` in place (a no-op when there is none).
 
-        `outputs=False`: the build cache restores the stage outputs, so only the data inputs
-        are needed, and only those not already in place (`InPlace`): a warm step whose inputs
-        did not change runs no dvc command at all. Raises DataUnavailable.
-        """
+        `outputs=False` where the build cache or `dvc repro` restores the stage outputs: only
+        the data inputs not already in place (`InPlace`) are put there, so a warm step whose
+        inputs did not change runs no dvc command at all. Raises DataUnavailable."""
         rev, self._pending = self._pending, None
         if rev is None:
             return
-        self.step_info.update(self._materialize(rev, outputs))
+        self.step_info.update(self._materialize(rev, outputs, fetch_outputs))
         if self.offline:
             self.step_info["offline"] = self.offline
 
     def _place(self, i: DataInput) -> bool:
-        return self._in_cache(i) and place_input(self.path, i, self._objects(i), self.link_types)
+        """Place `i` ourselves only from objects that hash right (once a session each): DVC's
+        checkout trusts them, so `dvc repro` never rebuilds on bytes its dvc.lock does not name."""
+        objs = self._objects(i)
+        return (not i.legacy and objs is not None and self._in_cache(i)
+                and corrupted_object(i, objs, self._verified) is None and place_input(self.path, i, objs, self.link_types))
 
-    def _materialize(self, rev: str, outputs: bool = True) -> dict[str, Any]:
-        """`dvc checkout --force`, with a `dvc fetch` first when the cache lacks an object.
+    def _materialize(self, rev: str, outputs: bool = True, fetch_outputs: bool = False) -> dict[str, Any]:
+        """`dvc checkout --force`, with a `dvc fetch` of the absent objects first.
 
         Usually one dvc call (~0.4 s); two when something must be fetched. Objects a fetch
         could not bring are remembered and not fetched again in this session. Without
-        `outputs`, only the data inputs not in place are checked out (their `.dvc` files as
-        targets), and nothing is run when all are (`info["checkout"]`: all | inputs | none).
+        `outputs`, only the data inputs not in place are put there: placed from the cache, else
+        checked out (their `.dvc` files as targets); no dvc call when none is missing
+        (`info["checkout"]`: all | inputs | none). `fetch_outputs`: the stage outputs' absent
+        objects are fetched all the same, for `dvc repro` to check out instead of rerunning.
         """
         env = self.env()
         info: dict[str, Any] = {"fetched": False}
+        inputs = self.inputs()
         if outputs:
-            wanted, targets = {**self._outputs, **self.inputs()}, []
+            wanted = fetch = {**self._outputs, **inputs}
         else:
-            stale = {p: i for p, i in self.inputs().items() if not self._in_place.holds(i)}
-            if self.verify:
-                self._verify_objects(stale.values(), rev)
-            placed = [p for p, i in stale.items() if self._place(i)]
-            wanted = {p: i for p, i in stale.items() if p not in placed}
-            targets = sorted({i.source for i in wanted.values()})
+            wanted = {p: i for p, i in inputs.items() if not self._in_place.holds(i)}
+            fetch = {**(self._outputs if fetch_outputs else {}), **wanted}
+        absent = [i for i in fetch.values() if not self._in_cache(i) and i.hash not in self._unfetchable]
+        if absent:
+            self._fetch(env, fetch, info, [i.path for i in absent])
+        if self.verify:
+            self._verify_objects(inputs.values(), rev)
+        if not outputs:
+            placed = [p for p, i in wanted.items() if self._place(i)]
+            wanted = {p: i for p, i in wanted.items() if p not in placed}
             if placed:
                 info["placed"] = placed
             if not wanted:
-                self._in_place.record(self.inputs().values())
+                self._in_place.record(inputs.values())
                 info["checkout"] = "none"
                 return info
+        targets = [] if outputs else sorted({i.source for i in wanted.values()})
         info["checkout"] = "all" if outputs else "inputs"
-        absent = [i for i in wanted.values() if not self._in_cache(i) and i.hash not in self._unfetchable]
-        if absent:
-            self._fetch(env, wanted, info, [i.path for i in absent])
-        if self.verify:
-            self._verify_objects(self.inputs().values(), rev)
         self._in_place.forget()
         res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode != 0 and not info["fetched"] and any(self._objects(i) is None for i in wanted.values()):
