@@ -58,14 +58,19 @@ class InPlace:
                 self._known[i.path] = (i.hash, stats)
 
 
-def place_input(root: Path, i: DataInput, objects: Sequence[Path] | None, link_types: Sequence[str]) -> bool:
+def place_input(root: Path, i: DataInput, objects: Sequence[Path] | None, link_types: Sequence[str],
+                verified: set[Path]) -> bool:
     """Copy input `i` from its cache `objects` (a file's object, or a folder's manifest then its
     entries' objects, all present) into `root`. Only a file, or a folder that is not there yet
     (`dvc checkout` updates an existing folder in place, cheaper than copying it again).
-    False when not done: link types other than reflink/copy first, unknown objects, an error.
-    The caller checks the objects' hashes first (`corrupted_object`)."""
+    False when not done: link types other than reflink/copy first, unknown objects, an error, a
+    DVC 2 object, or one that does not hash right (`corrupted_object`; `verified` remembers the
+    good ones): those are left to `dvc checkout`, which trusts them, so `dvc repro` never
+    rebuilds on bytes that its dvc.lock does not name, and no build-cache entry is made of them."""
     target = root / i.path
-    if not objects or link_types[0] not in ("reflink", "copy"):
+    if not objects or i.legacy or link_types[0] not in ("reflink", "copy"):
+        return False
+    if corrupted_object(i, objects, verified) is not None:
         return False
     if i.is_dir and (target.exists() or target.is_symlink()):
         return False

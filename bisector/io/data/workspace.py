@@ -216,8 +216,7 @@ class DvcWorkspace(Workspace):
 
     # ------------------------------------------------- data materialization
     def materialize(self, outputs: bool = True, fetch_outputs: bool = False) -> None:
-        """Put the data of the last (deferred) `checkout` in place (a no-op when there is none).
-
+        """Put the data of the last (deferred) `checkout` in place (a no-op when there is none):
         `outputs=False` where the build cache or `dvc repro` restores the stage outputs: only
         the data inputs not already in place (`InPlace`) are put there, so a warm step whose
         inputs did not change runs no dvc command at all. Raises DataUnavailable."""
@@ -229,11 +228,7 @@ class DvcWorkspace(Workspace):
             self.step_info["offline"] = self.offline
 
     def _place(self, i: DataInput) -> bool:
-        """Place `i` ourselves only from objects that hash right (once a session each): DVC's
-        checkout trusts them, so `dvc repro` never rebuilds on bytes its dvc.lock does not name."""
-        objs = self._objects(i)
-        return (not i.legacy and objs is not None and self._in_cache(i)
-                and corrupted_object(i, objs, self._verified) is None and place_input(self.path, i, objs, self.link_types))
+        return self._in_cache(i) and place_input(self.path, i, self._objects(i), self.link_types, self._verified)
 
     def _materialize(self, rev: str, outputs: bool = True, fetch_outputs: bool = False) -> dict[str, Any]:
         """`dvc checkout --force`, with a `dvc fetch` of the absent objects first.
