@@ -114,12 +114,25 @@ def git_bisect(r: DvcRepo, good: str, bad: str, script: Path, log: Path) -> tupl
     return culprit, len(log.read_text().splitlines()), n_builds, wall
 
 
-def ours(r: DvcRepo, good: str, bad: str, args: list[str], env: dict[str, str], log: Path) -> tuple[str, int, int, float]:
-    """(culprit, probes, builds, wall) of `bisector run` (probes: runs of the counting probe script)."""
+PHASES = ("checkout", "data", "build", "probe")
+BREAKDOWN: list[tuple[str, float, float, dict[str, float], int]] = []  # (label, wall, in steps, phases, dvc-free steps)
+
+
+def ours(r: DvcRepo, good: str, bad: str, args: list[str], env: dict[str, str], log: Path,
+         label: str = "") -> tuple[str, int, int, float]:
+    """(culprit, probes, builds, wall) of `bisector run` (probes: runs of the counting probe script);
+    the journal's per-step timings go to BREAKDOWN."""
     log.unlink(missing_ok=True)
     run = bisector_run(r.path, ["--good", good, "--bad", bad, *args], env)
     probes = len(log.read_text().splitlines()) if log.exists() else 0
     builds = sum(1 for s in run.steps if s["build"]["status"] in ("ok", "failed", "timeout"))
+    phases = {p: 0.0 for p in PHASES}
+    for s in run.steps:
+        for p, t in ((s["build"].get("data") or {}).get("timings") or {}).items():
+            phases[p] = phases.get(p, 0.0) + t
+    no_dvc = sum(1 for s in run.steps if s["build"]["status"] in ("cached", "none")
+                 and (s["build"].get("data") or {}).get("checkout", "none") == "none")
+    BREAKDOWN.append((label, run.wall, sum(s["duration"] for s in run.steps), phases, no_dvc))
     return str(run.end.get("culprit")), probes, builds, run.wall
 
 
@@ -157,23 +170,35 @@ def main() -> None:
                 shutil.rmtree(runs, ignore_errors=True)
                 subprocess.run([sys.executable, "-m", "bisector.cli", "cache", "-C", str(r.path), "--prune"],
                                env=env, capture_output=True, check=False)
-            rows.append(("data, metric", f"bisector ({temp})", ours(r, good, bad, ["--probe", str(metric_probe)], env, log)))
+            rows.append(("data, metric", f"bisector ({temp})", ours(r, good, bad, ["--probe", str(metric_probe)], env, log, f"data, metric ({temp})")))
         # 2. offline with the data in the cache: no remote asked.
         rows.append(("data, metric, --offline", "bisector (warm)",
-                     ours(r, good, bad, ["--probe", str(metric_probe), "--offline"], env, log)))
+                     ours(r, good, bad, ["--probe", str(metric_probe), "--offline"], env, log, "data, metric, --offline")))
         # 3. no data (empty cache), remote unreachable, params question.
         shutil.rmtree(r.cache)
         r.cache.mkdir()
         with open(r.path / ".dvc" / "config.local", "a") as f:
             f.write("['remote \"store\"']\n    url = http://127.0.0.1:1/store\n")
         rows.append(("no data, params", "git bisect run", git_bisect(r, good, bad, params_probe, log)))
-        rows.append(("no data, params", "bisector --no-data", ours(r, good, bad, ["--probe", str(params_probe), "--no-data"], env, log)))
+        rows.append(("no data, params", "bisector --no-data", ours(r, good, bad, ["--probe", str(params_probe), "--no-data"], env, log, "no data, --no-data")))
         rows.append(("no data, params", "bisector --no-data --trust-bounds",
-                     ours(r, good, bad, ["--probe", str(params_probe), "--no-data", "--trust-bounds"], env, log)))
+                     ours(r, good, bad, ["--probe", str(params_probe), "--no-data", "--trust-bounds"], env, log,
+                          "no data, --trust-bounds")))
     print(f"{'scenario':<26} {'tool':<34} {'same':>4} {'probes':>6} {'builds':>6} {'wall s':>7}")
     for scenario, tool, (culprit, probes, builds, wall) in rows:
         same = "yes" if culprit == shas[args.culprit] else "NO"
         print(f"{scenario:<26} {tool:<34} {same:>4} {probes:>6} {builds:>6} {wall:>7.1f}")
+    git_wall = {tool.split("(")[-1].rstrip(")"): w for sc, tool, (_, _, _, w) in rows
+                if sc == "data, metric" and tool.startswith("git")}
+    for sc, tool, (_, _, _, w) in rows:
+        if sc.startswith("data, metric") and tool.startswith("bisector"):
+            temp = "cold" if "cold" in tool else "warm"
+            print(f"{sc} {tool}: {w / git_wall[temp]:.2f}x git's {temp} wall")
+    print("\nbisector, seconds summed over the steps (journal timings); 'outside' = wall - steps:")
+    print(f"{'run':<26} {'wall':>6} {'outside':>7} " + " ".join(f"{p:>8}" for p in PHASES) + "  no-dvc steps")
+    for label, wall, in_steps, phases, no_dvc in BREAKDOWN:
+        print(f"{label:<26} {wall:>6.2f} {wall - in_steps:>7.2f} " + " ".join(f"{phases[p]:>8.2f}" for p in PHASES)
+              + f"  {no_dvc:>5}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from bisector.io.clone import clone_file, clone_tree
 from bisector.io.lru import to_prune
 from bisector.io.data.files import load_yaml, lock_outputs
 from bisector.io.git import git
@@ -139,10 +140,10 @@ class BuildCache:
                 src, dst = Path(workspace) / o, files / o
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if src.is_dir():
-                    shutil.copytree(src, dst, symlinks=True)
+                    clone_tree(src, dst, keep_mode=True)
                     size += sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
                 else:
-                    shutil.copy2(src, dst)  # follows a DVC link: the entry owns its bytes
+                    clone_file(src, dst, keep_mode=True)  # follows a DVC link: the entry owns its bytes
                     size += dst.stat().st_size
             now = time.time()
             meta = {"key": key, "created": now, "size": size, "outputs": outputs}
@@ -159,7 +160,9 @@ class BuildCache:
         return self._entry(final)
 
     def restore(self, key: str, workspace: Path) -> list[str]:
-        """Copy an entry's outputs into the workspace (replacing what is there); return their paths."""
+        """Put an entry's outputs into the workspace (replacing what is there), as reflinks where
+        the filesystem has them (a write in the workspace never reaches the entry), else copies;
+        return their paths."""
         d = self._dir(key)
         meta = json.loads((d / "meta.json").read_text())
         for o in meta["outputs"]:
@@ -170,9 +173,9 @@ class BuildCache:
                 dst.unlink()
             dst.parent.mkdir(parents=True, exist_ok=True)
             if src.is_dir():
-                shutil.copytree(src, dst, symlinks=True)
+                clone_tree(src, dst, keep_mode=True)
             else:
-                shutil.copy2(src, dst)
+                clone_file(src, dst, keep_mode=True)
         os.utime(d / "used")
         return list(meta["outputs"])
 

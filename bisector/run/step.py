@@ -69,20 +69,17 @@ def execute_step(
     aside = Path(workspace.path).parent / "env-aside" if build_config.env and build_config.env.active else None
     if aside is not None:
         set_aside(Path(workspace.path) / ENV_DIR, aside)
-    try:
-        if data_rev is not None:
-            workspace.checkout(rev, data_rev)
-        else:
-            workspace.checkout(rev)
-    except BisectorError as exc:
-        if type(exc).__name__ != "DataUnavailable":
-            raise
-        offline = getattr(workspace, "offline", None)
-        return StepResult(
-            Verdict.SKIP, decode_build({"status": "no-data", "cause": getattr(exc, "cause", ""),
-                                        **({"data": {"dvc": True, "offline": offline}} if offline else {})}),
-            duration=time.monotonic() - t0, worker=worker_name(), notes=(str(exc),),
-        )
+    # A DVC workspace's data waits until the build cache is asked: when it holds the build, or
+    # the build is `dvc repro` (which checks out what its dvc.lock records), the stage outputs
+    # are not checked out, and only the data inputs not already in place are put there.
+    defer = getattr(workspace, "is_dvc", False) and hasattr(workspace, "materialize") and not build_config.disabled
+    spans: dict[str, float] = {}
+    t_span = time.monotonic()
+    args = (rev,) if data_rev is None else (rev, data_rev)  # plain workspaces take no data revision
+    no_data = _data_step(lambda: workspace.checkout(*args, **({"defer_data": True} if defer else {})), workspace, t0)
+    if no_data is not None:
+        return no_data
+    spans["checkout"] = time.monotonic() - t_span
     try:
         env_vars, env_info = prepare_env(workspace.path, build_config.env, log_dir,
                                          repo=getattr(workspace, "repo", None), env_rev=env_rev, aside=aside)
@@ -96,13 +93,25 @@ def execute_step(
     if command is None and getattr(workspace, "is_dvc", False) and not build_config.disabled:
         command = default_build_command(workspace.path)
     config = dataclasses.replace(build_config, command=command)
+    key = _cache_key(workspace, config, rev, cache, env_info.get("key"))
+    if defer:
+        t_span = time.monotonic()
+        hit = bool(key and cache.lookup(key))
+        repro = (config.command or "").strip() == "dvc repro"
+        no_data = _data_step(lambda: workspace.materialize(outputs=not (hit or repro), fetch_outputs=repro and not hit),
+                             workspace, t0)
+        if no_data is not None:
+            return no_data
+        spans["data"] = time.monotonic() - t_span
     inputs_before = {p: getattr(i, "hash", i) for p, i in workspace.inputs().items()}
     stats_before = None
     if getattr(workspace, "is_dvc", False):
         stats_before = input_stats(workspace)
     if config.command:
         tell("build")
-    build = _build(workspace, config, rev, log_dir, step_env, cache, env_info.get("key"))
+    t_span = time.monotonic()
+    build = _build(workspace, config, rev, log_dir, step_env, cache, key)
+    spans["build"] = time.monotonic() - t_span
     build_json = build.to_json()
     if getattr(workspace, "step_info", None):
         build_json["data"] = workspace.step_info
@@ -122,29 +131,56 @@ def execute_step(
             workspace=workspace.path, commit=rev, step=step, log_dir=log_dir, data_rev=data_rev, env=step_env
         )
         tell("probe")
+        t_span = time.monotonic()
         res = suite.run(ctx)
+        spans["probe"] = time.monotonic() - t_span
         verdict = res.verdict
         observations = tuple(res.observations)
     else:
         verdict = Verdict.ABORT if config.on_failure == "abort" else Verdict(config.on_failure)
+    if isinstance(build_json.get("data"), dict) and build_json["data"].get("dvc"):
+        # Where a DVC step's time went (seconds): checkout (git), data (dvc), build, probe.
+        build_json["data"]["timings"] = {k: round(v, 3) for k, v in spans.items()}
     return StepResult(
         verdict, decode_build(build_json), observations, duration=time.monotonic() - t0,
         worker=worker_name(), notes=tuple(notes),
     )
 
 
+def _data_step(action: Callable[[], None], workspace: Any, t0: float) -> StepResult | None:
+    """Run a checkout or materialization; data that cannot be had is a skip naming why."""
+    try:
+        action()
+    except BisectorError as exc:
+        if type(exc).__name__ != "DataUnavailable":
+            raise
+        offline = getattr(workspace, "offline", None)
+        return StepResult(
+            Verdict.SKIP, decode_build({"status": "no-data", "cause": getattr(exc, "cause", ""),
+                                        **({"data": {"dvc": True, "offline": offline}} if offline else {})}),
+            duration=time.monotonic() - t0, worker=worker_name(), notes=(str(exc),),
+        )
+    return None
+
+
+def _cache_key(workspace: Any, config: BuildConfig, rev: str, cache: Any, env_key: str | None = None) -> str | None:
+    """The build-cache key of this step (code tree, data input hashes, command, outputs,
+    environment), or None without a build or a cache. Read from git and the `.dvc` files only."""
+    if not config.command or cache is None or not config.cache:
+        return None
+    data = {p: getattr(i, "hash", str(i)) for p, i in workspace.inputs().items()}
+    extra: dict[str, Any] = {"outputs": list(config.outputs)}
+    if env_key:
+        extra["env"] = env_key  # built with another environment: another build
+    return step_key(workspace.repo, rev, data, config.command, extra)
+
+
 def _build(workspace: Any, config: BuildConfig, rev: str, log_dir: Path, env: dict[str, str], cache: Any,
-           env_key: str | None = None) -> BuildResult:
-    """Run the build, or restore an identical earlier build's outputs from the cache."""
+           key: str | None = None) -> BuildResult:
+    """Run the build, or restore an identical earlier build's outputs from the cache (`key`)."""
     if not config.command:
         return BuildResult("none")
-    key = None
-    if cache is not None and config.cache:
-        data = {p: getattr(i, "hash", str(i)) for p, i in workspace.inputs().items()}
-        extra: dict[str, Any] = {"outputs": list(config.outputs)}
-        if env_key:
-            extra["env"] = env_key  # built with another environment: another build
-        key = step_key(workspace.repo, rev, data, config.command, extra)
+    if key is not None:
         if cache.lookup(key):
             t0 = time.monotonic()
             restored = cache.restore(key, workspace.path)

@@ -101,3 +101,23 @@ def test_dvc_outputs_from_lock_or_yaml(tmp_path: Path) -> None:
                                  "    - path: model.pt\n      md5: 1\n    - path: sub/m.json\n      md5: 2\n")
     assert dvc_outputs(ws) == ["model.pt", "sub/m.json"]
     assert dvc_outputs(tmp_path) == []
+
+
+def test_restore_keeps_executables_links_and_never_shares_bytes_with_the_entry(tmp_path: Path) -> None:
+    """Restored by reflink where the filesystem has them, else by copy: either way a write in
+    the workspace leaves the entry's bytes alone, and an executable stays one."""
+    ws = make_ws(tmp_path / "ws", {"bin/tool": "#!/bin/sh\n", "out/a.txt": "A"})
+    (ws / "bin" / "tool").chmod(0o755)
+    (ws / "out" / "link").symlink_to("a.txt")
+    cache = BuildCache(tmp_path / "cache")
+    key = cache_key(tree="t", command="make")
+    cache.store(key, ws, ["bin/tool", "out"])
+    other = tmp_path / "ws2"
+    cache.restore(key, other)
+    assert os.access(other / "bin" / "tool", os.X_OK)
+    assert os.readlink(other / "out" / "link") == "a.txt"
+    with open(other / "out" / "a.txt", "w") as f:  # in place, as a careless probe would
+        f.write("changed")
+    again = tmp_path / "ws3"
+    cache.restore(key, again)
+    assert (again / "out" / "a.txt").read_text() == "A"

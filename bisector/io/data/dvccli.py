@@ -86,6 +86,19 @@ def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
+def failed_targets(output: str) -> set[str]:
+    """The targets of DVC's 'Checkout failed for following targets:' block."""
+    lines = strip_ansi(output).splitlines()
+    found: set[str] = set()
+    for n, line in enumerate(lines):
+        if "Checkout failed for following targets" in line:
+            for t in lines[n + 1:]:
+                if not t.strip() or t.startswith(("Is your cache", "ERROR", "WARNING", "<")):
+                    break
+                found.add(t.strip())
+    return found
+
+
 def parse_link_type(link_type: str | Sequence[str]) -> tuple[str, ...]:
     """`"reflink,copy"` or `["hardlink", "copy"]` -> validated tuple, or a UsageError."""
     parts = link_type.split(",") if isinstance(link_type, str) else list(link_type)

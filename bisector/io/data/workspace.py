@@ -12,7 +12,6 @@ no build can change an existing cache object.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -32,6 +31,7 @@ from bisector.io.data.dvccli import (
     UserDvcConfig,
     dvc_env,
     dvc_executable,
+    failed_targets,
     parse_link_type,
     read_user_config,
     run_dvc,
@@ -55,6 +55,7 @@ from bisector.io.data.files import (
     uncached_outputs,
 )
 from bisector.core.errors import UsageError
+from bisector.io.data.placing import InPlace, corrupted_object, place_input
 from bisector.io.git import git, git_ok
 from bisector.io.workspace import Workspace
 
@@ -115,6 +116,8 @@ class DvcWorkspace(Workspace):
         self._declared: set[str] = set()  # every output its dvc.yaml files declare
         self._unfetchable: set[str] = set()  # hashes a `dvc fetch` of this session could not bring
         self._last_fetch: tuple[str, int] = ("", 0)  # output and exit code of the last `dvc fetch`
+        self._pending: str | None = None  # the revision whose data a deferred checkout left to do
+        self._in_place = InPlace(self.path)  # inputs a checkout wrote that still hold their bytes
 
     # ------------------------------------------------------------ lifecycle
     def open(self, first_rev: str) -> None:
@@ -136,14 +139,17 @@ class DvcWorkspace(Workspace):
         return dvc_env(self.site_cache_dir)
 
     # ---------------------------------------------------------------- step
-    def checkout(self, rev: str, data_rev: str | None = None) -> None:
+    def checkout(self, rev: str, data_rev: str | None = None, *, defer_data: bool = False) -> None:
         """Make the worktree code `rev` with the data of `data_rev` (default: `rev`'s own data).
 
-        Raises DataUnavailable when an input cannot be had, or when `rev` or `data_rev`
+        With `defer_data`, only the code and the `.dvc` files are put in place: the caller
+        then calls `materialize` (a step does, once it knows whether the build cache holds its
+        outputs). Raises DataUnavailable when an input cannot be had, or when `rev` or `data_rev`
         predates `dvc init` while the other does not (NOT_COMBINABLE). A commit before
         `dvc init` alone is code-only: no dvc call at all.
         """
         self._keep_revs = [r for r in (rev, data_rev) if r]
+        self._pending = None
         super().checkout(rev)
         self.data_rev = None
         self._sources, self._outputs = {}, {}
@@ -168,10 +174,10 @@ class DvcWorkspace(Workspace):
             info.update(self._overlay(data_rev, reader))
             self.data_rev = data_rev
             info["data_rev"] = data_rev
-        info.update(self._materialize(rev))
-        if self.offline:
-            info["offline"] = self.offline
         self.step_info = info
+        self._pending = rev
+        if not defer_data:
+            self.materialize()
 
     def keep_paths(self, rev: str) -> list[str]:
         """The data inputs of the step's revisions survive `git clean -x`: `dvc checkout --force`
@@ -208,29 +214,67 @@ class DvcWorkspace(Workspace):
     def _on_axis(self, dvcfile: str, doc: Any) -> bool:
         return matches_paths([dvcfile, *dvcfile_inputs(dvcfile, doc)], self.data_paths)
 
-    def _materialize(self, rev: str) -> dict[str, Any]:
-        """`dvc checkout --force`, with a `dvc fetch` first when the cache lacks an object.
+    # ------------------------------------------------- data materialization
+    def materialize(self, outputs: bool = True, fetch_outputs: bool = False) -> None:
+        """Put the data of the last (deferred) `checkout` in place (a no-op when there is none):
+        `outputs=False` where the build cache or `dvc repro` restores the stage outputs: only
+        the data inputs not already in place (`InPlace`) are put there, so a warm step whose
+        inputs did not change runs no dvc command at all. Raises DataUnavailable."""
+        rev, self._pending = self._pending, None
+        if rev is None:
+            return
+        self.step_info.update(self._materialize(rev, outputs, fetch_outputs))
+        if self.offline:
+            self.step_info["offline"] = self.offline
+
+    def _place(self, i: DataInput) -> bool:
+        return self._in_cache(i) and place_input(self.path, i, self._objects(i), self.link_types, self._verified)
+
+    def _materialize(self, rev: str, outputs: bool = True, fetch_outputs: bool = False) -> dict[str, Any]:
+        """`dvc checkout --force`, with a `dvc fetch` of the absent objects first.
 
         Usually one dvc call (~0.4 s); two when something must be fetched. Objects a fetch
-        could not bring are remembered and not fetched again in this session.
+        could not bring are remembered and not fetched again in this session. Without
+        `outputs`, only the data inputs not in place are put there: placed from the cache, else
+        checked out (their `.dvc` files as targets); no dvc call when none is missing
+        (`info["checkout"]`: all | inputs | none). `fetch_outputs`: the stage outputs' absent
+        objects are fetched all the same, for `dvc repro` to check out instead of rerunning.
         """
         env = self.env()
         info: dict[str, Any] = {"fetched": False}
-        wanted = {**self._outputs, **self.inputs()}
-        absent = [i for i in wanted.values() if not self._in_cache(i)]
-        if any(i.hash not in self._unfetchable for i in absent):
-            self._fetch(env, wanted, info)
+        inputs = self.inputs()
+        if outputs:
+            wanted = fetch = {**self._outputs, **inputs}
+        else:
+            wanted = {p: i for p, i in inputs.items() if not self._in_place.holds(i)}
+            fetch = {**(self._outputs if fetch_outputs else {}), **wanted}
+        absent = [i for i in fetch.values() if not self._in_cache(i) and i.hash not in self._unfetchable]
+        if absent:
+            self._fetch(env, fetch, info, [i.path for i in absent])
         if self.verify:
-            self._verify_objects(self.inputs().values(), rev)
-        res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
+            self._verify_objects(inputs.values(), rev)
+        if not outputs:
+            placed = [p for p, i in wanted.items() if self._place(i)]
+            wanted = {p: i for p, i in wanted.items() if p not in placed}
+            if placed:
+                info["placed"] = placed
+            if not wanted:
+                self._in_place.record(inputs.values())
+                info["checkout"] = "none"
+                return info
+        targets = [] if outputs else sorted({i.source for i in wanted.values()})
+        info["checkout"] = "all" if outputs else "inputs"
+        self._in_place.forget()
+        res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode != 0 and not info["fetched"] and any(self._objects(i) is None for i in wanted.values()):
             # Hashes we cannot look up in the cache (cloud-versioned outputs): fetch and retry.
-            self._fetch(env, wanted, info)
-            res = run_dvc(self.path, "checkout", "--force", env=env, timeout=self.timeout)
+            self._fetch(env, wanted, info, [i.path for i in wanted.values() if self._objects(i) is None])
+            res = run_dvc(self.path, "checkout", "--force", *targets, env=env, timeout=self.timeout)
         if res.returncode == 0:
+            self._in_place.record(self.inputs().values())
             return info
         fetch_out, fetch_rc = self._last_fetch
-        failed = _failed_targets(res.stdout + res.stderr)
+        failed = failed_targets(res.stdout + res.stderr)
         bad = [i for i in self.inputs().values() if i.path in failed or not self._in_cache(i)]
         if bad:
             raise self._diagnose(bad[0], fetch_out, fetch_rc)
@@ -241,6 +285,7 @@ class DvcWorkspace(Workspace):
         # Stage outputs that are nowhere are fine: the build (dvc repro) makes them again.
         if failed and all(_under(f, [*self._outputs, *self._declared]) for f in failed):
             info["missing_outputs"] = sorted(failed)
+            self._in_place.record(self.inputs().values())
             return info
         last = (strip_ansi(res.stderr).strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise DataUnavailable(".", rev, CHECKOUT_FAILED, last, "run `dvc checkout` in a checkout of it to see why")
@@ -248,28 +293,17 @@ class DvcWorkspace(Workspace):
     def _verify_objects(self, inputs: Any, rev: str) -> None:
         """Each cache object's md5 must be its name (DVC 3 layout); raise CORRUPTED if not."""
         for i in inputs:
-            if i.legacy:
-                continue  # DVC 2 objects of text files were hashed after dos2unix: not comparable
-            for obj in self._objects(i) or []:
-                if obj in self._verified or not obj.is_file():
-                    continue
-                h = hashlib.md5()
-                with open(obj, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-                expected = obj.parent.name + obj.name.removesuffix(".dir")
-                if h.hexdigest() != expected:
-                    raise DataUnavailable(
-                        i.path, self._sources.get(i.source, rev), CORRUPTED,
-                        f"cache object {obj} hashes to {h.hexdigest()[:8]}, not {expected[:8]}",
-                        "delete that object and run `dvc fetch` (or `dvc push` it again from a good copy)",
-                    )
-                self._verified.add(obj)
+            problem = corrupted_object(i, self._objects(i) or [], self._verified)
+            if problem:
+                raise DataUnavailable(i.path, self._sources.get(i.source, rev), CORRUPTED, problem,
+                                      "delete that object and run `dvc fetch` (or `dvc push` it again from a good copy)")
 
-    def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any]) -> None:
-        """`dvc fetch`, unless offline. Before the first one, a cheap reachability check of the
-        remote; an unreachable remote or a failed fetch turns the session offline (journaled in
-        the step's `data.offline`): no remote is asked again."""
+    def _fetch(self, env: dict[str, str], wanted: dict[str, DataInput], info: dict[str, Any],
+               targets: Sequence[str] = ()) -> None:
+        """`dvc fetch` of `targets` (the paths whose objects are absent; all when empty), unless
+        offline. Before the first one, a cheap reachability check of the remote; an unreachable
+        remote or a failed fetch turns the session offline (journaled in the step's
+        `data.offline`): no remote is asked again."""
         if self.offline is None and not self._remote_checked:
             self._remote_checked = True
             assert self.user is not None
@@ -279,7 +313,9 @@ class DvcWorkspace(Workspace):
                 self._go_offline(f"unreachable: {why}" if remote else why, info)
         if self.offline is not None:
             return
-        res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)
+        res = run_dvc(self.path, "fetch", *sorted(set(targets)), env=env, timeout=self.timeout)
+        if targets and res.returncode != 0 and "does not exist as an output" in strip_ansi(res.stdout + res.stderr):
+            res = run_dvc(self.path, "fetch", env=env, timeout=self.timeout)  # a target DVC cannot resolve
         self._last_fetch = (strip_ansi(res.stdout + res.stderr), res.returncode)
         if res.returncode == 0:  # the remote answered: what is still absent is not there
             self._unfetchable.update(i.hash for i in wanted.values() if not self._in_cache(i))
@@ -356,19 +392,6 @@ def _read_yaml(path: Path) -> Any:
         return load_yaml(path.read_text())
     except OSError:
         return None
-
-
-def _failed_targets(output: str) -> set[str]:
-    """The targets of DVC's 'Checkout failed for following targets:' block."""
-    lines = strip_ansi(output).splitlines()
-    found: set[str] = set()
-    for n, line in enumerate(lines):
-        if "Checkout failed for following targets" in line:
-            for t in lines[n + 1:]:
-                if not t.strip() or t.startswith(("Is your cache", "ERROR", "WARNING", "<")):
-                    break
-                found.add(t.strip())
-    return found
 
 
 def _under(path: str, roots: Sequence[str]) -> bool:
