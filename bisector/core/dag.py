@@ -30,11 +30,12 @@ class Revisions(Mapping[str, tuple[str, ...]]):
     bytes a commit, where a dict of strings and tuples takes about 250; a name is found by a
     binary search over the sorted names. Parents outside the candidates are not kept."""
 
-    def __init__(self, keys: np.ndarray, ptr: np.ndarray, par: np.ndarray):
+    def __init__(self, keys: np.ndarray, ptr: np.ndarray, par: np.ndarray, order: np.ndarray | None = None):
         self.keys = keys  # dtype S<width>, position d = rev-list order
         self.ptr = np.asarray(ptr, dtype=np.int64)  # parents of d: par[ptr[d]:ptr[d + 1]]
         self.par = np.asarray(par, dtype=np.int64)
-        self._order = np.argsort(keys, kind="stable")
+        # The names sorted (the caller may pass the argsort of these same keys it already has).
+        self._order = np.argsort(keys, kind="stable") if order is None else order
         if len(self.par) > len(keys):  # a commit listed twice among one's parents (pathspec rewrites)
             self._dedupe()
 
