@@ -3,7 +3,8 @@
 Builds each history with `git fast-import` (the file `bad` exists at every descendant of the
 planted culprit), then runs both tools with the same trivial probe (`test ! -e bad`): one
 untimed warm-up run of each, then `--reps` runs of each, interleaved, and prints per size:
-probes of each, median wall of each, the ratio, and the peak memory of each process tree.
+probes of each, median wall of each, the ratio, the median CPU time (user + system) of each
+process tree, and the peak memory of each process tree.
 The noisy row runs `bisector run --noise P` with a probe that flips its verdict with
 probability P and prints its per-step overhead: wall per step minus the probe's own wall.
 
@@ -27,6 +28,7 @@ import argparse
 import ctypes
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -133,10 +135,17 @@ def build(path: Path, parents: list[tuple[int, ...]], culprit: int, env: dict[st
     return [by_mark[f":{i + 1}"] for i in range(len(parents))]
 
 
-def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, tuple[float, float], subprocess.CompletedProcess]:
-    """(wall seconds, (peak PSS, peak RSS) in MB of the process tree, result)."""
+def cpu_of_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, tuple[float, float, float], subprocess.CompletedProcess]:
+    """(wall seconds, (peak PSS MB, peak RSS MB, CPU seconds) of the process tree, result). CPU
+    time (user + system, every process of the tree) moves less with the machine's load."""
     peak = [0, 0]
     done = threading.Event()
+    cpu0 = cpu_of_children()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -159,10 +168,11 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, tup
     wall = time.perf_counter() - start
     done.set()
     t.join()
-    return wall, (peak[0] / 2**20, peak[1] / 2**20), subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    cpu = cpu_of_children() - cpu0
+    return wall, (peak[0] / 2**20, peak[1] / 2**20, cpu), subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
-def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str) -> tuple[float, tuple[float, float], str, int]:
+def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str) -> tuple[float, tuple[float, float, float], str, int]:
     subprocess.run(["git", "-C", str(repo), "bisect", "reset"], env=env, capture_output=True)
     script = f"git bisect start {bad} {good} >/dev/null && git bisect run sh -c '{probe}' >/dev/null"
     wall, peak, res = measured(["sh", "-c", script], repo, env)
@@ -173,7 +183,7 @@ def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str)
     return wall, peak, first[0].split("[", 1)[1][:40] if first else "?", probes
 
 
-def our_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str, *extra: str) -> tuple[float, tuple[float, float], str, int]:
+def our_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str, *extra: str) -> tuple[float, tuple[float, float, float], str, int]:
     shutil.rmtree(repo / ".bisector", ignore_errors=True)
     wall, peak, res = measured([*BISECTOR, "run", "--good", good, "--bad", bad, "--probe", probe, *extra], repo, env)
     culprit = next((ln.split()[0] for ln in res.stdout.splitlines() if ln.endswith("is the first bad commit")), "?")
@@ -198,9 +208,9 @@ def main() -> None:
     (base / "home").mkdir(exist_ok=True)
     (base / "home" / ".gitconfig").write_text("[user]\n\tname = B\n\temail = b@example.com\n")
     env = env_for(base / "home")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)", flush=True)
     print(f"{'history':<15} {'probes git/ours':>15} {'same':>4} {'git s':>7} {'ours s':>7} {'ratio':>6} "
-          f"{'PSS MB git/ours':>15} {'RSS MB git/ours':>15}", flush=True)
+          f"{'cpu s git/ours':>15} {'PSS MB git/ours':>15} {'RSS MB git/ours':>15}", flush=True)
     try:
         for spec in args.sizes.split(","):
             kind, n = spec.split(":")
@@ -218,8 +228,9 @@ def main() -> None:
             same = all(r[2] == shas[culprit] for r in g_runs + o_runs)
             gm = [max(r[1][i] for r in g_runs) for i in (0, 1)]
             om = [max(r[1][i] for r in o_runs) for i in (0, 1)]
+            gc, oc = statistics.median(r[1][2] for r in g_runs), statistics.median(r[1][2] for r in o_runs)
             print(f"{spec:<15} {g_runs[0][3]:>7}/{o_runs[0][3]:<7} {'yes' if same else 'NO':>4} {gw:>7.2f} {ow:>7.2f} "
-                  f"{ow / gw:>6.2f} {gm[0]:>7.0f}/{om[0]:<7.0f} {gm[1]:>7.0f}/{om[1]:<7.0f}", flush=True)
+                  f"{ow / gw:>6.2f} {gc:>7.2f}/{oc:<7.2f} {gm[0]:>7.0f}/{om[0]:<7.0f} {gm[1]:>7.0f}/{om[1]:<7.0f}", flush=True)
         if args.noise:
             n = args.noise_size
             parents = shape("linear", n)
@@ -240,6 +251,7 @@ def main() -> None:
             print(f"noisy linear:{n} --noise {args.noise}: culprit {'right' if found == shas[culprit] else 'WRONG ' + found}, "
                   f"{steps} steps, wall {wall:.1f} s, peak PSS {peak[0]:.0f} MB (RSS {peak[1]:.0f} MB), per-step overhead "
                   f"{wall / max(1, steps) - probe_s:.3f} s (probe alone {probe_s * 1000:.0f} ms)", flush=True)
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
