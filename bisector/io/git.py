@@ -56,11 +56,13 @@ def repo_root(path: Path | str) -> Path:
         return top
     if not p.is_dir():
         raise UsageError(f"not a directory: {p}")
-    res = capture(["git", "-C", str(p), "rev-parse", "--show-toplevel"], cwd=p, env=git_env())
-    out = res.stdout.strip() if res.returncode == 0 else ""
-    if not out:
+    # One subprocess for both: the top, and the common dir every later step asks for.
+    res = capture(["git", "-C", str(p), "rev-parse", "--show-toplevel", "--git-common-dir"], cwd=p, env=git_env())
+    out = res.stdout.splitlines() if res.returncode == 0 else []
+    if len(out) != 2 or not out[0]:
         raise UsageError(f"not a git repository: {p} (run bisector inside a git checkout, or pass -C DIR)")
-    top = _roots[p] = Path(out).resolve()
+    top = _roots[p] = Path(out[0]).resolve()
+    _common.setdefault(top, (p / out[1]).resolve())
     return top
 
 
