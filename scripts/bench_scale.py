@@ -1,11 +1,22 @@
 """Wall time, probes and peak memory of `bisector run` vs `git bisect run` on long histories.
 
 Builds each history with `git fast-import` (the file `bad` exists at every descendant of the
-planted culprit), then runs both tools with the same trivial probe (`test ! -e bad`),
-interleaved, and prints per size: probes of each, median wall of each, the ratio, and the peak
-memory of each (RSS summed over the whole process tree, sampled with psutil).
+planted culprit), then runs both tools with the same trivial probe (`test ! -e bad`): one
+untimed warm-up run of each, then `--reps` runs of each, interleaved, and prints per size:
+probes of each, median wall of each, the ratio, the median CPU time (user + system) of each
+process tree, and the peak memory of each process tree.
 The noisy row runs `bisector run --noise P` with a probe that flips its verdict with
 probability P and prints its per-step overhead: wall per step minus the probe's own wall.
+
+Memory, the same method for both tools: every 5 ms the process tree is walked (psutil) and,
+for each distinct address space, `/proc/PID/smaps_rollup` is read; the tree's PSS (shared pages
+divided among the processes mapping them) and its RSS are summed. A child that shares its
+parent's address space (between `vfork` and `exec`, as Python starts subprocesses) is the same
+address space and is counted once (`kcmp(KCMP_VM)`); a `fork`ed child (as git starts its own)
+shares pages copy-on-write, which PSS divides. The peak of each sum is reported.
+
+bisector's modules are compiled once into a bytecode cache (`PYTHONPYCACHEPREFIX` in the
+temporary folder; `PYTHONDONTWRITEBYTECODE` is dropped), as an installed package has them.
 
     python scripts/bench_scale.py [--sizes linear:1000,linear:10000,merges:20000,linear:100000]
                                   [--reps 3] [--noise 0.1] [--noise-size 100000] [--keep DIR]
@@ -14,8 +25,10 @@ probability P and prints its per-step overhead: wall per step minus the probe's 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,10 +47,49 @@ FLIP = "r=$(od -An -N2 -tu2 /dev/urandom); b=0; [ -e bad ] && b=1; [ $r -lt {cut
 
 
 def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), LC_ALL="C",
+               PYTHONPYCACHEPREFIX=str(home.parent / "pycache"),
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     return env
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+
+
+def same_address_space(a: int, b: int) -> bool:
+    """Whether processes a and b share one address space (a vfork child before its exec)."""
+    return _KCMP is not None and _LIBC.syscall(_KCMP, a, b, 1, 0, 0) == 0  # KCMP_VM
+
+
+def rollup(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in bytes, from /proc/PID/smaps_rollup."""
+    pss = rss = 0
+    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+        for line in f:
+            if line.startswith(b"Pss:"):
+                pss = int(line.split()[1]) * 1024
+            elif line.startswith(b"Rss:"):
+                rss = int(line.split()[1]) * 1024
+    return pss, rss
+
+
+def tree_memory(top: psutil.Process) -> tuple[int, int]:
+    """(PSS, RSS) summed over the tree under `top`, each address space once."""
+    counted: list[int] = []
+    pss = rss = 0
+    for p in [top, *top.children(recursive=True)]:
+        try:
+            if any(same_address_space(p.pid, q) for q in counted):
+                continue
+            ps, rs = rollup(p.pid)
+        except (OSError, psutil.Error):
+            continue  # gone meanwhile
+        counted.append(p.pid)
+        pss += ps
+        rss += rs
+    return pss, rss
 
 
 def shape(kind: str, n: int) -> list[tuple[int, ...]]:
@@ -83,30 +135,31 @@ def build(path: Path, parents: list[tuple[int, ...]], culprit: int, env: dict[st
     return [by_mark[f":{i + 1}"] for i in range(len(parents))]
 
 
-def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
-    """(wall seconds, peak RSS in MB of the process tree, result)."""
-    peak = 0
+def cpu_of_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, tuple[float, float, float], subprocess.CompletedProcess]:
+    """(wall seconds, (peak PSS MB, peak RSS MB, CPU seconds) of the process tree, result). CPU
+    time (user + system, every process of the tree) moves less with the machine's load."""
+    peak = [0, 0]
     done = threading.Event()
+    cpu0 = cpu_of_children()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def sample() -> None:
-        nonlocal peak
         try:
             top = psutil.Process(proc.pid)
         except psutil.NoSuchProcess:
             return
         while not done.is_set():
-            total = 0
             try:
-                for p in [top, *top.children(recursive=True)]:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.NoSuchProcess:
-                        pass
+                pss, rss = tree_memory(top)
             except psutil.NoSuchProcess:
                 break
-            peak = max(peak, total)
+            peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
             done.wait(0.005)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -115,10 +168,11 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, flo
     wall = time.perf_counter() - start
     done.set()
     t.join()
-    return wall, peak / 2**20, subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    cpu = cpu_of_children() - cpu0
+    return wall, (peak[0] / 2**20, peak[1] / 2**20, cpu), subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
-def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str) -> tuple[float, float, str, int]:
+def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str) -> tuple[float, tuple[float, float, float], str, int]:
     subprocess.run(["git", "-C", str(repo), "bisect", "reset"], env=env, capture_output=True)
     script = f"git bisect start {bad} {good} >/dev/null && git bisect run sh -c '{probe}' >/dev/null"
     wall, peak, res = measured(["sh", "-c", script], repo, env)
@@ -129,7 +183,7 @@ def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str)
     return wall, peak, first[0].split("[", 1)[1][:40] if first else "?", probes
 
 
-def our_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str, *extra: str) -> tuple[float, float, str, int]:
+def our_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str, *extra: str) -> tuple[float, tuple[float, float, float], str, int]:
     shutil.rmtree(repo / ".bisector", ignore_errors=True)
     wall, peak, res = measured([*BISECTOR, "run", "--good", good, "--bad", bad, "--probe", probe, *extra], repo, env)
     culprit = next((ln.split()[0] for ln in res.stdout.splitlines() if ln.endswith("is the first bad commit")), "?")
@@ -154,8 +208,9 @@ def main() -> None:
     (base / "home").mkdir(exist_ok=True)
     (base / "home" / ".gitconfig").write_text("[user]\n\tname = B\n\temail = b@example.com\n")
     env = env_for(base / "home")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)", flush=True)
     print(f"{'history':<15} {'probes git/ours':>15} {'same':>4} {'git s':>7} {'ours s':>7} {'ratio':>6} "
-          f"{'git MB':>7} {'ours MB':>7}", flush=True)
+          f"{'cpu s git/ours':>15} {'PSS MB git/ours':>15} {'RSS MB git/ours':>15}", flush=True)
     try:
         for spec in args.sizes.split(","):
             kind, n = spec.split(":")
@@ -163,14 +218,19 @@ def main() -> None:
             culprit = int(len(parents) * 0.37)
             repo = base / spec.replace(":", "-")
             shas = build(repo, parents, culprit, env)
+            git_bisect(repo, shas[0], shas[-1], env, PROBE)  # warm-up (page cache, bytecode), not timed
+            our_bisect(repo, shas[0], shas[-1], env, PROBE)
             g_runs, o_runs = [], []
             for _ in range(args.reps):  # interleaved, so both see the same machine load
                 g_runs.append(git_bisect(repo, shas[0], shas[-1], env, PROBE))
                 o_runs.append(our_bisect(repo, shas[0], shas[-1], env, PROBE))
             gw, ow = statistics.median(r[0] for r in g_runs), statistics.median(r[0] for r in o_runs)
             same = all(r[2] == shas[culprit] for r in g_runs + o_runs)
+            gm = [max(r[1][i] for r in g_runs) for i in (0, 1)]
+            om = [max(r[1][i] for r in o_runs) for i in (0, 1)]
+            gc, oc = statistics.median(r[1][2] for r in g_runs), statistics.median(r[1][2] for r in o_runs)
             print(f"{spec:<15} {g_runs[0][3]:>7}/{o_runs[0][3]:<7} {'yes' if same else 'NO':>4} {gw:>7.2f} {ow:>7.2f} "
-                  f"{ow / gw:>6.2f} {max(r[1] for r in g_runs):>7.0f} {max(r[1] for r in o_runs):>7.0f}", flush=True)
+                  f"{ow / gw:>6.2f} {gc:>7.2f}/{oc:<7.2f} {gm[0]:>7.0f}/{om[0]:<7.0f} {gm[1]:>7.0f}/{om[1]:<7.0f}", flush=True)
         if args.noise:
             n = args.noise_size
             parents = shape("linear", n)
@@ -189,8 +249,9 @@ def main() -> None:
             journal = sorted((repo / ".bisector" / "sessions").glob("*.jsonl"))[-1]
             steps = sum(1 for ln in journal.read_text().splitlines() if '"event": "step"' in ln or '"event":"step"' in ln)
             print(f"noisy linear:{n} --noise {args.noise}: culprit {'right' if found == shas[culprit] else 'WRONG ' + found}, "
-                  f"{steps} steps, wall {wall:.1f} s, peak {peak:.0f} MB, per-step overhead "
+                  f"{steps} steps, wall {wall:.1f} s, peak PSS {peak[0]:.0f} MB (RSS {peak[1]:.0f} MB), per-step overhead "
                   f"{wall / max(1, steps) - probe_s:.3f} s (probe alone {probe_s * 1000:.0f} ms)", flush=True)
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -1,12 +1,13 @@
 """Start-up time of `bisector --help` (and which heavy modules it imports).
 
-Usage: python scripts/bench_startup.py [RUNS]
+Usage: python scripts/bench_startup.py [RUNS]   (or --help)
 Runs the installed `bisector` entry point RUNS times (default 30) after 3 warm-ups and
 prints the median and quartiles of the wall time, next to `python -c pass` as a floor.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import statistics
 import subprocess
@@ -26,7 +27,9 @@ def timed(cmd: list[str], runs: int) -> list[float]:
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="?", type=int, default=30, help="timed runs of each command (default 30)")
+    runs = ap.parse_args().runs
     exe = shutil.which("bisector") or sys.exit("bisector is not installed (pip install -e .)")
     rows = [("python -c pass", [sys.executable, "-c", "pass"]), ("bisector --help", [exe, "--help"])]
     print(f"{'command':<20} {'median s':>9} {'q1 s':>7} {'q3 s':>7}  (n={runs})")
@@ -37,7 +40,7 @@ def main() -> None:
     probe = subprocess.run(
         [sys.executable, "-c", "import sys; from bisector.cli.main import main\n"
          "try:\n main(['--help'])\nexcept SystemExit: pass\n"
-         "print(sorted(m for m in ('dvc','torch','numpy','git') if m in sys.modules))"],
+         "print(sorted(m for m in ('dvc','torch','numpy','git','rich','yaml','tomlkit','psutil') if m in sys.modules))"],
         capture_output=True, text=True,
     )
     print("heavy modules imported by --help:", probe.stdout.strip().splitlines()[-1])

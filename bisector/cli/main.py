@@ -156,12 +156,9 @@ def run(pin_good: str | None, as_json: bool, quiet: bool, probe_shell: str | Non
     and --bad, the unfinished session (if any) is resumed.
     """
     from bisector.core.errors import UsageError
-    from bisector.journal.read import summarize
-    from bisector.review.pins.make import pin_from_session
+    from bisector.review.pins.store import NAME_RE
     from bisector.review.render import CliHandler, JsonHandler, print_result
     from bisector.run.session import RunOptions, Session
-
-    from bisector.review.pins.store import NAME_RE
 
     if probe_shell is not None:
         if params["probe"] is not None:
@@ -189,6 +186,9 @@ def run(pin_good: str | None, as_json: bool, quiet: bool, probe_shell: str | Non
         terms = session.plan.start.get("terms") or {}
         print_result(session.repo, result, (terms.get("old", "good"), terms.get("new", "bad")), quiet=quiet)
     if pin_good and result.status == "found":
+        from bisector.journal.read import summarize
+        from bisector.review.pins.make import pin_from_session  # importlib.metadata, platform: only here
+
         pin = pin_from_session(session.repo, summarize(result.journal), pin_good)
         if not as_json:
             click.echo(f"Pinned @{pin.name}: {pin.commit[:10]} (known good)")

@@ -30,11 +30,11 @@ class Revisions(Mapping[str, tuple[str, ...]]):
     bytes a commit, where a dict of strings and tuples takes about 250; a name is found by a
     binary search over the sorted names. Parents outside the candidates are not kept."""
 
-    def __init__(self, keys: np.ndarray, ptr: np.ndarray, par: np.ndarray):
+    def __init__(self, keys: np.ndarray, ptr: np.ndarray, par: np.ndarray, order: np.ndarray | None = None):
         self.keys = keys  # dtype S<width>, position d = rev-list order
         self.ptr = np.asarray(ptr, dtype=np.int64)  # parents of d: par[ptr[d]:ptr[d + 1]]
         self.par = np.asarray(par, dtype=np.int64)
-        self._order = np.argsort(keys, kind="stable")
+        self._order = np.argsort(keys, kind="stable") if order is None else order  # names sorted
         if len(self.par) > len(keys):  # a commit listed twice among one's parents (pathspec rewrites)
             self._dedupe()
 
@@ -228,16 +228,22 @@ class Dag:
         has = indeg > 0
         first_parent[has] = self._par[self._par_ptr[:-1][has]]
         cont = (indeg == 1) & (outdeg[first_parent] == 1)
-        # Pointer jumping: the head of each node's chain and its position in it.
-        nxt = np.where(cont, first_parent, np.arange(n))
-        dist = cont.astype(np.int64)
-        while True:
-            jump = nxt[nxt]
-            if np.array_equal(jump, nxt):
-                break
-            dist = dist + dist[nxt]
-            nxt = jump
+        idx = np.arange(n)
         heads = np.flatnonzero(~cont)  # ascending: a parent chain's head precedes its children's
+        if bool(np.all(first_parent[cont] == idx[cont] - 1)):
+            # Chains of consecutive indices (a linear history): the head is the last one before.
+            nxt = heads[np.cumsum(~cont) - 1]
+            dist = idx - nxt
+        else:
+            # Pointer jumping: the head of each node's chain and its position in it.
+            nxt = np.where(cont, first_parent, idx)
+            dist = cont.astype(np.int64)
+            while True:
+                jump = nxt[nxt]
+                if np.array_equal(jump, nxt):
+                    break
+                dist = dist + dist[nxt]
+                nxt = jump
         self.n_chains = c_n = len(heads)
         cid = np.empty(n, dtype=np.int64)
         cid[heads] = np.arange(c_n)

@@ -1,9 +1,10 @@
-"""Access to git: the git CLI for commands (failures become GitError), gitpython for reading.
+"""Access to git: the git CLI for commands (failures become GitError), gitpython for blob reads.
 
-gitpython (imported lazily, inside the functions below, so `bisector --help` stays fast) finds
-and validates the repository, decodes commit metadata with each commit's own encoding, and
-reads many blobs through one persistent `git cat-file` process. Commands that write (worktrees)
-and the candidate graph (`rev-list --parents`, fast at 100k commits) stay on the git CLI.
+The repository, its common dir and commit metadata come from plain git subprocesses (`rev-parse`,
+one `cat-file --batch`): importing gitpython costs ~50 ms, more than a whole bisection step, so
+`bisector run` never loads it. gitpython (imported lazily, inside the functions below) reads many
+blobs through one persistent `git cat-file` process (`Blobs`, used by pin restores). Commands
+that write (worktrees) and the candidate graph (`rev-list --parents`) stay on the git CLI.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from bisector.core.errors import GitError, UsageError
-from bisector.io.process import capture, seal_environ, sealed_env
+from bisector.io.process import capture, capture_bytes, seal_environ, sealed_env
 
 if TYPE_CHECKING:  # pragma: no cover
     import git as gitpython
@@ -53,32 +54,45 @@ def git_ok(repo: Path | str, *args: str) -> bool:
 
 
 def repo_root(path: Path | str) -> Path:
-    """The top of the working tree containing `path`, or a UsageError.
+    """The top of the working tree containing `path`, or a UsageError (also for a bare
+    repository: there is no checkout to run builds in). Found once per folder and process.
 
     Found from `path` alone, as git finds it with no GIT_* variable: an exported GIT_DIR,
     GIT_WORK_TREE, GIT_INDEX_FILE... (inside a git hook, an editor) is removed from our
     environment first (`seal_environ`), so neither this lookup, nor gitpython's readers, nor any
     process we start afterwards reads or writes another repository, index or work tree."""
-    import git as gitpython  # gitpython: kept out of `bisector --help`
-
     seal_environ()
     p = Path(path).resolve()
+    top = _roots.get(p)
+    if top is not None:
+        return top
     if not p.is_dir():
         raise UsageError(f"not a directory: {p}")
-    try:
-        with gitpython.Repo(p, search_parent_directories=True) as found:
-            top = found.working_tree_dir
-    except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
-        top = None
-    if top is None:  # not a repository, or a bare one (no checkout to run builds in)
+    # One subprocess for both: the top, and the common dir every later step asks for.
+    res = capture(["git", "-C", str(p), "rev-parse", "--show-toplevel", "--git-common-dir"], cwd=p, env=git_env())
+    out = res.stdout.splitlines() if res.returncode == 0 else []
+    if len(out) != 2 or not out[0]:
         raise UsageError(f"not a git repository: {p} (run bisector inside a git checkout, or pass -C DIR)")
-    return Path(top).resolve()
+    top = _roots[p] = Path(out[0]).resolve()
+    _common.setdefault(top, (p / out[1]).resolve())
+    return top
 
 
 def git_common_dir(repo: Path) -> Path:
-    out = git(repo, "rev-parse", "--git-common-dir").strip()
-    p = Path(out)
-    return p if p.is_absolute() else (repo / p).resolve()
+    """The repository's common git dir (shared by its worktrees); asked once per folder and process."""
+    key = Path(repo).resolve()
+    found = _common.get(key)
+    if found is None:
+        out = git(repo, "rev-parse", "--git-common-dir").strip()
+        p = Path(out)
+        found = _common[key] = p if p.is_absolute() else (repo / p).resolve()
+    return found
+
+
+# Found folders (a repository's top and common dir do not move while bisector runs): each was a
+# `git rev-parse` subprocess, asked several times per run.
+_roots: dict[Path, Path] = {}
+_common: dict[Path, Path] = {}
 
 
 def resolve(repo: Path, rev: str, what: str = "revision") -> str:
@@ -128,26 +142,32 @@ def reader(repo: Path) -> Iterator[gitpython.Repo]:
 
 
 def commits(repo: Path, shas: Iterable[str]) -> dict[str, CommitMeta]:
-    """Metadata of many commits, read through one `git cat-file` reader; GitError for an unknown one.
+    """Metadata of many commits, read through one `git cat-file --batch`; GitError for an unknown one.
 
     Each message is decoded with its commit's own encoding (the `encoding` header; UTF-8 when
     there is none or Python does not know it), undecodable bytes replaced, so a latin-1 message
-    or a control byte in a subject never breaks the reading. (The raw object is parsed here:
-    gitpython's own Commit ignores the encoding header.)"""
+    or a control byte in a subject never breaks the reading."""
     shas = list(dict.fromkeys(shas))
     out: dict[str, CommitMeta] = {}
     if not shas:
         return out
-    from git.exc import BadName, BadObject  # gitpython: kept out of `bisector --help`
-
-    with reader(repo) as r:
-        for sha in shas:
-            try:
-                c = r.commit(sha)
-                raw = r.odb.stream(c.binsha).read()
-            except (ValueError, BadName, BadObject) as exc:
-                raise GitError(f"git log failed: bad object {sha} ({exc.__class__.__name__})") from None
-            out[sha] = _parse_commit(c.hexsha, raw)
+    for sha in shas:
+        if not sha or any(c in sha for c in "\n\r\0") or sha.startswith("-"):
+            raise GitError(f"git log failed: bad object {sha!r}")
+    query = "".join(f"{sha}^{{commit}}\n" for sha in shas).encode()
+    res = capture_bytes(["git", "-C", str(repo), "cat-file", "--batch"], cwd=repo, input=query, env=git_env())
+    if res.returncode != 0:
+        msg = (res.stderr.decode(errors="replace").strip().splitlines() or [f"exit {res.returncode}"])[-1]
+        raise GitError(f"git cat-file failed: {msg}")
+    data, pos = res.stdout, 0
+    for sha in shas:
+        nl = data.find(b"\n", pos)
+        header = data[pos:nl].split() if nl >= 0 else []
+        if len(header) != 3 or header[1] != b"commit":
+            raise GitError(f"git log failed: bad object {sha} ({b' '.join(header[1:]).decode(errors='replace') or 'no answer'})")
+        size = int(header[2])
+        out[sha] = _parse_commit(header[0].decode(), data[nl + 1 : nl + 1 + size])
+        pos = nl + 1 + size + 1  # the object, then a newline
     return out
 
 

@@ -192,12 +192,12 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def iter_line_batches(
+def iter_line_chunks(
     cmd: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, chunk: int = 1 << 20
-) -> Iterator[list[bytes]]:
-    """Stream the stdout of a command (a long `git rev-list`) as batches of complete lines (bytes,
-    blank lines included), one read buffer at a time, without holding all of it; raises
-    CalledProcessError with its stderr if it fails."""
+) -> Iterator[bytes]:
+    """Stream the stdout of a command (a long `git rev-list`) as chunks of complete lines, each
+    ending with a newline (one is added to an unterminated last line), one read buffer at a time,
+    without holding all of it; raises CalledProcessError with its stderr if it fails."""
     proc = subprocess.Popen(
         list(cmd),
         cwd=os.fspath(cwd),
@@ -214,11 +214,13 @@ def iter_line_batches(
             data = proc.stdout.read(chunk)
             if not data:
                 break
-            lines = (rest + data if rest else data).split(b"\n")
-            rest = lines.pop()
-            yield lines
+            data = rest + data if rest else data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                yield data[:cut]
         if rest:
-            yield [rest]
+            yield rest + b"\n"
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     finally:
         proc.stdout.close()
@@ -259,6 +261,27 @@ def capture(
     return Captured(proc.returncode, proc.stdout, proc.stderr)
 
 
+def capture_bytes(
+    cmd: Sequence[str], *, cwd: str | os.PathLike[str], input: bytes | None = None, env: Mapping[str, str] | None = None
+) -> CapturedBytes:
+    """`capture` for raw output (a `git cat-file --batch`): stdout and stderr as bytes."""
+    proc = subprocess.run(
+        list(cmd),
+        cwd=os.fspath(cwd),
+        input=input,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+    )
+    return CapturedBytes(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class CapturedBytes:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
 def kill_under(path: Path | str) -> list[int]:
     """SIGKILL the steps still running inside `path`: every process whose working directory is
     `path` or below it, with its process group. Returns the killed groups (or lone pids).
@@ -269,6 +292,8 @@ def kill_under(path: Path | str) -> list[int]:
     leader). Our own process and our own group are never killed; a process of our group inside
     `path` is killed alone. Only bisector's own disposable worktrees are ever passed here.
     """
+    import psutil  # only here: ~15 ms at every start otherwise
+
     root = os.path.realpath(path)
     me, own_group = os.getpid(), os.getpgrp()
     killed: list[int] = []

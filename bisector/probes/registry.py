@@ -11,15 +11,17 @@ Importing this module imports neither torch nor numpy, nor any plugin (until it 
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from bisector.core.errors import UsageError
 from bisector.probes import adapter, basic, harm, manual, metric, pytest_probe, sanity
 from bisector.probes.base import Probe
 from bisector.probes.command import CommandProbe
 from bisector.probes.suite import ProbeSuite
+
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib import metadata
 
 ENTRY_POINT_GROUP = "bisector.probes"
 Factory = Callable[..., Probe]
@@ -49,6 +51,8 @@ def _builtin(name: str) -> tuple[Factory, str]:
 
 
 def _plugins() -> dict[str, metadata.EntryPoint]:
+    from importlib import metadata  # only for plugins: its import costs ~20 ms at every start
+
     found: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in BUILTINS:  # a plugin never replaces a built-in

@@ -7,12 +7,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from bisector.core.model import Role, Status, Step, StepRequest, Verdict
 from bisector.io.data.history import data_diff, params_diff
@@ -22,6 +19,11 @@ from bisector.review.text import ROLE_LABEL, attribution_sentence, step_summary,
 from bisector.review.text import duration as _duration
 from bisector.review.text import rev_label as _rev_label
 from bisector.run.session import Handler, SessionResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
 
 __all__ = ["ROLE_LABEL", "CliHandler", "JsonHandler", "print_result", "warn"]
 
@@ -61,14 +63,18 @@ class CliHandler(Handler):
                  clock: Callable[[], float] = time.monotonic, auto_refresh: bool = True):
         self.quiet = quiet
         self.live = (sys.stderr.isatty() if live is None else live) and not quiet
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console
         self.clock = clock
         self.terms = ("good", "bad")
         self.running: dict[int, list[Any]] = {}  # step -> [label, phase, since, started]
         self.left = ""
         self._lock = threading.Lock()
         self._live: Live | None = None
-        if self.live:
+        if self.live:  # rich only here: its import (~30 ms) is paid on a terminal only
+            from rich.console import Console
+            from rich.live import Live
+
+            self.console = console or Console(stderr=True, highlight=False)
             self._live = Live(_Status(self), console=self.console, auto_refresh=auto_refresh,
                               refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False)
 
@@ -157,6 +163,8 @@ class _Status:
                  for n, (label, phase, since, t0) in sorted(h.running.items())]
         if h.left:
             lines.append(f"  {h.left}")
+        from rich.text import Text
+
         return Text("\n".join(lines))
 
 

@@ -86,9 +86,19 @@ def environment() -> dict[str, str]:
     return {
         "bisector": __version__,
         "python": platform.python_version(),
-        "platform": platform.platform(),
+        "platform": platform_name(),
         "git": git(Path("."), "--version").strip().removeprefix("git version "),
     }
+
+
+def platform_name() -> str:
+    """`platform.platform()` without its `uname -p` subprocess (the processor field, which it
+    drops when it says "unknown" or repeats the machine, as it does on Linux)."""
+    u = platform.uname()
+    if u.system != "Linux":
+        return platform.platform()
+    libc = "".join(platform.libc_ver())
+    return "-".join(x for x in (u.system, u.release, u.machine, "with", libc) if x) if libc else f"{u.system}-{u.release}-{u.machine}"
 
 
 def search_settings(opts: RunOptions, table_: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ sends the rest on. `MarksRunner` hands the loop what a person marked from anothe
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -86,11 +87,14 @@ class MarksRunner:
         self.journal = journal
         self.candidates = candidates
         self.taken = taken
+        self._read = 0  # bytes of the journal already looked through for marks
 
     def run_round(self, requests: Sequence[StepRequest]) -> Iterator[Step]:
         yield from self.inner.run_round(requests)
 
     def incoming(self, next_step: int) -> list[Step]:
+        if not self._news():
+            return []
         out = []
         for e in read_events(self.journal):
             if e["event"] != "mark":
@@ -102,3 +106,18 @@ class MarksRunner:
             if rev in self.candidates.parents:
                 out.append(hand_step(next_step + len(out), self.candidates.point(rev), Role.SEARCH, verdict, mark=mark))
         return out
+
+    def _news(self) -> bool:
+        """Whether the lines appended since the last look may hold a mark: only then is the
+        journal read and checked whole (before, every round re-read all of it)."""
+        try:
+            with open(self.journal, "rb") as f:
+                if f.seek(0, os.SEEK_END) < self._read:  # cut shorter (a torn line removed)
+                    self._read = 0
+                f.seek(self._read)
+                new = f.read()
+        except OSError:
+            return True  # let read_events say what is wrong
+        complete = new[: new.rfind(b"\n") + 1]
+        self._read += len(complete)
+        return b'"mark"' in complete

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bisector.core.errors import GitError, UsageError
-from bisector.io.git import Blobs, parents, repo_root, show
+from bisector.io.git import Blobs, commits, parents, repo_root, show
 from bisector.io.commits import commit_info
 from tests.fixtures.repos import GitRepo
 
@@ -96,3 +96,19 @@ def test_repo_root_from_a_subfolder_and_outside_a_repository(repo: GitRepo, tmp_
         repo_root(outside)
     with pytest.raises(UsageError, match="not a directory"):
         repo_root(tmp_path / "missing")
+
+
+def test_a_bare_repository_has_no_checkout_to_run_in(repo: GitRepo, tmp_path: Path) -> None:
+    repo.commit({"f": "1"}, "a")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(bare)], check=True)
+    with pytest.raises(UsageError, match="not a git repository"):
+        repo_root(bare)
+
+
+def test_many_commits_in_one_read_keep_their_own_metadata(repo: GitRepo) -> None:
+    shas = [repo.commit({"f": str(i)}, f"subject {i}\n\nbody {i}") for i in range(5)]
+    got = commits(repo.path, reversed(shas))
+    assert list(got) == shas[::-1]
+    assert [got[s].subject for s in shas] == [f"subject {i}" for i in range(5)]
+    assert all(got[s].sha == s and got[s].author.endswith(">") for s in shas)

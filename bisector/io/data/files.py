@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import yaml
-
 from bisector.core.errors import UsageError
 from bisector.io.git import git, git_env, show
 from bisector.io.limits import parse_limited
 from bisector.io.process import capture, run_process
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml() -> Any:
+    """PyYAML, imported on the first DVC file read (~20 ms a `bisector run` without DVC saves)."""
+    import yaml
+
+    return yaml
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,9 @@ class DataInput:
 def load_yaml(text: str) -> Any:
     """Parse YAML (PyYAML's C loader when it was built with one); None when it is not YAML."""
     try:
-        return parse_limited(lambda t: yaml.load(t, Loader=_YAML_LOADER), text, "YAML")
+        yaml = _yaml()
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return parse_limited(lambda t: yaml.load(t, Loader=loader), text, "YAML")
     except Exception:  # not YAML, or over the limits of bisector.io.limits (a hostile file)
         return None
 
@@ -347,6 +353,7 @@ def show_file(repo: Path, rev: str, path: str) -> str | None:
 def parse_yaml(text: str, where: str) -> Any:
     """YAML that must parse, within the limits of bisector.io.limits: a one-line UsageError
     naming `where` otherwise (a billion-laughs params.yaml, deep nesting)."""
+    yaml = _yaml()
     try:
         return parse_limited(yaml.safe_load, text, where)
     except yaml.YAMLError as exc:

@@ -15,18 +15,27 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-
-import tomlkit
-from tomlkit.container import Container
-from tomlkit.items import Comment, Item, Table, Whitespace
-from tomlkit.toml_document import TOMLDocument
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from bisector.core.errors import JournalError, UsageError
 from bisector.io.git import git, git_ok, is_ancestor, repo_root
 from bisector.io.confine import confined
 from bisector.io.limits import parse_limited
 from bisector.journal.read import read_bounded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tomlkit.container import Container
+    from tomlkit.items import Item, Table
+    from tomlkit.toml_document import TOMLDocument
+
+
+def _tomlkit() -> Any:
+    """tomlkit, imported when pins.toml is written (reading is tomllib): `bisector run` skips ~15 ms."""
+    import tomlkit
+    import tomlkit.items
+
+    return tomlkit
+
 
 PINS_FILE = Path(".bisector") / "pins.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -64,6 +73,7 @@ def pins_path(repo: Path) -> Path:
 
 
 def _sub(values: Mapping[str, Any]) -> Table:
+    tomlkit = _tomlkit()
     t = tomlkit.table()
     for k in sorted(values):
         if values[k] is not None:
@@ -73,6 +83,7 @@ def _sub(values: Mapping[str, Any]) -> Table:
 
 def _pin_table(p: Pin) -> Table:
     """One pin as a TOML table: scalars in a fixed order, then its sub-tables, keys sorted."""
+    tomlkit = _tomlkit()
     t = tomlkit.table()
     t.add("commit", p.commit)
     for k in ("created", "note", "data_rev", "source", "verdict"):
@@ -91,6 +102,7 @@ def _pin_table(p: Pin) -> Table:
 
 
 def _new_document(pins: Iterable[Pin], header: bool = True) -> TOMLDocument:
+    tomlkit = _tomlkit()
     doc = tomlkit.document()
     if header:
         doc.add(tomlkit.comment("bisector pins: known-good configurations. `bisector pins` lists them;"))
@@ -104,11 +116,13 @@ def _new_document(pins: Iterable[Pin], header: bool = True) -> TOMLDocument:
 
 def dumps(pins: Iterable[Pin]) -> str:
     """A new pins file: pins sorted by name, one field per line, so `git diff` shows what changed."""
+    tomlkit = _tomlkit()
     return tomlkit.dumps(_new_document(pins))
 
 
 def show_text(pin: Pin) -> str:
     """One pin as the file holds it (for `bisector pin show`)."""
+    tomlkit = _tomlkit()
     return tomlkit.dumps(_new_document([pin], header=False)).lstrip("\n")
 
 
@@ -121,19 +135,21 @@ def _last_container(table: Table) -> Container:
 
 def _last_table(body: list[tuple[Any, Item]]) -> Table | None:
     """The last item of a body when it is a table, skipping trailing comments and blank lines."""
+    tomlkit = _tomlkit()
     for _, item in reversed(body):
-        if isinstance(item, (Comment, Whitespace)):
+        if isinstance(item, (tomlkit.items.Comment, tomlkit.items.Whitespace)):
             continue
-        return item if isinstance(item, Table) else None
+        return item if isinstance(item, tomlkit.items.Table) else None
     return None
 
 
 def _take_tail(table: Table) -> list[Item]:
     """Cut the comments and blank lines after the last value of `table`: in the file they
     stand above the next table, so they belong to what follows."""
+    tomlkit = _tomlkit()
     body = _last_container(table).body
     tail: list[Item] = []
-    while body and isinstance(body[-1][1], (Comment, Whitespace)):
+    while body and isinstance(body[-1][1], (tomlkit.items.Comment, tomlkit.items.Whitespace)):
         tail.insert(0, body.pop()[1])
     return tail
 
@@ -153,6 +169,7 @@ def updated_text(text: str | None, old: Mapping[str, Pin], pins: Mapping[str, Pi
     """The pins file `text` (read as `old`) changed to hold `pins`: a removed pin's table goes,
     a changed one is rewritten in its place, a new one is added at the end. Every other line,
     the user's comments and the order of the pins stay as they are."""
+    tomlkit = _tomlkit()
     if not text or not text.strip():
         return dumps(pins.values())
     doc = tomlkit.parse(text)
@@ -320,6 +337,7 @@ def remove_pin(repo: Path, name: str) -> Pin:
 
 def _remove_malformed(repo: Path, name: str) -> Pin:
     """Drop the tables of pin `name` from a pins file that holds an invalid pin (valid TOML)."""
+    tomlkit = _tomlkit()
     path = pins_path(repo)
     text = _read_text(path) or ""
     try:
