@@ -92,9 +92,11 @@ class Bisection:
         events: LoopEvents = NO_EVENTS,
         first_step: int = 1,
         bounds: str = "check",
+        overlap: bool = False,
     ):
         self.candidates = candidates
         self.bounds = bounds if bounds in BOUNDS_POLICIES else "check"
+        self.overlap = overlap  # the bad bound's round carries the search's first choice (-j >= 2)
         self.make_search = make_search
         self.search = make_search()
         self.noisy = self.search.noise is not None
@@ -252,15 +254,21 @@ class Bisection:
             if self.step_of(c.goods[0]).verdict is Verdict.SKIP:
                 # Judged before it had its own baseline ("no baseline yet"): again, now with it.
                 self.round(runner, [(c.point(c.goods[0]), Role.GOOD_BOUND)])
-        # The bounds are independent: with several workers they are checked in one round.
-        first = self.round(runner, [(c.point(k), role) for k, role, _ in bounds if k not in self.observed])
+        # The bounds are independent: with several workers they are checked in one round; under
+        # `lazy` the search's first choice (as if the bad bound were bad) fills that round too.
+        todo = [(c.point(k), role) for k, role, _ in bounds if k not in self.observed]
+        ahead = self._ahead(policy, todo)
+        first = self.round(runner, todo + [(c.point(k), Role.SEARCH) for k in ahead])
         if self.noisy:
             # One run decides nothing under noise: bounds are observations like any other,
             # and a bad bound that only failed by chance ends as "no culprit".
             self._told_search(first)
         else:
             for key, role, expected in bounds:
-                self._check_bound(key, role, expected)
+                self._check_bound(key, role, expected)  # journaled, the ahead steps stop here too
+            if ahead:
+                self.search_rounds += 1
+                self._told_search([s for s in first if s.key in ahead])
         while True:
             self._take_marks(runner)
             keys = self._ask(runner)
@@ -284,6 +292,17 @@ class Bisection:
                 message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
             )
         return self._confirm(runner, r.culprit, r.probability)
+
+    def _ahead(self, policy: str, todo: Sequence[tuple[Point, Role]]) -> list[str]:
+        """The search's choices sent with the bad bound's check (free workers of its round), when
+        the session asked for it (`overlap`: journals from before it replay as they ran)."""
+        room = self.jobs - len(todo)
+        if not (self.overlap and policy == "lazy" and room > 0 and not self.noisy and not self.needs_baseline
+                and any(role is Role.BAD_BOUND for _, role in todo)):
+            return []
+        sent = {point.key for point, _ in todo}
+        keys = [k for k in dict.fromkeys(self.search.next(room)) if k not in self.observed and k not in sent]
+        return keys[:room]
 
     def _limited_outcome(self) -> Outcome:
         """Stopped at `max_steps` with the search unfinished: what is left (not skipped: untested)."""

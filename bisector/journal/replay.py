@@ -210,7 +210,7 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
                     limit = None if total is None else max(0, total - len(history))
                 b = Bisection(c, lambda: Search.from_settings(c, settings), jobs=stretch.jobs or 1,
                               max_steps=limit, needs_baseline=baseline, history=history,
-                              bounds=str(start.get("bounds") or "check"))
+                              bounds=str(start.get("bounds") or "check"), overlap=bool(start.get("overlap")))
                 noisy = b.noisy
                 try:
                     outcome = b.run(runner)

@@ -261,6 +261,7 @@ class Plan:
             "data": {"materialize": materialize, "why": why,
                      "offline": bool(opts.offline or dvc_table.get("offline", False))},
             "bounds": "trust" if opts.trust_bounds else str(search_table.get("bounds", "lazy")),
+            "overlap": True,  # -j >= 2: the bad bound's round carries the search's first choice
             "probe_from": opts.probe_from or "frozen",
         }
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)

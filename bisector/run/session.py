@@ -234,6 +234,7 @@ class Session:
             history=history,
             events=JournaledEvents(writer, self.handler, suite),
             bounds=str(plan.start.get("bounds") or "check"),
+            overlap=bool(plan.start.get("overlap")),
         )
         runner: Runner = ExecutorRunner(executor, plan.logs_dir)
         if reusable:

@@ -74,3 +74,39 @@ def test_unknown_or_absent_policy_is_todays() -> None:
     bisection(c).run(a)
     bisection(c, bounds="nonsense").run(b)
     assert probed(a) == probed(b) and ("g0", Role.GOOD_BOUND) in probed(a)
+
+
+def test_lazy_sends_the_first_midpoint_with_the_bad_bound() -> None:
+    c = linear(16)
+    rounds = {True: 0, False: 0}
+    for first_bad in range(1, 17):
+        for overlap in (True, False):
+            runner = ScriptedRunner(culprit_at(c, first_bad))
+            out = bisection(c, bounds="lazy", jobs=2, overlap=overlap).run(runner)
+            assert out.status is Status.FOUND and out.culprit == f"c{first_bad}"
+            first = [(r.point.key, r.role) for r in runner.rounds[0]]
+            assert first[0] == ("c16", Role.BAD_BOUND)
+            assert [role for _, role in first[1:]] == ([Role.SEARCH] if overlap else [])
+            rounds[overlap] += len(runner.rounds)
+    assert rounds[True] < rounds[False]
+
+
+@pytest.mark.parametrize("bad_bound", [Verdict.GOOD, Verdict.SKIP])
+def test_a_bad_bound_that_is_not_bad_stops_after_its_round(bad_bound: Verdict) -> None:
+    c = linear(16)
+    verdicts = {**culprit_at(c, 5), "c16": [bad_bound]}
+    runner = ScriptedRunner(verdicts)
+    b = bisection(c, bounds="lazy", jobs=2, overlap=True)
+    with pytest.raises(BoundsError, match="bad bound c16"):
+        b.run(runner)
+    assert len(runner.rounds) == 1
+    # The midpoint ran in that round and is recorded with its verdict.
+    assert [s.role for s in b.steps] == [Role.BAD_BOUND, Role.SEARCH]
+
+
+def test_one_worker_or_check_policy_keeps_the_bad_bound_alone() -> None:
+    c = linear(16)
+    for kw in ({"bounds": "lazy", "jobs": 1}, {"bounds": "check", "jobs": 2}):
+        runner = ScriptedRunner(culprit_at(c, 5))
+        bisection(c, overlap=True, **kw).run(runner)
+        assert all(r.role is not Role.SEARCH for r in runner.rounds[0])
