@@ -104,9 +104,32 @@ def test_a_bad_bound_that_is_not_bad_stops_after_its_round(bad_bound: Verdict) -
     assert [s.role for s in b.steps] == [Role.BAD_BOUND, Role.SEARCH]
 
 
-def test_one_worker_or_check_policy_keeps_the_bad_bound_alone() -> None:
+def test_check_policy_keeps_the_bad_bound_alone() -> None:
+    runner = ScriptedRunner(culprit_at(linear(16), 5))
+    bisection(linear(16), overlap=True, bounds="check", jobs=2).run(runner)
+    assert all(r.role is not Role.SEARCH for r in runner.rounds[0])
+
+
+@pytest.mark.parametrize("first_bad", range(1, 17))
+def test_one_worker_probes_the_bad_bound_only_when_no_candidate_was_bad(first_bad: int) -> None:
     c = linear(16)
-    for kw in ({"bounds": "lazy", "jobs": 1}, {"bounds": "check", "jobs": 2}):
-        runner = ScriptedRunner(culprit_at(c, 5))
-        bisection(c, overlap=True, **kw).run(runner)
-        assert all(r.role is not Role.SEARCH for r in runner.rounds[0])
+    runner = ScriptedRunner(culprit_at(c, first_bad))
+    out = bisection(c, bounds="lazy", overlap=True).run(runner)
+    assert out.status is Status.FOUND and out.culprit == f"c{first_bad}"
+    roles = probed(runner)
+    assert roles[0][1] is Role.SEARCH
+    # Any bad candidate (an ancestor of the bad bound) implies the bad bound bad.
+    assert (("c16", Role.BAD_BOUND) in roles) == (first_bad == 16)
+    plain = ScriptedRunner(culprit_at(c, first_bad))
+    bisection(c, bounds="trust").run(plain)
+    assert len(roles) <= len(probed(plain)) + 1  # at most one probe more than git bisect
+
+
+def test_one_worker_a_bad_bound_that_is_good_is_a_bounds_error_after_the_search() -> None:
+    c = linear(16)
+    verdicts = {k: [Verdict.GOOD] for k in ["g0", *(f"c{i}" for i in range(1, 17))]}
+    runner = ScriptedRunner(verdicts)
+    with pytest.raises(BoundsError, match="bad bound c16 is good"):
+        bisection(c, bounds="lazy", overlap=True).run(runner)
+    roles = [role for _, role in probed(runner)]
+    assert roles[-1] is Role.BAD_BOUND and set(roles[:-1]) == {Role.SEARCH} and len(roles) == 5
