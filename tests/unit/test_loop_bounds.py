@@ -133,3 +133,21 @@ def test_one_worker_a_bad_bound_that_is_good_is_a_bounds_error_after_the_search(
         bisection(c, bounds="lazy", overlap=True).run(runner)
     roles = [role for _, role in probed(runner)]
     assert roles[-1] is Role.BAD_BOUND and set(roles[:-1]) == {Role.SEARCH} and len(roles) == 5
+
+
+def test_a_merge_culprit_whose_parents_an_observed_good_merge_implies_needs_no_confirmation() -> None:
+    """      a1 ---- m  - top     criss-cross: m and x both merge a1 and b1; x was observed good,
+           \\  /     /           so both parents of the culprit m are its ancestors, good: git
+           /  \\    /            bisect probes neither, nor does lazy.
+    g - b1 ---- x
+    """
+    parents = {"top": ("m", "x"), "m": ("a1", "b1"), "x": ("b1", "a1"), "a1": (), "b1": ()}
+    true = {**parents, "a1": ("g",), "b1": ("g",)}
+    c = Candidates(bad="top", goods=("g",), parents=parents, true_parents=true)
+    verdicts = {k: [Verdict.GOOD] for k in ("g", "a1", "b1", "x")} | {"m": [Verdict.BAD], "top": [Verdict.BAD]}
+    for policy in ("lazy", "trust"):
+        runner = ScriptedRunner(verdicts)
+        out = bisection(c, bounds=policy, overlap=True).run(runner)
+        assert out.status is Status.FOUND and out.culprit == "m"
+        keys = [k for k, _ in probed(runner)]
+        assert "x" in keys and not {"a1", "b1"} & set(keys), (policy, keys)
