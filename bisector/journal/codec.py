@@ -186,6 +186,8 @@ def encode_attribution(a: Attribution | None) -> dict[str, Any] | None:
     d.update({name: v.value for name, v in a.crossings.items()})
     if a.why:
         d["why"] = a.why
+    if a.how:
+        d["how"] = a.how
     return d
 
 
@@ -199,6 +201,7 @@ def decode_attribution(d: Mapping[str, Any] | None) -> Attribution | None:
         tested=bool(d.get("tested", False)),
         crossings=crossings,
         why=d.get("why") or "",
+        how=d.get("how") or "",
     )
 
 
