@@ -97,6 +97,7 @@ class Bisection:
         first_step: int = 1,
         bounds: str = "check",
         overlap: bool = False,
+        trusted: Sequence[str] = (),
     ):
         self.candidates = candidates
         self.bounds = bounds if bounds in BOUNDS_POLICIES else "check"
@@ -104,6 +105,7 @@ class Bisection:
         # choice; with one worker it is probed at the end, only if no candidate was observed bad.
         self.overlap = overlap
         self._bad_later = False
+        self.trusted = frozenset(trusted)  # good bounds a pin verified good with the same probe: never probed
         self.make_search = make_search
         self.search = make_search()
         self.noisy = self.search.noise is not None
@@ -254,7 +256,8 @@ class Bisection:
         # Lazy with one worker: the bad bound waits for the search's answers (see `_bad_pending`).
         self._bad_later = self.overlap and policy == "lazy" and self.jobs == 1 and not self.needs_baseline
         bounds = [(c.bad, Role.BAD_BOUND, Verdict.BAD)] if policy != "trust" and not self._bad_later else []
-        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods if policy == "check" or g in self.observed]
+        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods
+                   if (policy == "check" and g not in self.trusted) or g in self.observed]
         bounds += [(m, Role.MERGE_BASE, Verdict.GOOD) for m in c.merge_bases]
         if self.needs_baseline:
             # Probes with rules relative to the good bound need its observation first.
@@ -350,7 +353,7 @@ class Bisection:
         parents = c.parents_of(culprit)
         if not parents and self.bounds != "check":
             parents = tuple(c.goods)  # a pathspec's first candidate: its parent is a good bound
-        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD]
+        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD and p not in self.trusted]
         if self.bounds != "check" and not self.noisy:
             # A good bound is good when trusted; an ancestor of an observed good is good (as git).
             todo = [p for p in todo if not (self.bounds == "trust" and p in c.goods) and not implied_good(c.parents, self.observed, p)]

@@ -226,3 +226,9 @@ def decode_outcome(e: Mapping[str, Any]) -> Outcome:
         message=e.get("message") or "",
         attribution=decode_attribution(e.get("attribution")),
     )
+
+
+def trusted_bounds(start: Mapping[str, Any]) -> list[str]:
+    """The good bounds the start event's `pinned_bounds` says are not probed (a pin verified them)."""
+    pinned = start.get("pinned_bounds") or {}
+    return [sha for sha, v in pinned.items() if isinstance(v, Mapping) and v.get("probed") is False]

@@ -37,7 +37,7 @@ from bisector.io.env import describe_cache, env_changed
 from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
-from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of
+from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of, trusted_bounds
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
 from bisector.journal.reuse import Reusable, reusable_observations
 from bisector.journal.writer import JournalWriter
@@ -235,6 +235,7 @@ class Session:
             events=JournaledEvents(writer, self.handler, suite),
             bounds=str(plan.start.get("bounds") or "check"),
             overlap=bool(plan.start.get("overlap")),
+            trusted=trusted_bounds(plan.start),
         )
         runner: Runner = ExecutorRunner(executor, plan.logs_dir)
         if reusable:
