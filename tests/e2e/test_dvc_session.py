@@ -106,6 +106,8 @@ def test_missing_data_makes_the_bound_unusable_with_a_reason(ml, tmp_path: Path)
     md5 = r.md5_of("data/raw.txt.dvc", c["unpushed"])
     r.cache_object(md5).unlink()
     p = probe(tmp_path, "! grep -q charlie model.txt")
+    # Bounds checked first: by default a bad bound that a bad candidate implies is never probed.
+    (r.path / "bisector.toml").write_text('[search]\nbounds = "check"\n')
     res = run(r, "run", "--good", c["init"], "--bad", c["unpushed"], "--probe", p)
     assert res.returncode == 1
     assert "Cannot bisect: the bad bound" in res.stdout
