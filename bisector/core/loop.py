@@ -14,16 +14,20 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence
 
+from bisector.core.bounds import abort_message, bound_error, implied_bad, implied_good
 from bisector.core.errors import BoundsError, ProbeAbort
 from bisector.core.model import Candidates, Outcome, Point, Role, Status, Step, StepRequest, Verdict
 from bisector.core.search import Search
 
-BOUND_NAME = {Role.BAD_BOUND: "bad bound", Role.GOOD_BOUND: "good bound", Role.MERGE_BASE: "merge base"}
 UNDOABLE = (Role.SEARCH, Role.CONFIRM, Role.CALIBRATE)
 # Which bounds are probed (the start event's `bounds`; absent: "check", as before it existed).
 #   check: the bad bound, every good bound and merge base, before the search.
 #   lazy:  the bad bound first; a good bound only when the culprit's parent is that bound; and no
 #          confirmation of a parent that an observed good descendant already implies good.
+#          With the start event's `overlap` (sessions since it exists), the bad bound overlaps the
+#          search: -j >= 2 sends the search's first choice in its round; with one worker it is
+#          probed only when the search ends without observing a bad candidate (any bad candidate,
+#          its ancestor, implies it bad), so a run costs at most one probe more than git's.
 #   trust: as `git bisect run`: neither bound is probed (merge bases still are), lazy otherwise.
 BOUNDS_POLICIES = ("check", "lazy", "trust")
 
@@ -92,9 +96,16 @@ class Bisection:
         events: LoopEvents = NO_EVENTS,
         first_step: int = 1,
         bounds: str = "check",
+        overlap: bool = False,
+        trusted: Sequence[str] = (),
     ):
         self.candidates = candidates
         self.bounds = bounds if bounds in BOUNDS_POLICIES else "check"
+        # The bad bound overlaps the search (lazy): with -j >= 2 its round carries the search's first
+        # choice; with one worker it is probed at the end, only if no candidate was observed bad.
+        self.overlap = overlap
+        self._bad_later = False
+        self.trusted = frozenset(trusted)  # good bounds a pin verified good with the same probe: never probed
         self.make_search = make_search
         self.search = make_search()
         self.noisy = self.search.noise is not None
@@ -242,8 +253,11 @@ class Bisection:
         BoundsError, ContradictionError or ProbeAbort when the search cannot go on."""
         c = self.candidates
         policy = "check" if self.noisy else self.bounds
-        bounds = [(c.bad, Role.BAD_BOUND, Verdict.BAD)] if policy != "trust" else []
-        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods if policy == "check" or g in self.observed]
+        # Lazy with one worker: the bad bound waits for the search's answers (see `_bad_pending`).
+        self._bad_later = self.overlap and policy == "lazy" and self.jobs == 1 and not self.needs_baseline
+        bounds = [(c.bad, Role.BAD_BOUND, Verdict.BAD)] if policy != "trust" and not self._bad_later else []
+        bounds += [(g, Role.GOOD_BOUND, Verdict.GOOD) for g in c.goods
+                   if (policy == "check" and g not in self.trusted) or g in self.observed]
         bounds += [(m, Role.MERGE_BASE, Verdict.GOOD) for m in c.merge_bases]
         if self.needs_baseline:
             # Probes with rules relative to the good bound need its observation first.
@@ -252,19 +266,27 @@ class Bisection:
             if self.step_of(c.goods[0]).verdict is Verdict.SKIP:
                 # Judged before it had its own baseline ("no baseline yet"): again, now with it.
                 self.round(runner, [(c.point(c.goods[0]), Role.GOOD_BOUND)])
-        # The bounds are independent: with several workers they are checked in one round.
-        first = self.round(runner, [(c.point(k), role) for k, role, _ in bounds if k not in self.observed])
+        # The bounds are independent: with several workers they are checked in one round; under
+        # `lazy` the search's first choice (as if the bad bound were bad) fills that round too.
+        todo = [(c.point(k), role) for k, role, _ in bounds if k not in self.observed]
+        ahead = self._ahead(policy, todo)
+        first = self.round(runner, todo + [(c.point(k), Role.SEARCH) for k in ahead])
         if self.noisy:
             # One run decides nothing under noise: bounds are observations like any other,
             # and a bad bound that only failed by chance ends as "no culprit".
             self._told_search(first)
         else:
             for key, role, expected in bounds:
-                self._check_bound(key, role, expected)
+                self._check_bound(key, role, expected)  # journaled, the ahead steps stop here too
+            if ahead:
+                self.search_rounds += 1
+                self._told_search([s for s in first if s.key in ahead])
         while True:
             self._take_marks(runner)
             keys = self._ask(runner)
             if not keys:
+                if self._bad_pending():
+                    self._check_bad_now(runner)
                 break
             if self.max_steps is not None and len(self.steps) - self._history_len >= self.max_steps:
                 self.limited = True
@@ -285,6 +307,28 @@ class Bisection:
             )
         return self._confirm(runner, r.culprit, r.probability)
 
+    def _bad_pending(self) -> bool:
+        """Whether the bad bound still needs its own probe: not when a candidate (each one an
+        ancestor of it) was observed bad, which implies it bad, the search being monotone."""
+        c = self.candidates
+        return self._bad_later and c.bad not in self.observed and not implied_bad(c.parents, self.observed)
+
+    def _check_bad_now(self, runner: Runner) -> None:
+        """The search ended and no candidate was observed bad: the bad bound's own probe decides."""
+        self.round(runner, [(self.candidates.point(self.candidates.bad), Role.BAD_BOUND)])
+        self._check_bound(self.candidates.bad, Role.BAD_BOUND, Verdict.BAD)
+
+    def _ahead(self, policy: str, todo: Sequence[tuple[Point, Role]]) -> list[str]:
+        """The search's choices sent with the bad bound's check (free workers of its round), when
+        the session asked for it (`overlap`: journals from before it replay as they ran)."""
+        room = self.jobs - len(todo)
+        if not (self.overlap and policy == "lazy" and room > 0 and not self.noisy and not self.needs_baseline
+                and any(role is Role.BAD_BOUND for _, role in todo)):
+            return []
+        sent = {point.key for point, _ in todo}
+        keys = [k for k in dict.fromkeys(self.search.next(room)) if k not in self.observed and k not in sent]
+        return keys[:room]
+
     def _limited_outcome(self) -> Outcome:
         """Stopped at `max_steps` with the search unfinished: what is left (not skipped: untested)."""
         left = self.suspects()
@@ -301,18 +345,7 @@ class Bisection:
             return
         if step.verdict is Verdict.ABORT:
             raise ProbeAbort(abort_message(step))
-        if step.verdict is Verdict.SKIP and step.result.build.status == "no-data":
-            fix = ("its DVC data is missing (see the step's note): get it (`dvc fetch`), or run with "
-                   "--no-data if the question needs no data")
-        elif step.verdict is Verdict.SKIP:
-            fix = "fix the build or probe for that commit, or pick another bound"
-        elif role is Role.BAD_BOUND:
-            fix = "it is not broken for this probe: pick a broken --bad or check the probe"
-        elif role is Role.GOOD_BOUND:
-            fix = "pick an older good revision or check the probe"
-        else:
-            fix = "the regression is older than the fork point of the good revision: pick an older good revision"
-        raise BoundsError(f"the {BOUND_NAME[role]} {key[:10]} is {step.verdict.value} ({step.result.summary()}): {fix}")
+        raise BoundsError(bound_error(step, role))
 
     def _confirm(self, runner: Runner, culprit: str, probability: float) -> Outcome:
         """The culprit's parents must have been observed good (its own verdict is bad)."""
@@ -320,10 +353,10 @@ class Bisection:
         parents = c.parents_of(culprit)
         if not parents and self.bounds != "check":
             parents = tuple(c.goods)  # a pathspec's first candidate: its parent is a good bound
-        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD]
+        todo = [p for p in parents if self.observed.get(p) is not Verdict.GOOD and p not in self.trusted]
         if self.bounds != "check" and not self.noisy:
             # A good bound is good when trusted; an ancestor of an observed good is good (as git).
-            todo = [p for p in todo if not (self.bounds == "trust" and p in c.goods) and not self._implied_good(p)]
+            todo = [p for p in todo if not (self.bounds == "trust" and p in c.goods) and not implied_good(c.parents, self.observed, p)]
         lazy_goods = [p for p in todo if p in c.goods and p not in self.observed]
         self.round(runner, [(c.point(p), Role.GOOD_BOUND if p in lazy_goods else Role.CONFIRM)
                             for p in todo if p not in self.observed])
@@ -346,20 +379,6 @@ class Bisection:
             )
         return Outcome(Status.FOUND, culprit=culprit, probability=probability, candidates=(culprit,))
 
-    def _implied_good(self, key: str) -> bool:
-        """Whether `key` is an ancestor of a commit observed good (so good, the search being monotone)."""
-        c = self.candidates
-        stack = [k for k, v in self.observed.items() if v is Verdict.GOOD and k != key]
-        seen = set(stack)
-        while stack:
-            for q in c.parents.get(stack.pop(), ()):
-                if q == key:
-                    return True
-                if q not in seen:
-                    seen.add(q)
-                    stack.append(q)
-        return False
-
     def _noisy_outcome(self) -> Outcome:
         r = self.search.result()
         top5 = tuple(r.candidates[:5])
@@ -377,17 +396,3 @@ class Bisection:
             probability=r.probability, candidates=top5,
             message=f"no single culprit above the target {self.search.confidence:g}; top candidates: {top}",
         )
-
-
-def abort_message(step: Step) -> str:
-    """Why the search stopped at an aborted step, with the last lines of the log."""
-    tail = next((str(o.evidence.get("log_tail", "")) for o in step.result.observations if o.verdict is Verdict.ABORT), "")
-    build = step.result.build
-    if not step.result.observations and not build.ok:
-        msg = f"the build {build.status} at {step.commit[:10]} (step {step.number}) and build.on_failure is abort"
-        tail = build.tail
-    else:
-        msg = f"the probe aborted at {step.commit[:10]} (step {step.number}); the search stopped"
-    if tail:
-        msg += ". Log tail: " + " | ".join(tail.splitlines()[-3:])
-    return msg

@@ -245,6 +245,7 @@ class Attribution:
     tested: bool = False  # whether the crossings were probed
     crossings: Mapping[str, Verdict] = field(default_factory=dict)  # name -> verdict
     why: str = ""
+    how: str = ""  # how it was reached: from the diff, one crossing, two crossings
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,8 @@ def encode_attribution(a: Attribution | None) -> dict[str, Any] | None:
     d.update({name: v.value for name, v in a.crossings.items()})
     if a.why:
         d["why"] = a.why
+    if a.how:
+        d["how"] = a.how
     return d
 
 
@@ -199,6 +201,7 @@ def decode_attribution(d: Mapping[str, Any] | None) -> Attribution | None:
         tested=bool(d.get("tested", False)),
         crossings=crossings,
         why=d.get("why") or "",
+        how=d.get("how") or "",
     )
 
 
@@ -223,3 +226,9 @@ def decode_outcome(e: Mapping[str, Any]) -> Outcome:
         message=e.get("message") or "",
         attribution=decode_attribution(e.get("attribution")),
     )
+
+
+def trusted_bounds(start: Mapping[str, Any]) -> list[str]:
+    """The good bounds the start event's `pinned_bounds` says are not probed (a pin verified them)."""
+    pinned = start.get("pinned_bounds") or {}
+    return [sha for sha, v in pinned.items() if isinstance(v, Mapping) and v.get("probed") is False]

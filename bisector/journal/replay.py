@@ -21,7 +21,7 @@ from bisector.core.model import Outcome, Role, Status, Step, StepRequest, is_han
 from bisector.core.search import Search
 from bisector.io.git import repo_root
 from bisector.io.history import load_start_candidates
-from bisector.journal.codec import decode_step
+from bisector.journal.codec import decode_step, trusted_bounds
 from bisector.journal.read import apply_undo, read_events
 
 MAX_JOBS = 64  # the largest round size tried when guessing the number of workers
@@ -210,7 +210,8 @@ def replay(journal: Path | str, repo: Path | str | None = None) -> ReplayResult:
                     limit = None if total is None else max(0, total - len(history))
                 b = Bisection(c, lambda: Search.from_settings(c, settings), jobs=stretch.jobs or 1,
                               max_steps=limit, needs_baseline=baseline, history=history,
-                              bounds=str(start.get("bounds") or "check"))
+                              bounds=str(start.get("bounds") or "check"), overlap=bool(start.get("overlap")),
+                              trusted=trusted_bounds(start))
                 noisy = b.noisy
                 try:
                     outcome = b.run(runner)

@@ -11,6 +11,7 @@ has no such bytes (a resumed session whose copy changed), refused with one line.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import tempfile
@@ -23,6 +24,12 @@ _MAX_FROZEN = 64 * 1024 * 1024  # a probe script or adapter larger than this is 
 
 def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def suite_digest(probe_configs: object) -> str:
+    """Which probe suite judged a revision: the digest of its probes' configs (commands, the
+    sha256 of each frozen script, timeouts): a pin records it, a run with the same one trusts it."""
+    return digest_of(json.dumps(probe_configs, sort_keys=True, default=str).encode())[:16]
 
 
 def frozen_name(digest: str, name: str) -> str:

@@ -65,7 +65,7 @@ def build_cell(build: BuildInfo) -> str:
 def attribution_sentence(att: Attribution) -> str:
     """What the attribution says, in one line: "Culprit is the DATA (...)", and how it was found."""
     crossings = "; ".join(f"{CROSSING_LABEL.get(k, k.replace('_', ' '))} is {v.value}" for k, v in att.crossings.items())
-    how = f"tested crossings: {crossings}" if att.tested and crossings else ""
+    how = att.how or (f"tested crossings: {crossings}" if att.tested and crossings else "")
     if att.culprit_is in ("code", "data", "environment"):
         if not how:
             how = f"only the {att.culprit_is} changed in this commit" if not att.tested else "crossings tested"

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
+from bisector import __version__
 from bisector.core.errors import UsageError
 from bisector.io.config import table
-from bisector.io.git import resolve
+from bisector.io.git import git, resolve
 from bisector.journal.writer import JOURNAL_DIR
 from bisector.probes.command import word_spans, freeze_command, shell_syntax
 
@@ -147,4 +149,45 @@ def given_flags(opts: Any) -> dict[str, Any]:
         value = getattr(opts, name)
         if value != default and value is not None:
             out[name] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def environment() -> dict[str, str]:
+    return {
+        "bisector": __version__,
+        "python": platform.python_version(),
+        "platform": platform_name(),
+        "git": git(Path("."), "--version").strip().removeprefix("git version "),
+    }
+
+
+def platform_name() -> str:
+    """`platform.platform()` without its `uname -p` subprocess (the processor field, which it
+    drops when it says "unknown" or repeats the machine, as it does on Linux)."""
+    u = platform.uname()
+    if u.system != "Linux":
+        return platform.platform()
+    libc = "".join(platform.libc_ver())
+    return "-".join(x for x in (u.system, u.release, u.machine, "with", libc) if x) if libc else f"{u.system}-{u.release}-{u.machine}"
+
+
+def pinned_bounds(pinned: Mapping[str, Mapping[str, str]], goods: Any, digest: str,
+                  data_rev: str | None) -> dict[str, dict[str, Any]]:
+    """For each good bound given as a pin: whether it is probed, and why (the start event's
+    `pinned_bounds`). A pin whose record holds a verified good result of this same probe suite
+    (and the same data) is not probed, even under `bounds = "check"`."""
+    out: dict[str, dict[str, Any]] = {}
+    for sha in goods:
+        pin = pinned.get(sha)
+        if pin is None:
+            continue
+        name, when = pin.get("name", "?"), pin.get("created") or "an unknown date"
+        same = bool(pin.get("probe_digest")) and pin.get("probe_digest") == digest
+        if pin.get("verdict") == "good" and same and (pin.get("data_rev") or None) == data_rev:
+            out[sha] = {"probed": False, "why": f"pin {name} verified good at {when} with the same probe"}
+        elif pin.get("verdict") != "good":
+            out[sha] = {"probed": True, "why": f"pin {name} holds no verified good result"}
+        else:
+            other = "another probe" if not same else "other data"
+            out[sha] = {"probed": True, "why": f"pin {name} was verified good at {when} with {other}"}
     return out

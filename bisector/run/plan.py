@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import secrets
 import sys
 import time
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from bisector import __version__
 from bisector.build.run import BuildConfig
 from bisector.core.errors import UsageError
 from bisector.core.model import Axis, Candidates
@@ -25,14 +23,17 @@ from bisector.io.config import load_file_config, probe_specs, table
 from bisector.io.confine import confined
 from bisector.io.data.choice import choose_materialize
 from bisector.io.env import EnvSettings
-from bisector.io.git import git, repo_root, resolve
+from bisector.io.git import repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
 from bisector.io.workspace import state_dir
 from bisector.journal.logs import session_logs
 from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.read import find_unfinished, journal_dir, read_events
 from bisector.journal.writer import JOURNAL_DIR, check_state_folders
+from bisector.probes.frozen import suite_digest
 from bisector.run.flags import (
+    environment,
+    pinned_bounds,
     changed_flags,
     check_jobs,
     given_flags,
@@ -80,25 +81,7 @@ class RunOptions:
     no_build: bool = False  # no build at all, not even the default `dvc repro`
     trust_bounds: bool = False  # probe neither bound, as `git bisect run`
     probe_from: str | None = None  # "frozen" (today's script, the default) or "commit" (each commit's own)
-
-
-def environment() -> dict[str, str]:
-    return {
-        "bisector": __version__,
-        "python": platform.python_version(),
-        "platform": platform_name(),
-        "git": git(Path("."), "--version").strip().removeprefix("git version "),
-    }
-
-
-def platform_name() -> str:
-    """`platform.platform()` without its `uname -p` subprocess (the processor field, which it
-    drops when it says "unknown" or repeats the machine, as it does on Linux)."""
-    u = platform.uname()
-    if u.system != "Linux":
-        return platform.platform()
-    libc = "".join(platform.libc_ver())
-    return "-".join(x for x in (u.system, u.release, u.machine, "with", libc) if x) if libc else f"{u.system}-{u.release}-{u.machine}"
+    pinned_goods: dict[str, dict[str, str]] = field(default_factory=dict)  # good sha -> its pin's record
 
 
 def search_settings(opts: RunOptions, table_: dict[str, Any]) -> dict[str, Any]:
@@ -271,10 +254,13 @@ class Plan:
             "data": {"materialize": materialize, "why": why,
                      "offline": bool(opts.offline or dvc_table.get("offline", False))},
             "bounds": "trust" if opts.trust_bounds else str(search_table.get("bounds", "lazy")),
+            "overlap": True,  # -j >= 2: the bad bound's round carries the search's first choice
             "probe_from": opts.probe_from or "frozen",
         }
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)
         session = new_session_id()
+        digest = suite_digest(suite.config().get("probes", []))
+        pinned = pinned_bounds(opts.pinned_goods, candidates.goods, digest, axis_info["data_rev"])
         start = {
             "session": session,
             "bad": candidates.bad,
@@ -297,6 +283,8 @@ class Plan:
             "jobs": max(1, opts.jobs),
             "flags": given_flags(opts),
             "owner": owner_marker(repo, session),
+            "probe_digest": digest,
+            **({"pinned_bounds": pinned} if pinned else {}),
             **choices,
         }
         if opts.term_old or opts.term_new:

@@ -38,7 +38,7 @@ from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.process import kill_marked, mark_processes
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
-from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of
+from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of, trusted_bounds
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
 from bisector.journal.reuse import Reusable, reusable_observations
 from bisector.journal.writer import JournalWriter
@@ -240,6 +240,8 @@ class Session:
             history=history,
             events=JournaledEvents(writer, self.handler, suite),
             bounds=str(plan.start.get("bounds") or "check"),
+            overlap=bool(plan.start.get("overlap")),
+            trusted=trusted_bounds(plan.start),
         )
         runner: Runner = ExecutorRunner(executor, plan.logs_dir)
         if reusable:
@@ -280,20 +282,39 @@ class Session:
         changed = classify_culprit(self.repo, culprit)
         if not (changed["code"] and changed["data"]) and not plan.start.get("attribute"):
             which = "data" if changed["data"] and not changed["code"] else "code"
-            return Attribution(which, changed, tested=False)
+            return Attribution(which, changed, tested=False, how=f"from its diff: only the {which} changed, no crossing")
         if plan.dvc.get("materialize", True) is False:  # no data: crossings cannot be built
             return Attribution("unknown", changed, tested=False, why="no data was materialized")
         if not parents:
             return Attribution("unknown", changed, tested=False, why="root commit")
-        parent = parents[0]
-        pairs = {"parent_code_culprit_data": (parent, culprit), "culprit_code_parent_data": (culprit, parent)}
+        return self._crossings(bisection, runner, culprit, parents[0], changed)
+
+    def _crossings(self, bisection: Bisection, runner: Runner, culprit: str, parent: str,
+                   changed: Mapping[str, Any]) -> Attribution:
+        """The culprit's code with its parent's data first: bad settles it (the code alone breaks
+        it). Otherwise the parent's code with the culprit's data: bad, the data; good, only the two
+        together. Each crossing is a journaled step (role `crossing`), never told to the search."""
+        pairs = {"culprit_code_parent_data": (culprit, parent), "parent_code_culprit_data": (parent, culprit)}
         done = {(s.commit, s.data_rev): s for s in bisection.steps if s.role is Role.CROSSING}
-        todo = [(Point(culprit, code, data), Role.CROSSING) for code, data in pairs.values() if (code, data) not in done]
-        for step in bisection.round(runner, todo):
-            done[(step.commit, step.data_rev)] = step
-        verdicts = {name: done[pair].verdict for name, pair in pairs.items()}
+        verdicts: dict[str, Verdict] = {}
+        for name, (code, data) in pairs.items():
+            if (code, data) not in done:
+                for step in bisection.round(runner, [(Point(culprit, code, data), Role.CROSSING)]):
+                    done[(step.commit, step.data_rev)] = step
+            if (code, data) not in done:
+                break
+            verdicts[name] = done[(code, data)].verdict
+            if name == "culprit_code_parent_data" and verdicts[name] is Verdict.BAD:
+                return Attribution("code", changed, tested=True, crossings=verdicts,
+                                   how="one crossing: the culprit's code with its parent's data is bad, so the "
+                                       "code change alone breaks it (the data change alone was not tested)")
+        if len(verdicts) < 2:
+            return Attribution("unknown", changed, tested=True, crossings=verdicts, why="a crossing was not run")
         which = attribution(verdicts["parent_code_culprit_data"], verdicts["culprit_code_parent_data"])
-        return Attribution(which, changed, tested=True, crossings=verdicts)
+        return Attribution(which, changed, tested=True, crossings=verdicts,
+                           how="two crossings: the culprit's code with its parent's data is "
+                               f"{verdicts['culprit_code_parent_data'].value}, its parent's code with its data "
+                               f"{verdicts['parent_code_culprit_data'].value}")
 
     def _attribute_env(self, bisection: Bisection, runner: Runner, culprit: str, parent: str) -> Attribution | None:
         """With `--env`: when the culprit changed its environment, test the culprit's code with the

@@ -27,6 +27,7 @@ from bisector.io.env import ENV_DIR, prepare_env
 from bisector.io.envcache import EnvError, set_aside
 from bisector.io.workspace import flock
 from bisector.probes.base import ProbeContext
+from bisector.probes.frozen import suite_digest
 from bisector.run.plan import Plan
 from bisector.run.wiring import make_suite, make_workspace
 
@@ -280,8 +281,15 @@ def verify_revision(repo: Path, rev: str, data_rev: str | None = None, *,
     """Build and probe `rev` (with the data of `data_rev`) in a throwaway worktree, as a step of
     `bisector run` would with bisector.toml's settings (build outputs and cache, probes,
     stop_early, [dvc]): what `pin --verify` records."""
+    return verify_with_digest(repo, rev, data_rev, workspace_factory=workspace_factory)[0]
+
+
+def verify_with_digest(repo: Path, rev: str, data_rev: str | None = None, *,
+                       workspace_factory: Callable[[Path, Path], Any] | None = None) -> tuple[StepResult, str]:
+    """`verify_revision`, and the digest of the probe suite that judged it (`suite_digest`)."""
     plan = Plan.for_verify(repo, rev, data_rev)
     suite = plan.make_suite(make_suite)
+    digest = suite_digest(suite.config().get("probes", []))
     build = plan.build
     work_dir = plan.session_dir.parent.parent / "pin-verify" / f"{os.getpid()}-{plan.session[-6:]}"
     ws = (workspace_factory or (lambda r, d: make_workspace(r, d, plan.dvc)))(plan.repo, work_dir)
@@ -290,7 +298,7 @@ def verify_revision(repo: Path, rev: str, data_rev: str | None = None, *,
     try:
         ws.open(rev)
         return execute_step(ws, suite, build, rev, 0, work_dir / "logs", data_rev=data_rev,
-                            cache=_cache_for(plan.repo) if build.cache else None)
+                            cache=_cache_for(plan.repo) if build.cache else None), digest
     finally:
         ws.close()
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -193,7 +193,7 @@ def test_manual_probe_with_undo(repo: GitRepo) -> None:
     def answer(sha: str, n: int) -> str:
         right = "bad" if shas.index(sha) >= 7 else "good"
         wrong = "good" if right == "bad" else "bad"
-        return {3: wrong, 4: "undo"}.get(n, right)
+        return {2: wrong, 3: "undo"}.get(n, right)  # the second search question, then undo
 
     code, out, asked = answer_questions(repo.path, ["run", "--good", shas[0], "--bad", "main", "--probe", "manual"], answer)
     assert code == 0, out
@@ -202,8 +202,8 @@ def test_manual_probe_with_undo(repo: GitRepo) -> None:
     undo = [e for e in events if e["event"] == "undo"]
     assert len(undo) == 1
     undone = next(e for e in events if e["event"] == "step" and e["step"] == undo[0]["step"])
-    assert undone["commit"] == asked[2]
-    assert asked[4] == asked[2]  # the retracted question is asked again
+    assert undone["commit"] == asked[1]
+    assert asked[3] == asked[1]  # the retracted question is asked again
     replay = bisector_process(repo.path, "replay", str(journals(repo.path)[-1]))
     assert replay.returncode == 0, replay.stdout + replay.stderr
 

@@ -50,9 +50,9 @@ def test_code_axis_finds_data_culprit_and_attributes_it(ml, tmp_path: Path) -> N
     assert "Culprit is the DATA" in res.stdout
     assert "modified  data/raw.txt" in res.stdout
     ev = events(r)
-    crossings = [e for e in ev if e["event"] == "step" and e["role"] == "crossing"]
-    assert len(crossings) == 2
-    assert ev[-1]["attribution"]["culprit_is"] == "data"
+    # The culprit's code with its parent's data is good (it does not settle it), then the reverse.
+    assert crossings(r) == [(c["both"], c["labels"]), (c["labels"], c["both"])]
+    assert ev[-1]["attribution"]["culprit_is"] == "data" and ev[-1]["attribution"]["how"].startswith("two crossings")
     # Every step ran `dvc repro` on checked-out data (never stale): the build log says so.
     steps = [e for e in ev if e["event"] == "step" and e["role"] != "crossing"]
     assert all(e["build"]["status"] in ("ok", "cached") for e in steps)
@@ -65,9 +65,29 @@ def test_code_axis_finds_data_culprit_and_attributes_it(ml, tmp_path: Path) -> N
     assert snapshot(r.path) == before
 
 
+def crossings(r: DvcRepo) -> list[tuple[str, str]]:
+    """(code, data) of each crossing step of the last session."""
+    return [(e["commit"], e["data_rev"]) for e in events(r) if e["event"] == "step" and e["role"] == "crossing"]
+
+
 def test_code_culprit_attributed_to_code(ml, tmp_path: Path) -> None:
+    r, c = ml
     res = bisect_found(ml, tmp_path, "! grep -q '^v3:' model.txt")
-    assert "Culprit is the CODE" in res.stdout
+    assert "Culprit is the CODE (one crossing: the culprit's code with its parent's data is bad" in res.stdout
+    # One crossing settles it: the culprit's code with its parent's data already fails.
+    assert crossings(r) == [(c["both"], c["labels"])]
+    att = events(r)[-1]["attribution"]
+    assert att["culprit_is"] == "code" and att["how"].startswith("one crossing")
+    assert "parent_code_culprit_data" not in att
+
+
+def test_data_only_culprit_is_attributed_from_its_diff(ml, tmp_path: Path) -> None:
+    r, c = ml
+    res = run(r, "run", "--good", c["init"], "--bad", c["images"], "--probe", probe(tmp_path, "! grep -q ':L2:' model.txt"))
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{c['labels']} is the first bad commit" in res.stdout
+    assert "Culprit is the DATA (from its diff: only the data changed, no crossing)" in res.stdout
+    assert crossings(r) == []
 
 
 def test_data_axis_with_fixed_code(ml, tmp_path: Path) -> None:
@@ -86,6 +106,8 @@ def test_missing_data_makes_the_bound_unusable_with_a_reason(ml, tmp_path: Path)
     md5 = r.md5_of("data/raw.txt.dvc", c["unpushed"])
     r.cache_object(md5).unlink()
     p = probe(tmp_path, "! grep -q charlie model.txt")
+    # Bounds checked first: by default a bad bound that a bad candidate implies is never probed.
+    (r.path / "bisector.toml").write_text('[search]\nbounds = "check"\n')
     res = run(r, "run", "--good", c["init"], "--bad", c["unpushed"], "--probe", p)
     assert res.returncode == 1
     assert "Cannot bisect: the bad bound" in res.stdout
@@ -95,8 +117,8 @@ def test_missing_data_makes_the_bound_unusable_with_a_reason(ml, tmp_path: Path)
 def test_only_the_combination_fails_is_both(ml, tmp_path: Path) -> None:
     r, _ = ml
     res = bisect_found(ml, tmp_path, "! grep -q '^v3:charlie' model.txt")
-    assert "Culprit is the CODE and the DATA" in res.stdout
-    assert events(r)[-1]["attribution"]["culprit_is"] == "both"
+    assert "Culprit is the CODE and the DATA: only the two together break it" in res.stdout
+    assert events(r)[-1]["attribution"]["culprit_is"] == "both" and len(crossings(r)) == 2
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:

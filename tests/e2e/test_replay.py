@@ -79,6 +79,8 @@ def test_replay_of_a_parallel_session(repo: GitRepo) -> None:
 def test_replay_of_a_resumed_parallel_session(repo: GitRepo) -> None:
     shas = linear_history(repo, 60, culprit=40)
     verdicts = first_bad(shas, 39)
+    # Both bounds in the first round, as every bisector did: the journal below is also made old.
+    (repo.path / "bisector.toml").write_text('[search]\nbounds = "check"\n')
     with pytest.raises(KeyboardInterrupt):
         run_session(repo, SequenceSuite(verdicts, stop_after=7), bad="main", goods=[shas[0]], jobs=3)
     journal = journal_of(repo)
@@ -132,3 +134,16 @@ def test_replay_of_a_data_axis_session(tmp_path_factory: pytest.TempPathFactory,
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.startswith("OK: ") and f"first bad commit {c['both']}" in res.stdout
     assert "DIVERGED" not in res.stdout
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_replay_of_lazy_bounds_overlapping_the_search(repo: GitRepo, jobs: int) -> None:
+    shas = linear_history(repo, 30, culprit=12)
+    result = run_session(repo, SequenceSuite(first_bad(shas, 11)), bad="main", goods=[shas[0]], jobs=jobs)
+    assert result.culprit == shas[11]
+    steps = [e for e in read_events(result.journal) if e["event"] == "step"]
+    first = sorted(e["role"] for e in steps if e["round"] == 1)
+    # -j 2: the bad bound shares the first round; -j 1: a bad candidate implied it, never probed.
+    assert first == (["bad-bound", "search"] if jobs == 2 else ["search"])
+    assert jobs == 2 or "bad-bound" not in {e["role"] for e in steps}
+    assert_replays(result.journal, shas[11])

@@ -23,7 +23,7 @@ def test_corrupt_and_truncated_journal_is_shown_with_warnings(repo: GitRepo, tmp
     assert res.returncode == 0, res.stderr
     warnings = res.stderr.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith("Warning: ") and ":4: unreadable journal line skipped" in warnings[0]
-    assert "check bad" in res.stdout and "unfinished" in res.stdout  # the end event was torn off
+    assert "search" in res.stdout and "unfinished" in res.stdout  # the end event was torn off
     res = bisector(repo.path, "sessions")
     assert res.returncode == 0, res.stderr
     assert path.stem in res.stdout
@@ -39,4 +39,4 @@ def test_journal_without_start_event(repo: GitRepo, tmp_path: Path) -> None:
     res = bisector(repo.path, "journal")
     assert res.returncode == 0, res.stderr
     assert "no readable start event" in res.stderr
-    assert "check bad" in res.stdout
+    assert "search" in res.stdout

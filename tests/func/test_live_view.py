@@ -90,7 +90,7 @@ def test_live_view_on_a_terminal(repo: tuple[GitRepo, list[str]], tmp_path: Path
     # The phases of a step, with their elapsed time, the candidates left and the ETA, in the terms.
     assert re.search(r"step \d+: testing <c\d+>: build <m:ss> \(step <m:ss>\)", out)
     assert re.search(r"step \d+: testing <c\d+>: probe <m:ss>", out)
-    assert "candidates left, about" in out and "<c12> is slow" in out
+    assert "candidates left, about" in out and re.search(r"<c\d+> is slow", out)
     assert "    | error: n.c:3: missing ;" in out
     _golden("live_tty.txt", out)
 
@@ -129,7 +129,7 @@ def test_resume_after_max_steps_finds_the_same_culprit(repo: tuple[GitRepo, list
     whole = bisector(twin, "run", "--good", shas[0], "--bad", shas[-1], "--probe", str(probe))
     assert whole.returncode == 0
 
-    first = bisector(r.path, "run", "--good", shas[0], "--bad", shas[-1], "--probe", str(probe), "--max-steps", "2")
+    first = bisector(r.path, "run", "--good", shas[0], "--bad", shas[-1], "--probe", str(probe), "--max-steps", "1")
     assert first.returncode == 1
     assert "Paused at the step limit" in first.stdout and "skipped" not in first.stdout.replace("none of them skipped", "")
     assert journal_events(r.path)[-1]["event"] == "pause"

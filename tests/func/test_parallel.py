@@ -41,3 +41,22 @@ def test_parallel_finds_culprit_checkout_untouched_journal_complete(repo: GitRep
     # Fewer rounds than plain bisection needs steps: at most ceil(log_{K+1} 39) + 1 search rounds.
     search = [s for s in steps if s["role"] == "search"]
     assert len(search) <= jobs * 5
+
+
+def test_bad_bound_and_first_midpoint_share_the_first_round(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 40, culprit=23)
+    res = bisect(repo.path, shas[0], probe_script(tmp_path), "-j", "2")
+    assert res.returncode == 0, res.stderr + res.stdout
+    steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
+    first = [s["role"] for s in steps if s["round"] == 1]
+    assert sorted(first) == ["bad-bound", "search"]
+    # Each later round is a round of the search (or the confirmation): no round of the bad bound alone.
+    assert all(s["role"] != "bad-bound" for s in steps if s["round"] > 1)
+
+
+def test_a_good_bad_bound_stops_after_the_shared_round(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 40, culprit=23)
+    res = bisect(repo.path, shas[0], "true", "-j", "2")
+    assert res.returncode == 1 and f"the bad bound {shas[-1][:10]} is good" in res.stdout
+    steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
+    assert sorted((s["round"], s["role"], s["verdict"]) for s in steps) == [(1, "bad-bound", "good"), (1, "search", "good")]

@@ -140,8 +140,9 @@ def test_report_structure_culprit_table_and_plot(demo: tuple[Path, list[str], Pa
         assert row[0] == str(e["step"]) and row[2] == f"`{e['commit'][:10]}`" and row[5] == e["verdict"]
         assert row[4].startswith("ok (")  # the build ran at every step
         assert row[6].startswith("command: exit ")
-    # The default bounds policy: the bad bound first; the good bound only when the culprit's parent is it.
-    assert rows[0][1] == "check bad" and "check good" not in [r[1] for r in rows[:-1]]
+    # The default bounds policy: the bad bound only when no candidate was bad (a bad one implies it);
+    # the good bound only when the culprit's parent is it.
+    assert rows[0][1] == "search" and "check good" not in [r[1] for r in rows[:-1]]
     culprit_rows = [r for r in rows if r[2] == f"`{culprit[:10]}`"]
     assert culprit_rows and culprit_rows[0][5] == "bad"
     assert culprit_rows[0][3] == "Refactor loader: unpack channels in one go"

@@ -27,7 +27,7 @@ def test_finds_culprit_and_leaves_checkout_untouched(repo: GitRepo, tmp_path: Pa
     assert events[-1]["culprit"] == shas[12]
     # journal and log views
     table = bisector(repo.path, "journal")
-    assert table.returncode == 0 and "first bad commit" in table.stdout and "check bad" in table.stdout
+    assert table.returncode == 0 and "first bad commit" in table.stdout and "search" in table.stdout
     log = bisector(repo.path, "log")
     assert log.returncode == 0
     assert f"# first bad commit: [{shas[12]}] commit 13" in log.stdout

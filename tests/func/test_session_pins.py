@@ -43,3 +43,46 @@ def test_from_reuses_valid_observations(repo: GitRepo, tmp_path: Path) -> None:
     assert len(completed_runs(tmp_path)) == runs  # nothing probed again
     steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
     assert steps and all(e.get("reused_from") for e in steps)
+
+
+def _good_bound_steps(repo: GitRepo) -> list[dict]:
+    return [e for e in journal_events(repo.path) if e["event"] == "step" and e["role"] == "good-bound"]
+
+
+def test_a_pin_verified_with_the_same_probe_is_not_probed(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 16, culprit=11)
+    probe = probe_script(tmp_path)
+    # Check both bounds (the strictest policy): the verified pin is still not probed.
+    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n\n[search]\nbounds = "check"\n')
+    res = bisector(repo.path, "pin", "tuesday", "--rev", shas[9], "--verify")
+    assert res.returncode == 0, res.stderr
+    assert 'probe_digest = "' in (repo.path / ".bisector" / "pins.toml").read_text()
+    res = bisector(repo.path, "run", "--good", "@tuesday", "--bad", "main")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"{shas[10]} is the first bad commit" in res.stdout
+    start = journal_events(repo.path)[0]
+    why = start["pinned_bounds"][shas[9]]
+    assert why["probed"] is False and why["why"].startswith("pin tuesday verified good at ")
+    assert why["why"].endswith("with the same probe")
+    assert "Good bound " in res.stderr and "not probed (pin tuesday verified good" in res.stderr
+    assert not _good_bound_steps(repo)  # neither as a bound nor as the culprit's parent
+    assert shas[9] not in [e["commit"] for e in journal_events(repo.path) if e["event"] == "step"]
+
+
+def test_a_pin_verified_with_another_probe_is_checked(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, 16, culprit=11)
+    probe = probe_script(tmp_path)
+    res = bisect(repo.path, shas[0], probe, "--pin-good", "friday")  # pins the culprit's parent, shas[9]
+    assert res.returncode == 0, res.stderr
+    # The same probe: the pin (observed good by that session) is trusted.
+    res = bisect(repo.path, "@friday", probe)
+    assert res.returncode == 0, res.stderr
+    assert journal_events(repo.path)[0]["pinned_bounds"][shas[9]]["probed"] is False
+    assert not _good_bound_steps(repo)
+    # Another probe (one more line in the script): the pin's result says nothing about it.
+    other = probe_script(tmp_path / "other", body="true") if (tmp_path / "other").mkdir() is None else None
+    res = bisect(repo.path, "@friday", other)
+    assert res.returncode == 0, res.stderr
+    why = journal_events(repo.path)[0]["pinned_bounds"][shas[9]]
+    assert why == {"probed": True, "why": why["why"]} and "with another probe" in why["why"]
+    assert [e["commit"] for e in _good_bound_steps(repo)] == [shas[9]]  # the culprit's parent: checked

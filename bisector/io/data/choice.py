@@ -62,8 +62,16 @@ def describe(start: Mapping[str, Any]) -> list[str]:
     bounds = start.get("bounds")
     if bounds == "trust":
         out.append("Bounds: trusted (--trust-bounds): neither bound is probed")
+    elif bounds == "lazy" and start.get("overlap"):
+        bad = ("checked with the search's first step" if int(start.get("jobs") or 1) > 1
+               else "probed only if no tested commit is bad (a bad one implies it)")
+        out.append(f"Bounds: the bad bound is {bad}; the good bound only if the answer depends on it")
     elif bounds == "lazy":
         out.append("Bounds: the bad bound is checked first; the good bound only if the answer depends on it")
+    for sha, pinned in (start.get("pinned_bounds") or {}).items():
+        if isinstance(pinned, Mapping):
+            what = "checked" if pinned.get("probed") else "not probed"
+            out.append(f"Good bound {str(sha)[:10]}: {what} ({pinned.get('why')})")
     probe_from = start.get("probe_from")
     if probe_from == "commit":
         out.append("Probe script: each commit's own copy (--probe-from commit)")

@@ -18,7 +18,7 @@ from bisector.io.git import parents as git_parents
 from bisector.journal.read import SessionSummary
 from bisector.probes.base import main_number
 from bisector.review.pins.store import NAME_RE, Pin, expand_rev, load_pins, save_pins
-from bisector.run.step import verify_revision
+from bisector.run.step import verify_revision, verify_with_digest
 
 ENV_PACKAGES = ("bisector", "torch", "numpy", "dvc")
 
@@ -104,12 +104,14 @@ def create_pin(repo_path: Path, name: str, rev: str = "HEAD", *, data_rev: str |
     result = None
     if verify_first:
         dsha = _resolve_plain(repo, data_rev, "data revision") if data_rev else None
-        result = verify(repo, _resolve_plain(repo, rev, "revision to pin"), data_rev=dsha)
+        result, digest = verify_with_digest(repo, _resolve_plain(repo, rev, "revision to pin"), data_rev=dsha)
         if result.verdict is not Verdict.GOOD and not force:
             raise UsageError(f"{rev} is {result.verdict.value} for the probe ({result.summary()}): "
                              "pin a good revision, or pass --force to record it anyway", exit_code=1)
     pin = make_pin(repo, name, rev, data_rev=data_rev, note=note, verification=result,
                    source="verify" if verify_first else "unverified")
+    if result is not None:
+        pin.probe_digest = digest  # the probe that judged it: a run with the same one trusts the pin
     add_pin(repo, pin, force=force)
     return pin
 
@@ -139,6 +141,7 @@ def pin_from_session(repo_path: Path, summary: SessionSummary, name: str, *, rev
         chosen = next((s for s in goods if s.role is Role.GOOD_BOUND), goods[0])
     pin = make_pin(repo, name, chosen.commit, data_rev=chosen.data_rev, note=note, verification=chosen.result,
                    config=summary.start.get("config", {}).get("file", {}), source=f"session {summary.id}")
+    pin.probe_digest = str(summary.start.get("probe_digest") or "")
     add_pin(repo, pin, force=force)
     return pin
 

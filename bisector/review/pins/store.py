@@ -42,7 +42,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 # `@NAME`, optionally followed by git's ancestry suffixes (`@tuesday~2`, `@tuesday^`).
 PIN_REV_RE = re.compile(r"^@([A-Za-z0-9_-]+)([~^].*)?$")
-_FIELDS = ("commit", "created", "note", "data_rev", "source", "verdict",
+_FIELDS = ("commit", "created", "note", "data_rev", "source", "verdict", "probe_digest",
            "data", "params", "config", "probes", "environment", "env")
 
 
@@ -55,6 +55,7 @@ class Pin:
     data_rev: str | None = None  # the revision the data was taken from, when not `commit`
     source: str = ""  # "verify", "session <id>" or "unverified"
     verdict: str | None = None  # "good" when a probe judged it
+    probe_digest: str = ""  # which probe judged it (`probes.frozen.suite_digest`): a run with it trusts the pin
     data: dict[str, str] = field(default_factory=dict)  # DVC-tracked path -> md5
     params: dict[str, Any] = field(default_factory=dict)  # params.yaml, flattened ("train.lr")
     config: dict[str, Any] = field(default_factory=dict)  # the bisector config, flattened
@@ -86,7 +87,7 @@ def _pin_table(p: Pin) -> Table:
     tomlkit = _tomlkit()
     t = tomlkit.table()
     t.add("commit", p.commit)
-    for k in ("created", "note", "data_rev", "source", "verdict"):
+    for k in ("created", "note", "data_rev", "source", "verdict", "probe_digest"):
         v = getattr(p, k)
         if v:
             t.add(k, v)
@@ -257,7 +258,7 @@ def parse(text: str) -> dict[str, Pin]:
         d = t.get("data_rev")
         _check(d is None or (isinstance(d, str) and bool(SHA_RE.match(d))), text, name, "data_rev",
                "data_rev must be a 40-hex sha")
-        for k in ("created", "note", "source", "verdict"):
+        for k in ("created", "note", "source", "verdict", "probe_digest"):
             _check(isinstance(t.get(k, ""), str), text, name, k, f"{k} must be a string")
         for k in ("data", "environment", "env"):
             v = t.get(k, {})
@@ -272,6 +273,7 @@ def parse(text: str) -> dict[str, Pin]:
                "probes", "[probes] must hold one table per probe")
         pins[name] = Pin(name=name, commit=c, created=t.get("created", ""), note=t.get("note", ""),
                          data_rev=d, source=t.get("source", ""), verdict=t.get("verdict") or None,
+                         probe_digest=t.get("probe_digest", ""),
                          data=dict(t.get("data", {})), params=dict(t.get("params", {})),
                          config=dict(t.get("config", {})), probes={k: dict(v) for k, v in probes.items()},
                          environment=dict(t.get("environment", {})), env=dict(t.get("env", {})))
