@@ -107,7 +107,7 @@ def test_signals_cancel_the_jobs(slurm_cluster: Slurm, repo: GitRepo, tmp_path: 
 def test_kill_9_then_the_next_start_cancels_the_jobs(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
     shas = _history(repo, 8, culprit=5)
     marker = tmp_path / "in-step"
-    probe = probe_script(tmp_path, body=f'if [ "$(cat n.txt)" -eq 8 ] && [ ! -e {marker} ]; then touch {marker}; sleep 600; fi')
+    probe = probe_script(tmp_path, body=f'if [ "$(cat n.txt)" -eq 5 ] && [ ! -e {marker} ]; then touch {marker}; sleep 600; fi')
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "-j", "2"]
     proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -179,7 +179,7 @@ def test_a_node_failure_mid_step_is_retried_once(slurm_cluster: Slurm, repo: Git
     marker = tmp_path / "job-id"
     probe = probe_script(
         tmp_path,
-        body=f'if [ "$(cat n.txt)" -eq 8 ] && [ ! -e {marker} ]; then echo $SLURM_JOB_ID > {marker}.tmp; '
+        body=f'if [ "$(cat n.txt)" -eq 5 ] && [ ! -e {marker} ]; then echo $SLURM_JOB_ID > {marker}.tmp; '
         f'mv {marker}.tmp {marker}; sleep 600; fi',
     )
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe)]
@@ -204,7 +204,8 @@ def test_a_node_failure_mid_step_is_retried_once(slurm_cluster: Slurm, repo: Git
         _node_up(slurm_cluster)
     assert proc.returncode == 0, err + out
     assert f"{shas[4]} is the first bad commit" in out
-    head = [e for e in journal_events(repo.path) if e["event"] == "step" and e["commit"] == shas[-1]]
+    # The culprit is always probed (the bad bound is not, when a bad candidate implies it).
+    head = [e for e in journal_events(repo.path) if e["event"] == "step" and e["commit"] == shas[4]]
     assert len(head) == 1 and head[0]["verdict"] == "bad"
     notes = " ".join(head[0]["notes"])
     assert f"Slurm job {job} " in notes and "retried once" in notes, notes
