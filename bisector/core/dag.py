@@ -17,8 +17,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Collection, Iterator, Mapping, Sequence
 
-import numpy as np
-
+from bisector.core.arrays import np
 from bisector.core.errors import UsageError
 
 _BLOCK = 1 << 21  # unpacked bits per block of the chain matrix (bounds temporary memory)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
+from bisector.core.arrays import np
 from bisector.core.dag import Dag
 from bisector.core.errors import UsageError
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-import numpy as np
-
+from bisector.core.arrays import np
 from bisector.core.dag import Dag as _Dag
 from bisector.core.dag import contradiction
 from bisector.core.errors import ContradictionError, UsageError

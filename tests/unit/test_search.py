@@ -222,4 +222,5 @@ def test_search_module_imports_only_the_standard_library_and_numpy(module: str) 
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bisector")
     }
-    assert from_bisector <= {"bisector.core.model", "bisector.core.errors", "bisector.core.dag", "bisector.core.noise"}
+    assert from_bisector <= {"bisector.core.model", "bisector.core.errors", "bisector.core.dag", "bisector.core.noise",
+                             "bisector.core.arrays"}
