@@ -175,7 +175,7 @@ def pinned_bounds(pinned: Mapping[str, Mapping[str, str]], goods: Any, digest: s
                   data_rev: str | None) -> dict[str, dict[str, Any]]:
     """For each good bound given as a pin: whether it is probed, and why (the start event's
     `pinned_bounds`). A pin whose record holds a verified good result of this same probe suite
-    (and the same data) is not probed, even under `bounds = "check"`."""
+    and build (`digest`: `plan.judge_digest`) and the same data is not probed, even under `bounds = "check"`."""
     out: dict[str, dict[str, Any]] = {}
     for sha in goods:
         pin = pinned.get(sha)
@@ -184,10 +184,10 @@ def pinned_bounds(pinned: Mapping[str, Mapping[str, str]], goods: Any, digest: s
         name, when = pin.get("name", "?"), pin.get("created") or "an unknown date"
         same = bool(pin.get("probe_digest")) and pin.get("probe_digest") == digest
         if pin.get("verdict") == "good" and same and (pin.get("data_rev") or None) == data_rev:
-            out[sha] = {"probed": False, "why": f"pin {name} verified good at {when} with the same probe"}
+            out[sha] = {"probed": False, "why": f"pin {name} verified good at {when} with the same probe and build"}
         elif pin.get("verdict") != "good":
             out[sha] = {"probed": True, "why": f"pin {name} holds no verified good result"}
         else:
-            other = "another probe" if not same else "other data"
+            other = "another probe or build" if not same else "other data"
             out[sha] = {"probed": True, "why": f"pin {name} was verified good at {when} with {other}"}
     return out

@@ -128,6 +128,15 @@ def frozen_specs(specs: list[dict[str, Any]], suite: Any) -> list[dict[str, Any]
     return out
 
 
+def judge_digest(suite: Any, build: BuildConfig) -> str:
+    """Which judge gave a verdict: the probe suite's configs (`suite_digest`) and what of the build
+    decides the verdict (its command, timeout, failure rule, environment, --no-build). A pin
+    verified under another build is not trusted as a good bound without a probe."""
+    b = build.to_json()
+    return suite_digest({"probes": suite.config().get("probes", []),
+                         "build": {k: b.get(k) for k in ("command", "timeout", "on_failure", "env", "disabled")}})
+
+
 def new_session_id() -> str:
     """UTC time to the millisecond, then a random tag: ids sort in start order (the latest
     session is the last file), also for sessions started within one second."""
@@ -259,7 +268,7 @@ class Plan:
         }
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)
         session = new_session_id()
-        digest = suite_digest(suite.config().get("probes", []))
+        digest = judge_digest(suite, build)
         pinned = pinned_bounds(opts.pinned_goods, candidates.goods, digest, axis_info["data_rev"])
         start = {
             "session": session,

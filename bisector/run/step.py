@@ -27,8 +27,7 @@ from bisector.io.env import ENV_DIR, prepare_env
 from bisector.io.envcache import EnvError, set_aside
 from bisector.io.workspace import flock
 from bisector.probes.base import ProbeContext
-from bisector.probes.frozen import suite_digest
-from bisector.run.plan import Plan
+from bisector.run.plan import Plan, judge_digest
 from bisector.run.wiring import make_suite, make_workspace
 
 
@@ -286,11 +285,11 @@ def verify_revision(repo: Path, rev: str, data_rev: str | None = None, *,
 
 def verify_with_digest(repo: Path, rev: str, data_rev: str | None = None, *,
                        workspace_factory: Callable[[Path, Path], Any] | None = None) -> tuple[StepResult, str]:
-    """`verify_revision`, and the digest of the probe suite that judged it (`suite_digest`)."""
+    """`verify_revision`, and the digest of the probe suite and build that judged it (`judge_digest`)."""
     plan = Plan.for_verify(repo, rev, data_rev)
     suite = plan.make_suite(make_suite)
-    digest = suite_digest(suite.config().get("probes", []))
     build = plan.build
+    digest = judge_digest(suite, build)
     work_dir = plan.session_dir.parent.parent / "pin-verify" / f"{os.getpid()}-{plan.session[-6:]}"
     ws = (workspace_factory or (lambda r, d: make_workspace(r, d, plan.dvc)))(plan.repo, work_dir)
     if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:

@@ -63,7 +63,7 @@ def test_a_pin_verified_with_the_same_probe_is_not_probed(repo: GitRepo, tmp_pat
     start = journal_events(repo.path)[0]
     why = start["pinned_bounds"][shas[9]]
     assert why["probed"] is False and why["why"].startswith("pin tuesday verified good at ")
-    assert why["why"].endswith("with the same probe")
+    assert why["why"].endswith("with the same probe and build")
     assert "Good bound " in res.stderr and "not probed (pin tuesday verified good" in res.stderr
     assert not _good_bound_steps(repo)  # neither as a bound nor as the culprit's parent
     assert shas[9] not in [e["commit"] for e in journal_events(repo.path) if e["event"] == "step"]
@@ -86,3 +86,22 @@ def test_a_pin_verified_with_another_probe_is_checked(repo: GitRepo, tmp_path: P
     why = journal_events(repo.path)[0]["pinned_bounds"][shas[9]]
     assert why == {"probed": True, "why": why["why"]} and "with another probe" in why["why"]
     assert [e["commit"] for e in _good_bound_steps(repo)] == [shas[9]]  # the culprit's parent: checked
+
+
+def test_a_pin_verified_under_another_build_is_checked(repo: GitRepo, tmp_path: Path) -> None:
+    """The pin's verdict came from the probe after a build: another build command can change it,
+    so the same probe alone does not make the pin trusted."""
+    shas = linear_history(repo, 16, culprit=11)
+    probe = probe_script(tmp_path)
+    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n')
+    res = bisector(repo.path, "pin", "tuesday", "--rev", shas[9], "--verify")
+    assert res.returncode == 0, res.stderr
+    res = bisector(repo.path, "run", "--good", "@tuesday", "--bad", "main", "--build", "touch built")
+    assert res.returncode == 0, res.stderr + res.stdout
+    why = journal_events(repo.path)[0]["pinned_bounds"][shas[9]]
+    assert why["probed"] is True and "with another probe or build" in why["why"]
+    assert [e["commit"] for e in _good_bound_steps(repo)] == [shas[9]]
+    # The same build as the verification: trusted again.
+    res = bisector(repo.path, "run", "--good", "@tuesday", "--bad", "main")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert journal_events(repo.path)[0]["pinned_bounds"][shas[9]]["probed"] is False

@@ -55,7 +55,7 @@ class Pin:
     data_rev: str | None = None  # the revision the data was taken from, when not `commit`
     source: str = ""  # "verify", "session <id>" or "unverified"
     verdict: str | None = None  # "good" when a probe judged it
-    probe_digest: str = ""  # which probe judged it (`probes.frozen.suite_digest`): a run with it trusts the pin
+    probe_digest: str = ""  # which probe and build judged it (`run.plan.judge_digest`): a run with them trusts the pin
     data: dict[str, str] = field(default_factory=dict)  # DVC-tracked path -> md5
     params: dict[str, Any] = field(default_factory=dict)  # params.yaml, flattened ("train.lr")
     config: dict[str, Any] = field(default_factory=dict)  # the bisector config, flattened
