@@ -25,7 +25,7 @@ from bisector.io.git import repo_root
 from bisector.io.scaffold import Detected, write_config
 from bisector.journal.read import SessionSummary, find_session
 from bisector.review.html import write_html
-from bisector.review.pins.store import expand_rev
+from bisector.review.pins.bounds import expand_bounds
 from bisector.review.report import write_report
 from bisector.run.session import Handler, RunOptions, Session, SessionResult
 
@@ -44,8 +44,10 @@ def bisect(good: str | Sequence[str] | None = None, bad: str | None = None, prob
 
     `options` are `RunOptions`' fields, as the `bisector run` flags: `build`, `probe_timeout`,
     `paths`, `first_parent`, `jobs`, `noise`, `axis`, `data_rev`, ... Missing ones come from the
-    repository's bisector.toml, as on the command line. `@NAME` revisions are pins. With no `good`
-    and `bad`, the unfinished session is resumed. The probe's script is frozen from `repo` (as
+    repository's bisector.toml, as on the command line. `@NAME` revisions are pins, as on the
+    command line: a pin verified good with the same probe and build is not probed again, and with
+    a `bad` but no `good` the most recent pin before it is the good bound. With no `good` and
+    `bad`, the unfinished session is resumed. The probe's script is frozen from `repo` (as
     `bisector -C REPO run`). Returns the typed result; raises `BisectorError` on a wrong input.
     """
     unknown = sorted(set(options) - _OPTION_NAMES - {"repo", "goods", "bad", "probe"})
@@ -54,10 +56,12 @@ def bisect(good: str | Sequence[str] | None = None, bad: str | None = None, prob
     root = repo_root(Path(repo))
     goods = [good] if isinstance(good, str) else list(good or [])
     opts = RunOptions(repo=root, bad=bad, goods=goods, probe=probe, **options)
-    opts.goods = [expand_rev(root, g) for g in opts.goods]
-    for key in ("bad", "code_rev", "data_rev"):
-        if getattr(opts, key):
-            setattr(opts, key, expand_rev(root, getattr(opts, key)))
+    pinned = expand_bounds(root, opts.goods, opts.bad, opts.code_rev, opts.data_rev)
+    opts.goods, opts.bad, opts.code_rev, opts.data_rev = pinned.goods, pinned.bad, pinned.code_rev, pinned.data_rev
+    opts.pinned_goods = {**pinned.pinned_goods, **opts.pinned_goods}
+    if pinned.chosen is not None and handler is not None:
+        handler.on_message(f"No good given: using pin @{pinned.chosen.name} ({pinned.chosen.commit[:10]}), "
+                           "the most recent pin before the bad revision")
     with contextlib.chdir(Path(repo).resolve()):
         return Session(opts, handler).run()
 

@@ -195,37 +195,17 @@ def run(pin_good: str | None, as_json: bool, quiet: bool, probe_shell: str | Non
     sys.exit(result.exit_code)
 
 
-def _pin_record(pin: Any) -> dict[str, str]:
-    """What a run needs of a pin given as its good bound, to trust it or say why it does not."""
-    return {"name": pin.name, "created": pin.created, "verdict": pin.verdict or "",
-            "probe_digest": pin.probe_digest, "data_rev": pin.data_rev or ""}
-
-
 def _expand_pins(params: dict[str, Any]) -> None:
     """`@NAME` revisions to the pins' shas; with --bad and no --good (and nothing to resume),
     the most recent pin before the bad revision is the good bound."""
-    from bisector.core.errors import UsageError
-    from bisector.io.git import repo_root, resolve
-    from bisector.journal.read import find_unfinished
-    from bisector.review.pins.store import expand_rev, latest_ancestor_pin, load_pins
+    from bisector.io.git import repo_root
+    from bisector.review.pins.bounds import expand_bounds
 
-    root = repo_root(params["repo"])
-    pins = {f"@{p.name}": p for p in load_pins(root).values()} if any(g.startswith("@") for g in params["goods"]) else {}
-    params["pinned_goods"] = {p.commit: _pin_record(p) for g in params["goods"] if (p := pins.get(g))}
-    params["goods"] = [expand_rev(root, g) for g in params["goods"]]
-    for key in ("bad", "code_rev", "data_rev"):
-        if params[key]:
-            params[key] = expand_rev(root, params[key])
-    if params["bad"] is None or params["goods"] or find_unfinished(root) is not None:
-        return
-    pin = latest_ancestor_pin(root, resolve(root, params["bad"], "bad revision"))
-    if pin is None:
-        raise UsageError("no good revision: pass --good REV (a commit where the probe passes), or pin one "
-                         "with `bisector pin NAME --rev REV`")
-    params["goods"] = [pin.commit]
-    params["pinned_goods"] = {pin.commit: _pin_record(pin)}
-    click.echo(f"No --good given: using pin @{pin.name} ({pin.commit[:10]}), the most recent pin before the bad revision",
-               err=True)
+    b = expand_bounds(repo_root(params["repo"]), params["goods"], params["bad"], params["code_rev"], params["data_rev"])
+    params.update(goods=b.goods, bad=b.bad, code_rev=b.code_rev, data_rev=b.data_rev, pinned_goods=b.pinned_goods)
+    if b.chosen is not None:
+        click.echo(f"No --good given: using pin @{b.chosen.name} ({b.chosen.commit[:10]}), the most recent pin "
+                   "before the bad revision", err=True)
 
 
 @main.command()

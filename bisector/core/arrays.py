@@ -8,7 +8,6 @@ paying for both one after the other; commands that never compute on arrays never
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 
@@ -17,14 +16,16 @@ class _Numpy:
     first time) and then kept here, so later uses cost a plain attribute lookup."""
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(importlib.import_module("numpy"), name)
+        import numpy
+
+        value = getattr(numpy, name)
         setattr(self, name, value)
         return value
 
 
 def load() -> None:
     """Import numpy now (work to overlap with a subprocess that is already running)."""
-    importlib.import_module("numpy")
+    import numpy  # noqa: F401
 
 
 if TYPE_CHECKING:

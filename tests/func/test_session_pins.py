@@ -105,3 +105,28 @@ def test_a_pin_verified_under_another_build_is_checked(repo: GitRepo, tmp_path: 
     res = bisector(repo.path, "run", "--good", "@tuesday", "--bad", "main")
     assert res.returncode == 0, res.stderr + res.stdout
     assert journal_events(repo.path)[0]["pinned_bounds"][shas[9]]["probed"] is False
+
+
+def test_the_api_treats_pins_as_the_command_line_does(repo: GitRepo, tmp_path: Path) -> None:
+    import bisector as api
+
+    shas = linear_history(repo, 16, culprit=11)
+    probe = probe_script(tmp_path)
+    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n')
+    res = bisector(repo.path, "pin", "tuesday", "--rev", shas[9], "--verify")
+    assert res.returncode == 0, res.stderr
+    result = api.bisect(good="@tuesday", bad="main", repo=repo.path)
+    assert result.culprit == shas[10]
+    assert journal_events(repo.path)[0]["pinned_bounds"][shas[9]]["probed"] is False
+    assert not _good_bound_steps(repo)
+    # No good: the most recent pin before the bad revision, said through the handler.
+    said: list[str] = []
+
+    class Handler(api.Handler):
+        def on_message(self, text: str) -> None:
+            said.append(text)
+
+    result = api.bisect(bad="main", repo=repo.path, handler=Handler())
+    assert result.culprit == shas[10]
+    assert journal_events(repo.path)[0]["goods"] == [shas[9]]
+    assert any("using pin @tuesday" in line for line in said), said
