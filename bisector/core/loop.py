@@ -121,6 +121,7 @@ class Bisection:
         self.search_rounds = 0  # rounds of search.next() sent by this run
         self._told: set[int] = set()
         self._times: list[float] = []
+        self.undos = 0  # answers taken back (manual probe) during this run
         for step in history:
             self._remember(step)
             self.tell(step)
@@ -149,6 +150,7 @@ class Bisection:
         """Retract the last answer of the search (not a bound) and rebuild the search without it."""
         prev = next((s for s in reversed(self.steps) if s.role in UNDOABLE), None)
         self.events.on_undo(prev)
+        self.undos += 1
         if prev is None:
             return None
         self.steps.remove(prev)
@@ -270,7 +272,13 @@ class Bisection:
         # `lazy` the search's first choice (as if the bad bound were bad) fills that round too.
         todo = [(c.point(k), role) for k, role, _ in bounds if k not in self.observed]
         ahead = self._ahead(policy, todo)
+        undos = self.undos
         first = self.round(runner, todo + [(c.point(k), Role.SEARCH) for k in ahead])
+        while self.undos != undos and any(point.key not in self.observed for point, _ in todo):
+            # A bound answered `undo` (an earlier answer taken back, or nothing to take back): asked again.
+            undos = self.undos
+            todo = [(point, role) for point, role in todo if point.key not in self.observed]
+            first += self.round(runner, todo)
         if self.noisy:
             # One run decides nothing under noise: bounds are observations like any other,
             # and a bad bound that only failed by chance ends as "no culprit".
@@ -281,31 +289,34 @@ class Bisection:
             if ahead:
                 self.search_rounds += 1
                 self._told_search([s for s in first if s.key in ahead])
-        while True:
-            self._take_marks(runner)
-            keys = self._ask(runner)
-            if not keys:
-                if self._bad_pending():
-                    self._check_bad_now(runner)
-                break
-            if self.max_steps is not None and len(self.steps) - self._history_len >= self.max_steps:
-                self.limited = True
-                return self._limited_outcome()
-            self.search_rounds += 1
-            special = {c.bad, *c.goods}
-            todo = [(c.point(k), Role.CALIBRATE if k in special else Role.SEARCH) for k in keys]
-            self._told_search(self.round(runner, todo))
-        r = self.search.result()
-        if self.noisy:
-            return self._noisy_outcome()
-        if r.status != "found" or r.culprit is None:
-            return Outcome(
-                Status(r.status),
-                probability=r.probability,
-                candidates=tuple(r.candidates),
-                message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
-            )
-        return self._confirm(runner, r.culprit, r.probability)
+        while True:  # the search, then the confirmation; an answer taken back there resumes the search
+            while True:
+                self._take_marks(runner)
+                keys = self._ask(runner)
+                if not keys:
+                    if self._bad_pending() and not self._check_bad_now(runner):
+                        continue  # an answer was taken back meanwhile: the search has more to ask
+                    break
+                if self.max_steps is not None and len(self.steps) - self._history_len >= self.max_steps:
+                    self.limited = True
+                    return self._limited_outcome()
+                self.search_rounds += 1
+                special = {c.bad, *c.goods}
+                todo = [(c.point(k), Role.CALIBRATE if k in special else Role.SEARCH) for k in keys]
+                self._told_search(self.round(runner, todo))
+            r = self.search.result()
+            if self.noisy:
+                return self._noisy_outcome()
+            if r.status != "found" or r.culprit is None:
+                return Outcome(
+                    Status(r.status),
+                    probability=r.probability,
+                    candidates=tuple(r.candidates),
+                    message=f"{len(r.candidates)} commits remain that could not be told apart (skipped steps)",
+                )
+            outcome = self._confirm(runner, r.culprit, r.probability)
+            if outcome is not None:
+                return outcome
 
     def _bad_pending(self) -> bool:
         """Whether the bad bound still needs its own probe: not when a candidate (each one an
@@ -313,10 +324,15 @@ class Bisection:
         c = self.candidates
         return self._bad_later and c.bad not in self.observed and not implied_bad(c.parents, self.observed)
 
-    def _check_bad_now(self, runner: Runner) -> None:
-        """The search ended and no candidate was observed bad: the bad bound's own probe decides."""
+    def _check_bad_now(self, runner: Runner) -> bool:
+        """The search ended and no candidate was observed bad: the bad bound's own probe decides.
+        False when the answer was `undo` (an earlier answer taken back: the search goes on)."""
+        undos = self.undos
         self.round(runner, [(self.candidates.point(self.candidates.bad), Role.BAD_BOUND)])
+        if self.undos != undos:
+            return False
         self._check_bound(self.candidates.bad, Role.BAD_BOUND, Verdict.BAD)
+        return True
 
     def _ahead(self, policy: str, todo: Sequence[tuple[Point, Role]]) -> list[str]:
         """The search's choices sent with the bad bound's check (free workers of its round), when
@@ -347,8 +363,9 @@ class Bisection:
             raise ProbeAbort(abort_message(step))
         raise BoundsError(bound_error(step, role))
 
-    def _confirm(self, runner: Runner, culprit: str, probability: float) -> Outcome:
-        """The culprit's parents must have been observed good (its own verdict is bad)."""
+    def _confirm(self, runner: Runner, culprit: str, probability: float) -> Outcome | None:
+        """The culprit's parents must have been observed good (its own verdict is bad). None when
+        an answer was taken back (`undo`) meanwhile: the search decides again."""
         c = self.candidates
         parents = c.parents_of(culprit)
         if not parents and self.bounds != "check":
@@ -358,8 +375,11 @@ class Bisection:
             # A good bound is good when trusted; an ancestor of an observed good is good (as git).
             todo = [p for p in todo if not (self.bounds == "trust" and p in c.goods) and not implied_good(c.parents, self.observed, p)]
         lazy_goods = [p for p in todo if p in c.goods and p not in self.observed]
+        undos = self.undos
         self.round(runner, [(c.point(p), Role.GOOD_BOUND if p in lazy_goods else Role.CONFIRM)
                             for p in todo if p not in self.observed])
+        if self.undos != undos:
+            return None
         for p in lazy_goods:
             self._check_bound(p, Role.GOOD_BOUND, Verdict.GOOD)
         for p in todo:

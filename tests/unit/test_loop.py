@@ -202,3 +202,54 @@ def test_baseline_round_comes_first() -> None:
     bisection(c, events=events, needs_baseline=True).run(runner)
     assert [r.point.key for r in runner.rounds[0]] == ["g0"]
     assert [s.key for s in events.baselines] == ["g0"]
+
+
+def _step_with_role(c: Candidates, first_bad: int, role: Role, **kw) -> int | None:
+    events = Recorder()
+    bisection(c, events=events, **kw).run(ScriptedRunner(culprit_at(c, first_bad)))
+    return next((s.number for s in events.steps if s.role is role), None)
+
+
+def test_undo_during_the_confirmation_resumes_the_search() -> None:
+    """`undo` answered when the culprit's parent is shown takes back the answer before it; the
+    search asks that again and confirms again, instead of ending as not confirmed."""
+    c = linear(32)
+    # c10 is a merge whose second parent x is no candidate: the confirmation asks x.
+    c = Candidates(c.bad, c.goods, c.parents, true_parents={**c.true_parents, "c10": ("c9", "x")})
+    verdicts = {**culprit_at(c, 10), "x": [Verdict.GOOD]}
+    events = Recorder()
+    bisection(c, events=events).run(ScriptedRunner(verdicts))
+    at = next(s.number for s in events.steps if s.role is Role.CONFIRM)
+    events = Recorder()
+    runner = ScriptedRunner(verdicts, undo_at=at)
+    b = bisection(c, events=events)
+    out = b.run(runner)
+    assert out.status is Status.FOUND and out.culprit == "c10", out
+    assert len(events.undone) == 1 and events.undone[0] is not None
+    assert events.undone[0].key in {r.point.key for rnd in runner.rounds for r in rnd if r.step > at}
+    assert [s.role for s in b.steps].count(Role.CONFIRM) == 1  # the confirmation asked again, answered once
+
+
+def test_undo_at_the_late_bad_bound_resumes_the_search() -> None:
+    """Lazy bounds with one worker probe the bad bound last when no candidate was bad; `undo`
+    answered there takes back the answer before it and the search goes on."""
+    c = linear(16)
+    kw = {"bounds": "lazy", "overlap": True}
+    at = _step_with_role(c, 16, Role.BAD_BOUND, **kw)
+    assert at is not None
+    events = Recorder()
+    b = bisection(c, events=events, **kw)
+    out = b.run(ScriptedRunner(culprit_at(c, 16), undo_at=at))
+    assert out.status is Status.FOUND and out.culprit == "c16", out
+    assert len(events.undone) == 1 and [s.role for s in b.steps].count(Role.BAD_BOUND) == 1
+
+
+def test_undo_while_the_bounds_are_checked_asks_the_bound_again() -> None:
+    """Nothing is undoable before the search starts: the bound is asked again."""
+    c = linear(16)
+    events = Recorder()
+    b = bisection(c, events=events, bounds="check")
+    out = b.run(ScriptedRunner(culprit_at(c, 5), undo_at=1))
+    assert out.status is Status.FOUND and out.culprit == "c5", out
+    assert events.undone == [None]
+    assert [s.role for s in b.steps].count(Role.BAD_BOUND) == 1
