@@ -115,6 +115,37 @@ def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> li
     return removed
 
 
+def prune_dead_owners(folder: Path) -> list[Path]:
+    """Remove the `<pid>-<name>` checkouts under `folder` whose process is gone (a `pin --verify`
+    that was SIGKILLed), killing what still runs in them. A checkout of a live process, or of a
+    pid now reused by another process, is left."""
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit() or entry.is_symlink() or not entry.is_dir() or _alive(int(pid)):
+            continue
+        if (entry / "wt").is_dir():
+            kill_under(entry / "wt")
+        remove_checkout(entry)
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
 def remove_checkout(root: Path) -> None:
     """Remove the clone at `root` (`wt`, `git`, the DVC site cache): plain folders, no git call."""
     for name in ("wt", "git", "dvc-site"):

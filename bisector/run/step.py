@@ -25,7 +25,7 @@ from bisector.io.data.workspace import default_build_command
 from bisector.journal.codec import decode_build, encode_result
 from bisector.io.env import ENV_DIR, prepare_env
 from bisector.io.envcache import EnvError, set_aside
-from bisector.io.workspace import flock
+from bisector.io.workspace import flock, prune_dead_owners
 from bisector.probes.base import ProbeContext
 from bisector.run.plan import Plan, judge_digest
 from bisector.run.wiring import make_suite, make_workspace
@@ -290,7 +290,9 @@ def verify_with_digest(repo: Path, rev: str, data_rev: str | None = None, *,
     suite = plan.make_suite(make_suite)
     build = plan.build
     digest = judge_digest(suite, build)
-    work_dir = plan.session_dir.parent.parent / "pin-verify" / f"{os.getpid()}-{plan.session[-6:]}"
+    verify_dir = plan.session_dir.parent.parent / "pin-verify"
+    prune_dead_owners(verify_dir)  # what a SIGKILLed `pin --verify` left
+    work_dir = verify_dir / f"{os.getpid()}-{plan.session[-6:]}"
     ws = (workspace_factory or (lambda r, d: make_workspace(r, d, plan.dvc)))(plan.repo, work_dir)
     if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
         raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")

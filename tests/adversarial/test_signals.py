@@ -183,3 +183,34 @@ def test_a_probes_setsid_daemon_does_not_outlive_the_run(repo: GitRepo, tmp_path
         assert not marked_processes(state_of(repo))
     finally:
         kill_marked_leftovers(state_of(repo))
+
+
+def test_kill_9_during_pin_verify_then_the_next_verify_cleans_up(repo: GitRepo, tmp_path: Path) -> None:
+    """A SIGKILLed `pin --verify` leaves its clone under `.git/bisector/pin-verify/<pid>-*` and
+    its probe running; the next `pin --verify` removes the clone and kills the probe."""
+    shas = linear_history(repo, 6, culprit=4)
+    hang = tmp_path / "hang"
+    hang.write_text("")
+    probe = probe_script(tmp_path, body=f'if [ -e {hang} ]; then rm {hang}; echo $$ > {tmp_path}/pid; exec sleep 300; fi')
+    repo.write({"bisector.toml": f'[probe]\ncommand = "{probe}"\n'})
+    before = snapshot(repo.path)
+    proc = start_bisector(repo.path, "pin", "first", "--rev", shas[1], "--verify",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip(), "the probe starting")
+        proc.kill()
+        proc.wait(10)
+        left = list((state_of(repo) / "pin-verify").iterdir())
+        assert left and left[0].name.startswith(f"{proc.pid}-")
+        res = bisector_process(repo.path, "pin", "second", "--rev", shas[1], "--verify")
+        assert res.returncode == 0, res.stderr
+        assert not list((state_of(repo) / "pin-verify").iterdir())
+        probe_pid = int((tmp_path / "pid").read_text())
+        wait_until(lambda: not alive(probe_pid), "the orphaned probe gone", timeout=5)
+        assert snapshot(repo.path) == before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pid_file = tmp_path / "pid"
+        if pid_file.exists() and alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
