@@ -390,6 +390,9 @@ class Plan:
             "frozen_dir": str(self.frozen_dir),
             "env": {},
             "dvc": self.dvc,
+            # The step marker (io.process): a worker on this machine marks its step processes as
+            # local steps are marked, so the end of the run (and the next start) kills what they left.
+            "marker": {"session": self.session, "state": str(state_dir(self.repo))},
             # Workers that do not share this filesystem clone the code from here instead.
             **{k: v for k, v in table(self.file_config, "executor").items() if k in ("repo_url", "worker_cache")},
         }

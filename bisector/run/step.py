@@ -25,6 +25,7 @@ from bisector.io.data.workspace import default_build_command
 from bisector.journal.codec import decode_build, encode_result
 from bisector.io.env import ENV_DIR, prepare_env
 from bisector.io.envcache import EnvError, set_aside
+from bisector.io.process import mark_processes
 from bisector.io.workspace import flock, prune_dead_owners
 from bisector.probes.base import ProbeContext
 from bisector.run.plan import Plan, judge_digest
@@ -218,6 +219,9 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     detached worktree at `workspace_dir/w<worker pid>/wt` opened on first use (see
     `open_workspace`), so steps on one worker process reuse one worktree.
     """
+    marker = spec.get("marker") or {}
+    if marker.get("session") and marker.get("state"):
+        mark_processes(str(marker["session"]), str(marker["state"]))
     ws = open_workspace(spec)
     suite = make_suite(
         spec["probe_specs"], Path(spec["user_cwd"]), Path(spec["frozen_dir"]), spec["stop_early"]

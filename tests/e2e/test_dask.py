@@ -187,6 +187,30 @@ def test_dask_run_finds_culprit(cluster: Cluster, repo: GitRepo, tmp_path: Path)
     assert not _processes_in(repo.path)
 
 
+def test_daemons_a_probe_left_on_a_worker_are_killed_at_the_end(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
+    """Steps on a worker of this machine carry the step marker (the spec's `marker`), so the
+    end of the run kills a `setsid` daemon a probe left there, as it does for local steps."""
+    shas = linear_history(repo, 12, culprit=8)
+    daemon = f"setsid sh -c 'cd / && exec sleep 300' >/dev/null 2>&1 </dev/null & echo $! >> {tmp_path}/daemons"
+    probe = probe_script(tmp_path, body=daemon)
+    res = bisector(repo.path, "run", "--good", shas[0], "--bad", "main", "--probe", str(probe),
+                   "--executor", cluster.url, "-j", "2")
+    try:
+        assert res.returncode == 0, res.stderr + res.stdout
+        pids = [int(x) for x in (tmp_path / "daemons").read_text().split()]
+        assert pids
+        deadline = time.monotonic() + 5
+        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+            assert time.monotonic() < deadline, "a daemon left by a worker's probe is alive after the run"
+            time.sleep(0.05)
+    finally:
+        for p in [int(x) for x in (tmp_path / "daemons").read_text().split()] if (tmp_path / "daemons").exists() else []:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 @pytest.mark.slow
 def test_dask_run_on_a_dvc_repository(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
                                       tmp_path: Path) -> None:
