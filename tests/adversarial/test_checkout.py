@@ -118,6 +118,15 @@ def _unreachable_bad(ctx: Ctx) -> None:
     assert not repo.git("for-each-ref", "--contains", ctx.bad).strip()
 
 
+def _shallow(ctx: Ctx) -> None:
+    """The user works in a shallow clone (`--depth`): the good bound is inside it, the root is not."""
+    shallow = ctx.tmp / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", str(N - 1), f"file://{ctx.repo.path}", str(shallow)], check=True)
+    ctx.repo = GitRepo(shallow)
+    ctx.good = ctx.shas[1]
+    assert (shallow / ".git" / "shallow").is_file()
+
+
 CASES = [
     Case("probe-git-stash", "echo dirty >> n.txt; git stash -q"),
     Case("probe-git-config-local", "git config user.name Mallory; git config core.bare true"),
@@ -145,6 +154,7 @@ CASES = [
     Case("user-in-linked-worktree", "echo dirty >> n.txt; git stash -q", _linked_worktree),
     Case("gitlink", "", _gitlink),
     Case("bad-bound-only-a-sha", "", _unreachable_bad),
+    Case("user-shallow-clone", "echo dirty >> n.txt; git stash -q; git fetch -q --unshallow", _shallow),
 ]
 
 
