@@ -1,7 +1,9 @@
 """The isolated workspace: a private clone per session (per local slot, per worker).
 
 `<dir>/git` is a `git clone --shared --no-checkout --bare` of the user's repository: its objects
-are borrowed through `objects/info/alternates` (nothing copied), its refs are its own. `<dir>/wt`
+are borrowed through `objects/info/alternates` (nothing copied), its refs are its own. git ignores
+`--shared` for a shallow repository and copies every object, so there the same thing is made by
+hand (`_borrow_shallow`: init, alternates, the shallow file, branches and tags). `<dir>/wt`
 is its work tree, whose `.git` is a file `gitdir: <dir>/git`. Builds and probes run in `wt`: a
 `git stash`, `git config`, `git commit` or `git gc` there changes the clone only, and nothing of
 the user's checkout (sparse-checkout, hooks, `core.worktree`, config) is inherited.
@@ -198,15 +200,34 @@ class Workspace:
         remove_checkout(self.session_dir)
         try:
             source = git_common_dir(self.repo)
-            # --bare: the refs as the user has them (branches, tags: `git describe` works), no
-            # origin-tracking refs; --template=: none of the user's template hooks is copied.
-            git(self.session_dir, "clone", "--quiet", "--shared", "--no-checkout", "--bare", "--template=",
-                str(source), str(self.git_dir), config=SEALED)
+            if (source / "shallow").is_file():
+                self._borrow_shallow(source)
+            else:
+                # --bare: the refs as the user has them (branches, tags: `git describe` works), no
+                # origin-tracking refs; --template=: none of the user's template hooks is copied.
+                git(self.session_dir, "clone", "--quiet", "--shared", "--no-checkout", "--bare", "--template=",
+                    str(source), str(self.git_dir), config=SEALED)
             self._seal(source)
             self._git("checkout", "--quiet", "--force", "--detach", first_rev)
         except GitError as exc:
             raise UsageError(f"cannot create the workspace {self.path}: {exc}") from None
         self.current = first_rev
+
+    def _borrow_shallow(self, source: Path) -> None:
+        """What `clone --shared --bare` makes, for a shallow repository (where git ignores
+        --shared and copies every object): an empty repository of the same object format whose
+        objects are the user's (alternates), the user's shallow boundary, and the same branches
+        and tags."""
+        fmt = git(self.repo, "rev-parse", "--show-object-format").strip() or "sha1"
+        git(self.session_dir, "init", "--quiet", "--bare", "--template=", f"--object-format={fmt}",
+            str(self.git_dir), config=SEALED)
+        info = self.git_dir / "objects" / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "alternates").write_text(f"{source / 'objects'}\n")
+        shutil.copyfile(source / "shallow", self.git_dir / "shallow")
+        refs = git(self.repo, "for-each-ref", "--format=create %(refname) %(objectname)", "refs/heads", "refs/tags")
+        if refs.strip():
+            git(self.session_dir, f"--git-dir={self.git_dir}", "update-ref", "--stdin", input=refs, config=SEALED)
 
     def _seal(self, source: Path) -> None:
         """The clone's config: its own core (no longer bare) and extensions, no remote, SEALED."""

@@ -209,3 +209,30 @@ def test_the_clone_borrows_objects_and_sees_no_user_config(repo: GitRepo, tmp_pa
     assert "/dev/null" in seen and "false" in seen  # hooks off, no sparse checkout
     assert seen[-2] == str(repo.path / ".git" / "objects")  # borrowed, not copied
     assert seen[-1].strip() == "0"
+
+
+def test_a_shallow_users_clone_borrows_objects_too(repo: GitRepo, tmp_path: Path) -> None:
+    """git ignores `clone --shared` for a shallow source and copies every object: the step's
+    repository is made by hand instead (alternates, the shallow boundary, branches and tags)."""
+    shas = linear_history(repo, 10, culprit=8)
+    repo.git("tag", "v-mid", shas[6])
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "5", f"file://{repo.path}", str(shallow)], check=True)
+    assert (shallow / ".git" / "shallow").is_file()
+    report = tmp_path / "seen.txt"
+    probe = tmp_path / "check.sh"
+    probe.write_text(
+        "#!/bin/sh\n"
+        f"{{ d=$(git rev-parse --git-dir); ls \"$d/objects/pack\" | wc -l; cat \"$d/objects/info/alternates\";"
+        f"  git rev-parse --verify -q refs/heads/main; git rev-parse --verify -q 'refs/tags/v-mid^{{commit}}';"
+        f"  git rev-parse --is-shallow-repository; }} > {report} 2>&1\n"
+        "grep -qx ok state.txt || exit 1\n"
+    )
+    probe.chmod(0o755)
+    before = snapshot(shallow)
+    res = bisector(shallow, "run", "--good", shas[5], "--bad", "main", "--probe", str(probe))
+    assert res.returncode == 0, res.stderr
+    assert f"{shas[7]} is the first bad commit" in res.stdout
+    seen = report.read_text().split()
+    assert seen == ["0", str(shallow / ".git" / "objects"), shas[-1], shas[6], "true"], seen
+    assert snapshot(shallow) == before
