@@ -368,7 +368,7 @@ def _marked_proc(entry: bytes) -> list[int]:
         if not name.isdigit() or int(name) in mine:
             continue
         try:
-            if os.stat(f"/proc/{name}").st_uid != uid or not _alive(int(name)):
+            if os.stat(f"/proc/{name}").st_uid != uid or not alive(int(name)):
                 continue
             with open(f"/proc/{name}/environ", "rb") as f:
                 env = f.read()
@@ -400,7 +400,7 @@ def _lineage(pid: int) -> set[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Running (not gone, not a zombie)."""
     if os.path.isdir("/proc/self"):
         fields = _stat_fields(pid)
@@ -431,6 +431,6 @@ def kill_marked(state: Path | str, rounds: int = 20) -> list[int]:
                 pass
         deadline = time.monotonic() + 1.0  # until each is gone or a zombie (not ours to reap)
         for pid in pids:
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and alive(pid):
                 time.sleep(0.01)
     return killed

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 from bisector.core.errors import GitError, LockedError, UsageError
 from bisector.io.git import git, git_common_dir
-from bisector.io.process import kill_under
+from bisector.io.process import alive, kill_under
 
 # Settings of every git call in a clone, and of the clone's own config (what a probe's git reads):
 # no hook of the user's runs (`core.hooksPath` of the global config, `init.templateDir`), no
@@ -120,7 +120,7 @@ def prune_stale(repo: Path, sessions_dir: Path, keep: Sequence[Path] = ()) -> li
 def prune_dead_owners(folder: Path) -> list[Path]:
     """Remove the `<pid>-<name>` checkouts under `folder` whose process is gone (a `pin --verify`
     that was SIGKILLed), killing what still runs in them. A checkout of a live process, or of a
-    pid now reused by another process, is left."""
+    pid now reused by another process, is left; a zombie owner counts as gone."""
     removed = []
     try:
         entries = list(folder.iterdir())
@@ -128,7 +128,7 @@ def prune_dead_owners(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         pid = entry.name.split("-", 1)[0]
-        if not pid.isdigit() or entry.is_symlink() or not entry.is_dir() or _alive(int(pid)):
+        if not pid.isdigit() or entry.is_symlink() or not entry.is_dir() or alive(int(pid)):
             continue
         if (entry / "wt").is_dir():
             kill_under(entry / "wt")
@@ -136,16 +136,6 @@ def prune_dead_owners(folder: Path) -> list[Path]:
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: not ours to judge
-    return True
 
 
 def remove_checkout(root: Path) -> None:
