@@ -16,14 +16,15 @@ parent's address space (between `vfork` and `exec`, as Python starts subprocesse
 address space and is counted once (`kcmp(KCMP_VM)`); a `fork`ed child (as git starts its own)
 shares pages copy-on-write, which PSS divides. The peak of each sum is reported. The timed runs
 are not sampled: the sampler takes a core, and reading `smaps_rollup` holds the memory-map lock
-of the process it reads (measured: +0.1 s on a 20k run, whose git walk and numpy import run
-side by side).
+of the process it reads, which slows a run whose git walk and numpy import run side by side
+(`--sample-timed` samples them anyway, to compare; docs/benchmarks.md).
 
 bisector's modules are compiled once into a bytecode cache (`PYTHONPYCACHEPREFIX` in the
 temporary folder; `PYTHONDONTWRITEBYTECODE` is dropped), as an installed package has them.
 
     python scripts/bench_scale.py [--sizes linear:1000,linear:10000,merges:20000,linear:100000]
                                   [--reps 3] [--noise 0.1] [--noise-size 100000] [--keep DIR]
+                                  [--sample-timed]
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.1, help="0 skips the noisy row")
     ap.add_argument("--noise-size", type=int, default=100000)
     ap.add_argument("--keep", metavar="DIR", help="build the repositories here and keep them")
+    ap.add_argument("--sample-timed", action="store_true",
+                    help="sample memory during the timed runs too (the old method; shows what sampling costs)")
     args = ap.parse_args()
     base = Path(args.keep or tempfile.mkdtemp(prefix="bench-scale-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -234,8 +237,8 @@ def main() -> None:
             o_mem = our_bisect(repo, shas[0], shas[-1], env, PROBE, sample=True)
             g_runs, o_runs = [], []
             for _ in range(args.reps):  # interleaved, so both see the same machine load
-                g_runs.append(git_bisect(repo, shas[0], shas[-1], env, PROBE))
-                o_runs.append(our_bisect(repo, shas[0], shas[-1], env, PROBE))
+                g_runs.append(git_bisect(repo, shas[0], shas[-1], env, PROBE, sample=args.sample_timed))
+                o_runs.append(our_bisect(repo, shas[0], shas[-1], env, PROBE, sample=args.sample_timed))
             gw, ow = statistics.median(r[0] for r in g_runs), statistics.median(r[0] for r in o_runs)
             same = all(r[2] == shas[culprit] for r in [g_mem, o_mem, *g_runs, *o_runs])
             gm, om = g_mem[1][:2], o_mem[1][:2]

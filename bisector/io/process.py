@@ -31,6 +31,9 @@ GIT_LOCATION_VARS = frozenset({
     "GIT_QUARANTINE_PATH", "GIT_INDEX_VERSION",
 })
 
+# Linux: processes are read from /proc directly (`marked`, `alive`); elsewhere through psutil.
+_PROC = os.path.isdir("/proc/self")
+
 # The environment marker of the steps of the running session: {} outside a session.
 MARKER, MARKER_STATE = "BISECTOR_SESSION", "BISECTOR_STATE"
 _marker: dict[str, str] = {}
@@ -338,7 +341,7 @@ def marked(state: Path | str) -> list[int]:
     On Linux, read from `/proc` directly (the `environ` of each of this user's processes): a few
     milliseconds, and no psutil import at every start. Elsewhere, through psutil."""
     want = os.path.realpath(state)
-    if os.path.isdir("/proc/self"):
+    if _PROC:
         return _marked_proc(f"{MARKER_STATE}={want}".encode())
     import psutil  # not Linux: no /proc to read
 
@@ -402,7 +405,7 @@ def _lineage(pid: int) -> set[int]:
 
 def alive(pid: int) -> bool:
     """Running (not gone, not a zombie)."""
-    if os.path.isdir("/proc/self"):
+    if _PROC:
         fields = _stat_fields(pid)
         return bool(fields) and fields[0] not in (b"Z", b"X")
     import psutil  # not Linux

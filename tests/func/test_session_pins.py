@@ -49,13 +49,20 @@ def _good_bound_steps(repo: GitRepo) -> list[dict]:
     return [e for e in journal_events(repo.path) if e["event"] == "step" and e["role"] == "good-bound"]
 
 
-def test_a_pin_verified_with_the_same_probe_is_not_probed(repo: GitRepo, tmp_path: Path) -> None:
+def _verified_pin(repo: GitRepo, tmp_path: Path, extra_toml: str = "") -> list[str]:
+    """A 16-commit history (first bad: shas[10]), bisector.toml naming the probe, and pin
+    `tuesday` made with `--verify` at the culprit's parent shas[9]. Returns the shas."""
     shas = linear_history(repo, 16, culprit=11)
     probe = probe_script(tmp_path)
-    # Check both bounds (the strictest policy): the verified pin is still not probed.
-    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n\n[search]\nbounds = "check"\n')
+    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n{extra_toml}')
     res = bisector(repo.path, "pin", "tuesday", "--rev", shas[9], "--verify")
     assert res.returncode == 0, res.stderr
+    return shas
+
+
+def test_a_pin_verified_with_the_same_probe_is_not_probed(repo: GitRepo, tmp_path: Path) -> None:
+    # Check both bounds (the strictest policy): the verified pin is still not probed.
+    shas = _verified_pin(repo, tmp_path, '\n[search]\nbounds = "check"\n')
     assert 'probe_digest = "' in (repo.path / ".bisector" / "pins.toml").read_text()
     res = bisector(repo.path, "run", "--good", "@tuesday", "--bad", "main")
     assert res.returncode == 0, res.stderr + res.stdout
@@ -91,11 +98,7 @@ def test_a_pin_verified_with_another_probe_is_checked(repo: GitRepo, tmp_path: P
 def test_a_pin_verified_under_another_build_is_checked(repo: GitRepo, tmp_path: Path) -> None:
     """The pin's verdict came from the probe after a build: another build command can change it,
     so the same probe alone does not make the pin trusted."""
-    shas = linear_history(repo, 16, culprit=11)
-    probe = probe_script(tmp_path)
-    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n')
-    res = bisector(repo.path, "pin", "tuesday", "--rev", shas[9], "--verify")
-    assert res.returncode == 0, res.stderr
+    shas = _verified_pin(repo, tmp_path)
     res = bisector(repo.path, "run", "--good", "@tuesday", "--bad", "main", "--build", "touch built")
     assert res.returncode == 0, res.stderr + res.stdout
     why = journal_events(repo.path)[0]["pinned_bounds"][shas[9]]
@@ -110,11 +113,7 @@ def test_a_pin_verified_under_another_build_is_checked(repo: GitRepo, tmp_path: 
 def test_the_api_treats_pins_as_the_command_line_does(repo: GitRepo, tmp_path: Path) -> None:
     import bisector as api
 
-    shas = linear_history(repo, 16, culprit=11)
-    probe = probe_script(tmp_path)
-    (repo.path / "bisector.toml").write_text(f'[probe]\ncommand = "{probe}"\n')
-    res = bisector(repo.path, "pin", "tuesday", "--rev", shas[9], "--verify")
-    assert res.returncode == 0, res.stderr
+    shas = _verified_pin(repo, tmp_path)
     result = api.bisect(good="@tuesday", bad="main", repo=repo.path)
     assert result.culprit == shas[10]
     assert journal_events(repo.path)[0]["pinned_bounds"][shas[9]]["probed"] is False
