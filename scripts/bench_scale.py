@@ -6,6 +6,10 @@ untimed warm-up run of each, whose memory is sampled, then `--reps` timed runs o
 interleaved and not sampled, and prints per size: probes of each, median wall of each, the
 ratio, the median CPU time (user + system) of each process tree, and the peak memory of each
 process tree.
+Each size also prints `floor/git`: the median wall of `python -c "import numpy, click"` (the
+interpreter and the two libraries every `bisector run` needs before any work, numpy being the
+array library of `core`) divided by git's median wall. Where it is near 1, the 1.2x target
+leaves no room for the run's own work (the walk, a checkout per step, the probes).
 The noisy row runs `bisector run --noise P` with a probe that flips its verdict with
 probability P and prints its per-step overhead: wall per step minus the probe's own wall.
 
@@ -182,6 +186,16 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str], sample: bool = Fals
     return wall, (peak[0] / 2**20, peak[1] / 2**20, cpu), subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
+def floor_wall(env: dict[str, str], reps: int) -> float:
+    """Median wall of starting the interpreter and importing numpy and click, nothing else."""
+    walls = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import numpy, click"], env=env, check=True)
+        walls.append(time.perf_counter() - t)
+    return statistics.median(walls)
+
+
 def git_bisect(repo: Path, good: str, bad: str, env: dict[str, str], probe: str, sample: bool = False
                ) -> tuple[float, tuple[float, float, float], str, int]:
     subprocess.run(["git", "-C", str(repo), "bisect", "reset"], env=env, capture_output=True)
@@ -223,7 +237,10 @@ def main() -> None:
     (base / "home" / ".gitconfig").write_text("[user]\n\tname = B\n\temail = b@example.com\n")
     env = env_for(base / "home")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)", flush=True)
-    print(f"{'history':<15} {'probes git/ours':>15} {'same':>4} {'git s':>7} {'ours s':>7} {'ratio':>6} "
+    subprocess.run([sys.executable, "-c", "import numpy, click"], env=env, check=True)  # warm the caches
+    floor = floor_wall(env, max(5, args.reps))
+    print(f"floor: python -c 'import numpy, click' takes {floor:.3f} s (median of {max(5, args.reps)})", flush=True)
+    print(f"{'history':<15} {'probes git/ours':>15} {'same':>4} {'git s':>7} {'ours s':>7} {'ratio':>6} {'floor/git':>9} "
           f"{'cpu s git/ours':>15} {'PSS MB git/ours':>15} {'RSS MB git/ours':>15}", flush=True)
     try:
         for spec in args.sizes.split(","):
@@ -244,7 +261,7 @@ def main() -> None:
             gm, om = g_mem[1][:2], o_mem[1][:2]
             gc, oc = statistics.median(r[1][2] for r in g_runs), statistics.median(r[1][2] for r in o_runs)
             print(f"{spec:<15} {g_runs[0][3]:>7}/{o_runs[0][3]:<7} {'yes' if same else 'NO':>4} {gw:>7.2f} {ow:>7.2f} "
-                  f"{ow / gw:>6.2f} {gc:>7.2f}/{oc:<7.2f} {gm[0]:>7.0f}/{om[0]:<7.0f} {gm[1]:>7.0f}/{om[1]:<7.0f}", flush=True)
+                  f"{ow / gw:>6.2f} {floor / gw:>9.2f} {gc:>7.2f}/{oc:<7.2f} {gm[0]:>7.0f}/{om[0]:<7.0f} {gm[1]:>7.0f}/{om[1]:<7.0f}", flush=True)
         if args.noise:
             n = args.noise_size
             parents = shape("linear", n)

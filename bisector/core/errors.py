@@ -25,7 +25,12 @@ class UsageError(BisectorError):
 
 
 class GitError(BisectorError):
-    """A git command failed in a way the user can act on."""
+    """A git command failed in a way the user can act on. `stderr`: all git printed (the
+    message keeps its last line)."""
+
+    def __init__(self, message: str, exit_code: int | None = None, stderr: str = ""):
+        super().__init__(message, exit_code)
+        self.stderr = stderr
 
 
 class ContradictionError(BisectorError):

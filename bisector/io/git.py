@@ -45,7 +45,7 @@ def git(repo: Path | str, *args: str, input: str | None = None, check: bool = Tr
     res = capture(["git", *where, *opts, *args], cwd=repo, input=input, env=git_env())
     if check and res.returncode != 0:
         msg = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
-        raise GitError(f"git {args[0]} failed: {msg}")
+        raise GitError(f"git {args[0]} failed: {msg}", stderr=res.stderr)
     return res.stdout
 
 

@@ -12,6 +12,13 @@ Our own git calls name both folders (`--git-dir`, `--work-tree`) and pass `SEALE
 line, so a `.git` or a config that a probe rewrote cannot redirect them; `repair_git` puts the
 `.git` link, the clone's config and alternates back before every step.
 
+git-lfs: a repository that uses it gets, in each clone's config, an LFS store of bisector's own
+(`.git/bisector/lfs`, shared by every clone of the repository; git-lfs hard-links into it the
+objects it finds in the user's `.git/lfs` through the alternates, and downloads the others there)
+and the user's LFS server (`lfs.url`, from `git lfs env` in the user's checkout): an object of an
+old revision that was never fetched is downloaded as `git checkout` would in the user's checkout,
+and an old revision's `.lfsconfig` cannot send the download elsewhere (the clone's config wins).
+
 Invariant: nothing here writes the user's repository: no `git worktree`, nothing under its git
 folder but `bisector/` (where the clones live), nothing in its working tree, index or refs.
 """
@@ -20,14 +27,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from bisector.core.errors import GitError, LockedError, UsageError
-from bisector.io.git import git, git_common_dir
-from bisector.io.process import alive, kill_under
+from bisector.io.git import git, git_common_dir, git_env
+from bisector.io.process import alive, capture, kill_under
 
 # Settings of every git call in a clone, and of the clone's own config (what a probe's git reads):
 # no hook of the user's runs (`core.hooksPath` of the global config, `init.templateDir`), no
@@ -176,6 +184,7 @@ class Workspace:
         self.current: str | None = None
         self.step_info: dict[str, object] = {}  # what the last checkout did (for the journal)
         self._sealed: dict[str, bytes] = {}  # clone files as open() left them (repair_git restores them)
+        self.lfs_url: str | None = None  # the LFS server of the user's checkout (git-lfs repositories)
 
     def env(self) -> dict[str, str]:
         """Extra environment for the build and probes in this workspace."""
@@ -198,7 +207,9 @@ class Workspace:
                 git(self.session_dir, "clone", "--quiet", "--shared", "--no-checkout", "--bare", "--template=",
                     str(source), str(self.git_dir), config=SEALED)
             self._seal(source)
-            self._git("checkout", "--quiet", "--force", "--detach", first_rev)
+            self._checkout(first_rev)
+        except LfsObjectError:
+            raise
         except GitError as exc:
             raise UsageError(f"cannot create the workspace {self.path}: {exc}") from None
         self.current = first_rev
@@ -233,8 +244,10 @@ class Workspace:
             key, value = kv.split("=", 1)
             name, _, var = key.rpartition(".")
             sealed.setdefault(name, {})[var] = value
-        if (source / "lfs").is_dir():  # git-lfs objects stay shared, as a linked worktree had them
-            sealed["lfs"] = {"storage": str(source / "lfs")}
+        lfs = lfs_settings(self.repo, source)
+        if lfs:
+            sealed["lfs"] = lfs
+            self.lfs_url = lfs.get("url")
         kept.append("[core]\n\tbare = false")
         kept += [f"[{name}]\n" + "".join(f"\t{k} = {v}\n" for k, v in items.items()).rstrip("\n")
                  for name, items in sealed.items()]
@@ -279,11 +292,19 @@ class Workspace:
     def checkout(self, rev: str) -> None:
         """Make the work tree exactly `rev`: forced checkout, then remove everything untracked."""
         self.repair_git()
-        self._git("checkout", "--quiet", "--force", "--detach", rev)
+        self._checkout(rev)
         keep = [*self.keep, *("/" + p.strip("/") for p in self.keep_paths(rev))]
         excludes = [arg for k in keep for arg in ("-e", k)]
         self._git("clean", "-ffdxq", *excludes)
         self.current = rev
+
+    def _checkout(self, rev: str) -> None:
+        """`git checkout --force --detach rev` in the clone; a file git-lfs could not get is one
+        GitError that names it, the reason and the fix."""
+        try:
+            self._git("checkout", "--quiet", "--force", "--detach", rev)
+        except GitError as exc:
+            raise lfs_error(exc, rev, self.lfs_url) or exc from None
 
     def keep_paths(self, rev: str) -> list[str]:
         """Ignored paths `git clean` must leave for the next step to update in place (none here)."""
@@ -291,6 +312,42 @@ class Workspace:
 
     def close(self) -> None:
         remove_checkout(self.session_dir)
+
+
+def lfs_settings(repo: Path, source: Path) -> dict[str, str]:
+    """The clone's `[lfs]` settings for a repository that uses git-lfs (it has `.git/lfs` and
+    git-lfs is installed), else none: bisector's own store, and the user's LFS server."""
+    if not (source / "lfs").is_dir() or shutil.which("git-lfs") is None:
+        return {}
+    settings = {"storage": str(source / "bisector" / "lfs")}
+    res = capture(["git", "-C", str(repo), "lfs", "env"], cwd=repo, env=git_env())
+    found = re.search(r"^Endpoint=(\S+)", res.stdout, re.M) if res.returncode == 0 else None
+    if found:
+        settings["url"] = found.group(1)
+    return settings
+
+
+_LFS_FAILED = re.compile(r"^fatal: (.+): smudge filter lfs failed$", re.M)
+_LFS_REASON = re.compile(r"^Error downloading object: .*?: Smudge error: Error downloading [^:]+: (.+)$", re.M)
+
+
+class LfsObjectError(GitError):
+    """A checkout git-lfs failed: a file whose LFS object is neither in the user's store nor
+    given by the LFS server (offline, not pushed, no server)."""
+
+
+def lfs_error(exc: GitError, rev: str, url: str | None) -> LfsObjectError | None:
+    """The error to raise for a checkout that git-lfs failed, or None for another failure."""
+    failed = _LFS_FAILED.search(exc.stderr)
+    if failed is None:
+        return None
+    reason = _LFS_REASON.search(exc.stderr)
+    return LfsObjectError(
+        f"cannot check out {rev[:10]}: git-lfs could not get {failed.group(1)} "
+        f"({reason.group(1).strip() if reason else 'see git lfs logs last'}): its object is not in your "
+        f"LFS store and {'the LFS server ' + url if url else 'no LFS server is configured that'} did not give it; "
+        "fetch the objects of the range in your checkout (`git lfs fetch --all`) or make the server reachable",
+        stderr=exc.stderr)
 
 
 def _read(path: Path) -> bytes | None:
