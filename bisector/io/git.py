@@ -10,6 +10,7 @@ that write (worktrees) and the candidate graph (`rev-list --parents`) stay on th
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,37 @@ def git(repo: Path | str, *args: str, input: str | None = None, check: bool = Tr
         msg = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
         raise GitError(f"git {args[0]} failed: {msg}", stderr=res.stderr)
     return res.stdout
+
+
+def lfs_endpoint(repo: Path) -> str | None:
+    """The LFS server of the checkout at `repo` (what `git lfs env` prints as `Endpoint=`), or
+    None (no git-lfs, no server configured)."""
+    res = capture(["git", "-C", str(repo), "lfs", "env"], cwd=repo, env=git_env())
+    found = re.search(r"^Endpoint=(\S+)", res.stdout, re.M) if res.returncode == 0 else None
+    return found.group(1) if found else None
+
+
+_LFS_FAILED = re.compile(r"^fatal: (.+): smudge filter lfs failed$", re.M)
+_LFS_REASON = re.compile(r"^Error downloading object: .*?: Smudge error: Error downloading [^:]+: (.+)$", re.M)
+
+
+class LfsObjectError(GitError):
+    """A checkout git-lfs failed: a file whose LFS object is neither in the user's store nor
+    given by the LFS server (offline, not pushed, no server)."""
+
+
+def lfs_error(exc: GitError, rev: str, url: str | None) -> LfsObjectError | None:
+    """The error to raise for a checkout that git-lfs failed, or None for another failure."""
+    failed = _LFS_FAILED.search(exc.stderr)
+    if failed is None:
+        return None
+    reason = _LFS_REASON.search(exc.stderr)
+    return LfsObjectError(
+        f"cannot check out {rev[:10]}: git-lfs could not get {failed.group(1)} "
+        f"({reason.group(1).strip() if reason else 'see git lfs logs last'}): its object is not in your "
+        f"LFS store and {'the LFS server ' + url if url else 'no LFS server is configured that'} did not give it; "
+        "fetch them into your checkout (`git lfs fetch --all`) or make the server reachable",
+        stderr=exc.stderr)
 
 
 def git_ok(repo: Path | str, *args: str) -> bool:

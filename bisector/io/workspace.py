@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from bisector.core.errors import GitError, LockedError, UsageError
-from bisector.io.git import git, git_common_dir, git_env
-from bisector.io.process import alive, capture, kill_under
+from bisector.io.git import LfsObjectError, git, git_common_dir, lfs_endpoint, lfs_error
+from bisector.io.process import alive, kill_under
 
 # Settings of every git call in a clone, and of the clone's own config (what a probe's git reads):
 # no hook of the user's runs (`core.hooksPath` of the global config, `init.templateDir`), no
@@ -320,34 +319,10 @@ def lfs_settings(repo: Path, source: Path) -> dict[str, str]:
     if not (source / "lfs").is_dir() or shutil.which("git-lfs") is None:
         return {}
     settings = {"storage": str(source / "bisector" / "lfs")}
-    res = capture(["git", "-C", str(repo), "lfs", "env"], cwd=repo, env=git_env())
-    found = re.search(r"^Endpoint=(\S+)", res.stdout, re.M) if res.returncode == 0 else None
-    if found:
-        settings["url"] = found.group(1)
+    url = lfs_endpoint(repo)
+    if url:
+        settings["url"] = url
     return settings
-
-
-_LFS_FAILED = re.compile(r"^fatal: (.+): smudge filter lfs failed$", re.M)
-_LFS_REASON = re.compile(r"^Error downloading object: .*?: Smudge error: Error downloading [^:]+: (.+)$", re.M)
-
-
-class LfsObjectError(GitError):
-    """A checkout git-lfs failed: a file whose LFS object is neither in the user's store nor
-    given by the LFS server (offline, not pushed, no server)."""
-
-
-def lfs_error(exc: GitError, rev: str, url: str | None) -> LfsObjectError | None:
-    """The error to raise for a checkout that git-lfs failed, or None for another failure."""
-    failed = _LFS_FAILED.search(exc.stderr)
-    if failed is None:
-        return None
-    reason = _LFS_REASON.search(exc.stderr)
-    return LfsObjectError(
-        f"cannot check out {rev[:10]}: git-lfs could not get {failed.group(1)} "
-        f"({reason.group(1).strip() if reason else 'see git lfs logs last'}): its object is not in your "
-        f"LFS store and {'the LFS server ' + url if url else 'no LFS server is configured that'} did not give it; "
-        "fetch the objects of the range in your checkout (`git lfs fetch --all`) or make the server reachable",
-        stderr=exc.stderr)
 
 
 def _read(path: Path) -> bytes | None:

@@ -63,3 +63,22 @@ def test_weights_neither_local_nor_on_the_server_are_one_error_line_naming_the_f
     assert "git-lfs could not get model.bin" in err[0] and "git lfs fetch --all" in err[0]
     assert server.url.split("/team")[0] in err[0]
     assert snapshot(repo.path) == before
+
+
+def test_restore_of_a_pin_brings_its_weights_local_or_from_the_users_lfs_server(tmp_path: Path) -> None:
+    repo, shas = lfs_repo(tmp_path / "repo", 4, culprit=3)
+    assert bisector(repo.path, "pin", "add", "v1-ok", "--rev", shas[0]).returncode == 0
+    r = bisector(repo.path, "restore", "v1-ok", str(tmp_path / "local"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert (tmp_path / "local" / "model.bin").read_bytes() == V1
+    # The weights of the pin are no longer local (a fresh clone + `git lfs pull` of main).
+    for p in (repo.path / ".git" / "lfs" / "objects").rglob(oid(V1)):
+        p.unlink()
+    with lfs_server({oid(V1): V1, oid(V2): V2}) as server:
+        repo.git("remote", "add", "origin", server.url)
+        store = store_files(repo.path / ".git")
+        r = bisector(repo.path, "restore", "v1-ok", str(tmp_path / "fetched"))
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert ("GET", f"/objects/{oid(V1)}") in server.requests
+    assert (tmp_path / "fetched" / "model.bin").read_bytes() == V1
+    assert store_files(repo.path / ".git") == store

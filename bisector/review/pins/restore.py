@@ -4,11 +4,12 @@ its environment from the environment cache, or built, into a new folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bisector.core.errors import UsageError
+from bisector.core.errors import GitError, UsageError
 from bisector.io.confine import confined, write_confined
 from bisector.io.data.dvccli import (
     dvc_env,
@@ -20,7 +21,7 @@ from bisector.io.data.dvccli import (
 from bisector.io.data.files import inputs_at
 from bisector.io.env import ENV_DIR, EnvSettings, prepare_env
 from bisector.io.envcache import EnvCache, EnvError
-from bisector.io.git import Blobs, git, repo_root
+from bisector.io.git import Blobs, git, git_common_dir, lfs_endpoint, lfs_error, repo_root
 from bisector.review.pins.store import Pin, check_commit, get_pin
 
 
@@ -71,7 +72,13 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     # A local clone hardlinks or copies the whole object store, so a commit that no branch
     # reaches any more is restorable too; the user's repository is only read.
     git(repo, "clone", "--quiet", "--no-checkout", str(repo), str(dest))
-    git(dest, "checkout", "--quiet", "--detach", pin.commit)
+    lfs_url = lfs_endpoint(repo) if (git_common_dir(repo) / "lfs").is_dir() and shutil.which("git-lfs") else None
+    if lfs_url:  # weights not in your LFS store come from your LFS server, not from the clone's origin (you)
+        git(dest, "config", "lfs.url", lfs_url)
+    try:
+        git(dest, "checkout", "--quiet", "--detach", pin.commit)
+    except GitError as exc:
+        raise lfs_error(exc, pin.commit, lfs_url) or exc from None
     if pin.data_rev:
         # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
         with Blobs(repo) as blobs:  # one reader for every .dvc file
