@@ -62,18 +62,18 @@ _LFS_FAILED = re.compile(r"^fatal: (.+): smudge filter lfs failed$", re.M)
 _LFS_REASON = re.compile(r"^Error downloading object: .*?: Smudge error: Error downloading [^:]+: (.+)$", re.M)
 
 
-class LfsObjectError(GitError):
-    """A checkout git-lfs failed: a file whose LFS object is neither in the user's store nor
-    given by the LFS server (offline, not pushed, no server)."""
+class MissingObjectsError(GitError):
+    """A checkout that needed what the repository does not hold and its server did not give: a
+    git-lfs object, or a partial clone's blobs (offline, never pushed, no server)."""
 
 
-def lfs_error(exc: GitError, rev: str, url: str | None) -> LfsObjectError | None:
+def lfs_error(exc: GitError, rev: str, url: str | None) -> MissingObjectsError | None:
     """The error to raise for a checkout that git-lfs failed, or None for another failure."""
     failed = _LFS_FAILED.search(exc.stderr)
     if failed is None:
         return None
     reason = _LFS_REASON.search(exc.stderr)
-    return LfsObjectError(
+    return MissingObjectsError(
         f"cannot check out {rev[:10]}: git-lfs could not get {failed.group(1)} "
         f"({reason.group(1).strip() if reason else 'see git lfs logs last'}): its object is not in your "
         f"LFS store and {'the LFS server ' + url if url else 'no LFS server is configured that'} did not give it; "

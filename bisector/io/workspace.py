@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from bisector.core.errors import GitError, LockedError, UsageError
-from bisector.io.git import LfsObjectError, git, git_common_dir, lfs_endpoint, lfs_error
+from bisector.io.git import MissingObjectsError, git, git_common_dir, lfs_endpoint, lfs_error
 from bisector.io.process import alive, kill_under
 
 # Settings of every git call in a clone, and of the clone's own config (what a probe's git reads):
@@ -184,6 +184,7 @@ class Workspace:
         self.step_info: dict[str, object] = {}  # what the last checkout did (for the journal)
         self._sealed: dict[str, bytes] = {}  # clone files as open() left them (repair_git restores them)
         self.lfs_url: str | None = None  # the LFS server of the user's checkout (git-lfs repositories)
+        self.promisors: dict[str, str] = {}  # a partial clone's promisor remotes: name -> url
 
     def env(self) -> dict[str, str]:
         """Extra environment for the build and probes in this workspace."""
@@ -207,9 +208,9 @@ class Workspace:
                     str(source), str(self.git_dir), config=SEALED)
             self._seal(source)
             self._checkout(first_rev)
-        except LfsObjectError:
-            raise
         except GitError as exc:
+            if isinstance(exc, MissingObjectsError):
+                raise
             raise UsageError(f"cannot create the workspace {self.path}: {exc}") from None
         self.current = first_rev
 
@@ -230,7 +231,8 @@ class Workspace:
             git(self.session_dir, f"--git-dir={self.git_dir}", "update-ref", "--stdin", input=refs, config=SEALED)
 
     def _seal(self, source: Path) -> None:
-        """The clone's config: its own core (no longer bare) and extensions, no remote, SEALED."""
+        """The clone's config: its own core (no longer bare) and extensions, SEALED, no remote but
+        a partial clone's promisor remotes (`promisor_remotes`), and git-lfs's (`lfs_settings`)."""
         config = self.git_dir / "config"
         kept, section = [], ""
         for line in config.read_text().splitlines():
@@ -247,8 +249,14 @@ class Workspace:
         if lfs:
             sealed["lfs"] = lfs
             self.lfs_url = lfs.get("url")
+        promisors = promisor_remotes(self.repo, source)
+        for name, settings in promisors.items():
+            sealed[f'remote "{_quoted(name)}"'] = settings
+        self.promisors = {name: settings["url"] for name, settings in promisors.items()}
+        if promisors:
+            sealed["core"]["repositoryformatversion"] = "1"  # what makes git read `promisor`
         kept.append("[core]\n\tbare = false")
-        kept += [f"[{name}]\n" + "".join(f"\t{k} = {v}\n" for k, v in items.items()).rstrip("\n")
+        kept += [f"[{name}]\n" + "".join(f'\t{k} = "{_quoted(v)}"\n' for k, v in items.items()).rstrip("\n")
                  for name, items in sealed.items()]
         config.write_text("\n".join(kept) + "\n")
         self._sealed = {rel: (self.git_dir / rel).read_bytes()
@@ -303,6 +311,11 @@ class Workspace:
         try:
             self._git("checkout", "--quiet", "--force", "--detach", rev)
         except GitError as exc:
+            if "from promisor remote" in exc.stderr and self.promisors:
+                remotes = ", ".join(f"{name} ({url})" for name, url in self.promisors.items())
+                raise MissingObjectsError(f"cannot check out {rev[:10]}: your repository is a partial clone and git could not "
+                               f"fetch that revision's files from its promisor remote {remotes}; make the remote "
+                               "reachable and run again", stderr=exc.stderr) from None
             raise lfs_error(exc, rev, self.lfs_url) or exc from None
 
     def keep_paths(self, rev: str) -> list[str]:
@@ -311,6 +324,38 @@ class Workspace:
 
     def close(self) -> None:
         remove_checkout(self.session_dir)
+
+
+# Where a clone's promisor remote pushes: nowhere (a path that is no repository).
+NO_PUSH = "/nonexistent/bisector-clones-do-not-push"
+
+
+def promisor_remotes(repo: Path, source: Path) -> dict[str, dict[str, str]]:
+    """For a partial clone (`git clone --filter=blob:none`, whose pack folder holds `.promisor`
+    files): its promisor remotes (name -> url, promisor, partialclonefilter, a `pushurl` that
+    goes nowhere), so the clone fetches the blobs and trees an old revision needs from the same
+    server as `git checkout` in the user's checkout would. They land in the clone's own object
+    folder, never in the user's. None for a full clone."""
+    if not any((source / "objects" / "pack").glob("*.promisor")):
+        return {}
+    pattern = r"^(remote\..*\.(url|promisor|partialclonefilter)|extensions\.partialclone)$"
+    found: dict[str, dict[str, str]] = {}
+    default = None
+    for line in git(repo, "config", "--get-regexp", pattern, check=False).splitlines():
+        key, _, value = line.partition(" ")
+        if key == "extensions.partialclone":
+            default = value
+            continue
+        name, var = key[len("remote."):].rsplit(".", 1)
+        found.setdefault(name, {})[var] = value
+    return {name: {"url": r["url"], "promisor": "true", "pushurl": NO_PUSH,
+                   **({"partialclonefilter": r["partialclonefilter"]} if "partialclonefilter" in r else {})}
+            for name, r in found.items() if "url" in r and (r.get("promisor") == "true" or name == default)}
+
+
+def _quoted(value: str) -> str:
+    """A value or subsection name for a git config file, to go between double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def lfs_settings(repo: Path, source: Path) -> dict[str, str]:

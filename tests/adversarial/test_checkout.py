@@ -127,6 +127,20 @@ def _shallow(ctx: Ctx) -> None:
     assert (shallow / ".git" / "shallow").is_file()
 
 
+def _partial(ctx: Ctx) -> None:
+    """The user works in a partial clone (`--filter=blob:none`): old revisions' files are not
+    local; git fetches them from the promisor remote when a checkout needs them."""
+    ctx.repo.git("config", "uploadpack.allowFilter", "true")
+    ctx.repo.git("config", "uploadpack.allowAnySHA1InWant", "true")
+    subprocess.run(["git", "config", "--global", "protocol.file.allow", "always"], check=True)  # lazy fetches from file://
+    partial = ctx.tmp / "partial"
+    ctx.watch.append(ctx.repo.path)  # the promisor remote: a probe's `git push` reaches nothing
+    subprocess.run(["git", "clone", "-q", "--filter=blob:none", f"file://{ctx.repo.path}", str(partial)], check=True)
+    ctx.repo = GitRepo(partial)
+    missing = ctx.repo.git("rev-list", "--objects", "--missing=print", "--all").splitlines()
+    assert any(line.startswith("?") for line in missing)
+
+
 CASES = [
     Case("probe-git-stash", "echo dirty >> n.txt; git stash -q"),
     Case("probe-git-config-local", "git config user.name Mallory; git config core.bare true"),
@@ -155,6 +169,7 @@ CASES = [
     Case("gitlink", "", _gitlink),
     Case("bad-bound-only-a-sha", "", _unreachable_bad),
     Case("user-shallow-clone", "echo dirty >> n.txt; git stash -q; git fetch -q --unshallow", _shallow),
+    Case("user-partial-clone", "echo dirty >> n.txt; git stash -q; git push -q origin HEAD:refs/heads/mine", _partial),
 ]
 
 
@@ -236,3 +251,26 @@ def test_a_shallow_users_clone_borrows_objects_too(repo: GitRepo, tmp_path: Path
     seen = report.read_text().split()
     assert seen == ["0", str(shallow / ".git" / "objects"), shas[-1], shas[6], "true"], seen
     assert snapshot(shallow) == before
+
+
+def test_a_partial_clone_whose_remote_is_gone_is_one_error_line_and_resumes_once_it_is_back(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, N, CULPRIT)
+    ctx = Ctx(repo, tmp_path, shas, tmp_path / "canary", good=shas[0])
+    _partial(ctx)
+    user, server = ctx.repo.path, repo.path
+    before = snapshot(user)
+    away = server.with_name("away")
+    server.rename(away)
+    try:
+        res = bisector(user, "run", "--good", shas[0], "--bad", "main", "--probe", "grep -qx ok state.txt")
+    finally:
+        away.rename(server)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    err = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(err) == 1 and "partial clone" in err[0] and f"origin (file://{server})" in err[0], res.stderr
+    assert snapshot(user) == before
+    res = bisector(user, "run", "--good", shas[0], "--bad", "main", "--probe", "grep -qx ok state.txt")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{shas[CULPRIT - 1]} is the first bad commit" in res.stdout
+    assert snapshot(user) == before
