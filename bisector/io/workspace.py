@@ -12,6 +12,10 @@ Our own git calls name both folders (`--git-dir`, `--work-tree`) and pass `SEALE
 line, so a `.git` or a config that a probe rewrote cannot redirect them; `repair_git` puts the
 `.git` link, the clone's config and alternates back before every step.
 
+Submodules: after each checkout, every submodule of the revision is checked out at the commit it
+records, from the user's own clone of it (`.git/modules/NAME`) through a private clone of that,
+made the same way (a `Workspace` whose work tree is the submodule's folder), never from a URL.
+
 git-lfs: a repository that uses it gets, in each clone's config, an LFS store of bisector's own
 (`.git/bisector/lfs`, shared by every clone of the repository; git-lfs hard-links into it the
 objects it finds in the user's `.git/lfs` through the alternates, and downloads the others there)
@@ -26,13 +30,14 @@ folder but `bisector/` (where the clones live), nothing in its working tree, ind
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from bisector.core.errors import GitError, LockedError, UsageError
+from bisector.core.errors import BisectorError, GitError, LockedError, UsageError
 from bisector.io.git import MissingObjectsError, git, git_common_dir, lfs_endpoint, lfs_error
 from bisector.io.process import alive, kill_under
 
@@ -147,7 +152,7 @@ def prune_dead_owners(folder: Path) -> list[Path]:
 
 def remove_checkout(root: Path) -> None:
     """Remove the clone at `root` (`wt`, `git`, the DVC site cache): plain folders, no git call."""
-    for name in ("wt", "git", "dvc-site"):
+    for name in ("wt", "git", "dvc-site", "modules"):
         shutil.rmtree(root / name, ignore_errors=True)
 
 
@@ -175,10 +180,13 @@ class Workspace:
     # Files a step keeps across `git clean` (tool-written config, e.g. DVC's config.local).
     keep: tuple[str, ...] = ()
 
-    def __init__(self, repo: Path, session_dir: Path):
+    def __init__(self, repo: Path, session_dir: Path, work_tree: Path | None = None, depth: int = 0):
         self.repo = repo
         self.session_dir = session_dir
-        self.path = session_dir / "wt"
+        self.path = work_tree or session_dir / "wt"
+        self.depth = depth  # 0 for the repository, 1 for its submodules, ...
+        self.submodules: dict[str, str] = {}  # after a checkout: submodule path -> what it holds
+        self._subs: dict[str, Workspace] = {}  # submodule path -> its own clone (kept across steps)
         self.git_dir = session_dir / "git"
         self.current: str | None = None
         self.step_info: dict[str, object] = {}  # what the last checkout did (for the journal)
@@ -304,6 +312,60 @@ class Workspace:
         excludes = [arg for k in keep for arg in ("-e", k)]
         self._git("clean", "-ffdxq", *excludes)
         self.current = rev
+        self.submodules = self._update_submodules()
+
+    def _update_submodules(self) -> dict[str, str]:
+        """Check out every submodule of the current revision at the commit it records, from your
+        own clone of that submodule (`.git/modules/NAME`, or the old-style `PATH/.git` folder),
+        each in a private clone as this one: what `git submodule update --init --recursive`
+        does, with no download and no URL taken from the repository. Returns path -> the commit
+        checked out, or why the folder stays empty (for the journal)."""
+        modules = self.path / ".gitmodules"
+        if not modules.is_file() or modules.is_symlink() or self.depth >= MAX_SUBMODULE_DEPTH:
+            return {}
+        out = git(self.path, "config", "--file", str(modules), "--get-regexp", r"^submodule\..*\.path$", check=False)
+        names = {}
+        for line in out.splitlines()[:MAX_SUBMODULES]:
+            key, _, path = line.partition(" ")
+            name = key[len("submodule."):-len(".path")]
+            if _plain_relative(name) and _plain_relative(path):
+                names[path.strip("/")] = name
+        if not names:
+            return {}
+        states = {}
+        for entry in self._git("ls-tree", "-z", "HEAD", "--", *names).split("\0"):
+            meta, _, path = entry.partition("\t")
+            if not meta or meta.split()[1] != "commit" or path not in names:
+                continue
+            states[path] = self._update_submodule(path, names[path], meta.split()[2])
+        return states
+
+    def _update_submodule(self, path: str, name: str, sha: str) -> str:
+        source = self._submodule_source(path, name)
+        if source is None:
+            return f"empty: {name} is not cloned in your checkout (git submodule update --init)"
+        sub = self._subs.get(path)
+        try:
+            if sub is None or sub.repo != source:
+                sub = Workspace(source, self.session_dir / "modules" / hashlib.sha256(path.encode()).hexdigest()[:16],
+                                work_tree=self.path / path, depth=self.depth + 1)
+                sub.open(sha)
+                self._subs[path] = sub
+            sub.checkout(sha)
+        except BisectorError as exc:
+            self._subs.pop(path, None)
+            for child in (self.path / path).iterdir() if (self.path / path).is_dir() else ():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            return f"empty: {sha[:10]} could not be checked out from {source} ({exc})"
+        return sha
+
+    def _submodule_source(self, path: str, name: str) -> Path | None:
+        """Your repository of submodule `name` (at `path`): where git keeps it, or None."""
+        common = git_common_dir(self.repo)
+        for cand in (common / "modules" / name, self.repo / path / ".git" if self.depth == 0 else None):
+            if cand is not None and cand.is_dir() and (cand / "HEAD").is_file() and (cand / "objects").is_dir():
+                return cand
+        return None
 
     def _checkout(self, rev: str) -> None:
         """`git checkout --force --detach rev` in the clone; a file git-lfs could not get is one
@@ -323,7 +385,20 @@ class Workspace:
         return []
 
     def close(self) -> None:
+        for sub in self._subs.values():
+            sub.close()
         remove_checkout(self.session_dir)
+
+
+# Submodules: how deep nested ones are followed, and how many of one repository.
+MAX_SUBMODULE_DEPTH = 8
+MAX_SUBMODULES = 1000
+
+
+def _plain_relative(path: str) -> bool:
+    """A submodule name or path as git accepts it: relative, no `..` component, no backslash."""
+    parts = path.strip("/").split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts and "\0" not in path
 
 
 # Where a clone's promisor remote pushes: nowhere (a path that is no repository).

@@ -118,6 +118,8 @@ def execute_step(
         build_json["data"] = workspace.step_info
     if env_info:
         build_json["data"] = {**build_json.get("data", {}), "env": env_info}
+    if getattr(workspace, "submodules", None):  # path -> the commit checked out, or why it is empty
+        build_json["data"] = {**build_json.get("data", {}), "submodules": workspace.submodules}
     if build.ok and getattr(workspace, "is_dvc", False) and build.status != "cached" and not _ran_no_stage(config, build):
         modified = after_build_check(workspace, stats_before)
         # A build can also re-record its inputs (`dvc repro` rewrites a changed `.dvc` file,
