@@ -257,6 +257,8 @@ class Workspace:
         if lfs:
             sealed["lfs"] = lfs
             self.lfs_url = lfs.get("url")
+        for name, settings in local_filters(source).items():  # `git lfs install --local`, git-crypt
+            sealed[f'filter "{_quoted(name)}"'] = settings
         promisors = promisor_remotes(self.repo, source)
         for name, settings in promisors.items():
             sealed[f'remote "{_quoted(name)}"'] = settings
@@ -426,6 +428,25 @@ def promisor_remotes(repo: Path, source: Path) -> dict[str, dict[str, str]]:
     return {name: {"url": r["url"], "promisor": "true", "pushurl": NO_PUSH,
                    **({"partialclonefilter": r["partialclonefilter"]} if "partialclonefilter" in r else {})}
             for name, r in found.items() if "url" in r and (r.get("promisor") == "true" or name == default)}
+
+
+def local_filters(source: Path) -> dict[str, dict[str, str]]:
+    """The filter drivers of the user's repository config (`filter.NAME.*`, which `git lfs
+    install --local` writes there): without them the clone would check out what the filter
+    stores (git-lfs pointers) instead of the files. The user's own settings, not the repository's."""
+    try:
+        if b"[filter" not in (source / "config").read_bytes().lower():
+            return {}
+    except OSError:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    out = git(source, f"--git-dir={source}", "config", "--local", "--get-regexp", r"^filter\.", check=False)
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        name, _, var = key[len("filter."):].rpartition(".")
+        if name and var:
+            found.setdefault(name, {})[var] = value
+    return found
 
 
 def _quoted(value: str) -> str:

@@ -31,6 +31,16 @@ def test_weights_in_the_users_lfs_store_are_linked_not_copied_and_the_store_is_n
     assert linked == {v for k, v in store.items() if k.startswith("objects/")}  # same content, same inodes
 
 
+def test_git_lfs_set_up_in_the_repository_config_only_smudges_in_the_clone_too(tmp_path: Path) -> None:
+    """`git lfs install --local`: the filter is in .git/config, not the global config; without
+    it the steps would see LFS pointers (every step bad)."""
+    repo, shas = lfs_repo(tmp_path / "repo", 10, culprit=4, local=True)
+    assert "filter" not in (Path.home() / ".gitconfig").read_text()
+    r = bisector(repo.path, "run", "--good", shas[0], "--bad", shas[-1], "--probe", "./check.sh")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert found(r.stdout) == shas[3]
+
+
 def test_weights_never_fetched_are_downloaded_from_the_users_lfs_server(tmp_path: Path) -> None:
     repo, shas = lfs_repo(tmp_path / "repo", 12, culprit=7)
     # As after `git clone` + `git lfs pull`: only the checked-out revision's weights are local.
