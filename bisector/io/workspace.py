@@ -35,7 +35,7 @@ import os
 import shutil
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from bisector.core.errors import BisectorError, GitError, LockedError, UsageError
 from bisector.io.git import MissingObjectsError, git, git_common_dir, lfs_endpoint, lfs_error
@@ -322,28 +322,13 @@ class Workspace:
         each in a private clone as this one: what `git submodule update --init --recursive`
         does, with no download and no URL taken from the repository. Returns path -> the commit
         checked out, or why the folder stays empty (for the journal)."""
-        modules = self.path / ".gitmodules"
-        if not modules.is_file() or modules.is_symlink() or self.depth >= MAX_SUBMODULE_DEPTH:
+        if self.depth >= MAX_SUBMODULE_DEPTH:
             return {}
-        out = git(self.path, "config", "--file", str(modules), "--get-regexp", r"^submodule\..*\.path$", check=False)
-        names = {}
-        for line in out.splitlines()[:MAX_SUBMODULES]:
-            key, _, path = line.partition(" ")
-            name = key[len("submodule."):-len(".path")]
-            if _plain_relative(name) and _plain_relative(path):
-                names[path.strip("/")] = name
-        if not names:
-            return {}
-        states = {}
-        for entry in self._git("ls-tree", "-z", "HEAD", "--", *names).split("\0"):
-            meta, _, path = entry.partition("\t")
-            if not meta or meta.split()[1] != "commit" or path not in names:
-                continue
-            states[path] = self._update_submodule(path, names[path], meta.split()[2])
-        return states
+        recorded = recorded_submodules(self.path, self._git)
+        return {path: self._update_submodule(path, name, sha) for path, (name, sha) in recorded.items()}
 
     def _update_submodule(self, path: str, name: str, sha: str) -> str:
-        source = self._submodule_source(path, name)
+        source = submodule_source(git_common_dir(self.repo), self.repo if self.depth == 0 else None, path, name)
         if source is None:
             return f"empty: {name} is not cloned in your checkout (git submodule update --init)"
         sub = self._subs.get(path)
@@ -360,14 +345,6 @@ class Workspace:
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             return f"empty: {sha[:10]} could not be checked out from {source} ({exc})"
         return sha
-
-    def _submodule_source(self, path: str, name: str) -> Path | None:
-        """Your repository of submodule `name` (at `path`): where git keeps it, or None."""
-        common = git_common_dir(self.repo)
-        for cand in (common / "modules" / name, self.repo / path / ".git" if self.depth == 0 else None):
-            if cand is not None and cand.is_dir() and (cand / "HEAD").is_file() and (cand / "objects").is_dir():
-                return cand
-        return None
 
     def _checkout(self, rev: str) -> None:
         """`git checkout --force --detach rev` in the clone; a file git-lfs could not get is one
@@ -395,6 +372,40 @@ class Workspace:
 # Submodules: how deep nested ones are followed, and how many of one repository.
 MAX_SUBMODULE_DEPTH = 8
 MAX_SUBMODULES = 1000
+
+
+def recorded_submodules(work_tree: Path, run: Callable[..., str]) -> dict[str, tuple[str, str]]:
+    """The submodules of the revision checked out in `work_tree`: path -> (name, the commit it
+    records). `.gitmodules` is read with `git config --file` (no includes); a name or path that
+    is absolute, has a `..` component or a backslash is ignored, as git ignores it; the commit
+    comes from the tree (`run("ls-tree", ...)`: git in that work tree), not from the file."""
+    modules = work_tree / ".gitmodules"
+    if not modules.is_file() or modules.is_symlink():
+        return {}
+    out = git(work_tree, "config", "--file", str(modules), "--get-regexp", r"^submodule\..*\.path$", check=False)
+    names = {}
+    for line in out.splitlines()[:MAX_SUBMODULES]:
+        key, _, path = line.partition(" ")
+        name = key[len("submodule."):-len(".path")]
+        if _plain_relative(name) and _plain_relative(path):
+            names[path.strip("/")] = name
+    if not names:
+        return {}
+    found = {}
+    for entry in run("ls-tree", "-z", "HEAD", "--", *names).split("\0"):
+        meta, _, path = entry.partition("\t")
+        if meta and meta.split()[1] == "commit" and path in names:
+            found[path] = (names[path], meta.split()[2])
+    return found
+
+
+def submodule_source(common: Path, work_tree: Path | None, path: str, name: str) -> Path | None:
+    """The user's own clone of submodule `name`: `<common>/modules/<name>` (where git keeps
+    it), or an old-style `<work_tree>/<path>/.git` folder; None when there is none."""
+    for cand in (common / "modules" / name, work_tree / path / ".git" if work_tree is not None else None):
+        if cand is not None and cand.is_dir() and (cand / "HEAD").is_file() and (cand / "objects").is_dir():
+            return cand
+    return None
 
 
 def _plain_relative(path: str) -> bool:

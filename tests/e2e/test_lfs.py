@@ -39,6 +39,10 @@ def test_git_lfs_set_up_in_the_repository_config_only_smudges_in_the_clone_too(t
     r = bisector(repo.path, "run", "--good", shas[0], "--bad", shas[-1], "--probe", "./check.sh")
     assert r.returncode == 0, r.stderr + r.stdout
     assert found(r.stdout) == shas[3]
+    assert bisector(repo.path, "pin", "add", "ok", "--rev", shas[0]).returncode == 0
+    r = bisector(repo.path, "restore", "ok", str(tmp_path / "copy"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert (tmp_path / "copy" / "model.bin").read_bytes() == V1
 
 
 def test_weights_never_fetched_are_downloaded_from_the_users_lfs_server(tmp_path: Path) -> None:

@@ -95,3 +95,14 @@ def test_nested_submodules_are_checked_out_too(tmp_path: Path) -> None:
     seen = {e["commit"]: e["build"]["data"]["submodules"]["vendor/mid"]
             for e in journal_events(top.path) if e.get("event") == "step"}
     assert seen and all(v == (mid_bad if shas.index(c) >= 4 else mid_ok) for c, v in seen.items()), seen
+
+
+def test_restore_of_a_pin_checks_out_its_submodules_from_the_users_clones(tmp_path: Path) -> None:
+    app, lib, shas, libs = app_with_lib(tmp_path, 4, bump=3)
+    assert bisector(app.path, "pin", "add", "before-bump", "--rev", shas[1]).returncode == 0
+    lib.path.rename(tmp_path / "lib-moved")  # the URL of .gitmodules leads nowhere now: not used
+    r = bisector(app.path, "restore", "before-bump", str(tmp_path / "copy"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "copy" / "vendor" / "lib" / "api.txt").read_text() == "api v1\n"
+    assert subprocess.run(["git", "-C", str(tmp_path / "copy" / "vendor" / "lib"), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() == libs[0]

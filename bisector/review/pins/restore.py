@@ -22,6 +22,7 @@ from bisector.io.data.files import inputs_at
 from bisector.io.env import ENV_DIR, EnvSettings, prepare_env
 from bisector.io.envcache import EnvCache, EnvError
 from bisector.io.git import Blobs, git, git_common_dir, lfs_endpoint, lfs_error, repo_root
+from bisector.io.workspace import local_filters, recorded_submodules, submodule_source
 from bisector.review.pins.store import Pin, check_commit, get_pin
 
 
@@ -60,6 +61,24 @@ def restore_env(repo: Path, pin: Pin, dest: Path) -> tuple[str, bool, str]:
     return info["key"], bool(info.get("built")), note
 
 
+def restore_submodules(repo: Path, common: Path, dest: Path) -> list[str]:
+    """Each submodule of the restored revision, at the commit it records, cloned from your own
+    clone of it (`submodule.NAME.url` set to it first: no URL of the revision's `.gitmodules`
+    is used). One level; returns a note for each submodule left empty."""
+    notes = []
+    for path, (name, sha) in recorded_submodules(dest, lambda *a: git(dest, *a)).items():
+        source = submodule_source(common, repo, path, name)
+        if source is None:
+            notes.append(f"submodule {path} left empty: {name} is not cloned in your checkout")
+            continue
+        git(dest, "config", f"submodule.{name}.url", str(source))
+        try:
+            git(dest, "-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init", "--", path)
+        except GitError as exc:
+            notes.append(f"submodule {path} left empty: {sha[:10]} could not be checked out from {source} ({exc})")
+    return notes
+
+
 def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     """Materialize pin `name` (code, then DVC data from the user's cache) into the new folder `dest`."""
     repo = repo_root(repo_path)
@@ -72,13 +91,18 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     # A local clone hardlinks or copies the whole object store, so a commit that no branch
     # reaches any more is restorable too; the user's repository is only read.
     git(repo, "clone", "--quiet", "--no-checkout", str(repo), str(dest))
-    lfs_url = lfs_endpoint(repo) if (git_common_dir(repo) / "lfs").is_dir() and shutil.which("git-lfs") else None
+    common = git_common_dir(repo)
+    for name, settings in local_filters(common).items():  # as your checkout smudges (`git lfs install --local`)
+        for var, value in settings.items():
+            git(dest, "config", f"filter.{name}.{var}", value)
+    lfs_url = lfs_endpoint(repo) if (common / "lfs").is_dir() and shutil.which("git-lfs") else None
     if lfs_url:  # weights not in your LFS store come from your LFS server, not from the clone's origin (you)
         git(dest, "config", "lfs.url", lfs_url)
     try:
         git(dest, "checkout", "--quiet", "--detach", pin.commit)
     except GitError as exc:
         raise lfs_error(exc, pin.commit, lfs_url) or exc from None
+    notes = restore_submodules(repo, common, dest)
     if pin.data_rev:
         # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
         with Blobs(repo) as blobs:  # one reader for every .dvc file
@@ -90,7 +114,7 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
         confined(dest, ".dvc")  # a `.dvc` symlink out of dest: refused, its config not written there
     venv = restore_env(repo, pin, dest) if pin.env.get("key") else (None, False, "")
     if not (dest / ".dvc").is_dir():
-        return Restored(dest, pin.commit, dvc=False, env_key=venv[0], env_built=venv[1], env_note=venv[2])
+        return Restored(dest, pin.commit, dvc=False, notes=notes, env_key=venv[0], env_built=venv[1], env_note=venv[2])
     # DVC writes each output in place: none may lie behind a symlink that leads out of dest.
     inputs = inputs_at(repo, pin.data_rev or pin.commit)
     for out in inputs:
@@ -108,7 +132,7 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
         run_dvc(dest, "fetch", env=env)
         res = run_dvc(dest, "checkout", "--force", env=env)
     missing = [p for p, d in inputs.items() if d.source.endswith(".dvc") and not (dest / p).exists()]
-    notes: list[str] = []
+    # (notes: the submodules above, then the data)
     if res.returncode != 0 and not missing:
         # The data sources are all there: what `dvc checkout` missed are stage outputs that were
         # never built (or not kept in the cache) at that revision. Reported, not fatal.
