@@ -328,6 +328,11 @@ class Workspace:
         return {path: self._update_submodule(path, name, sha) for path, (name, sha) in recorded.items()}
 
     def _update_submodule(self, path: str, name: str, sha: str) -> str:
+        here = self.path
+        for part in path.split("/"):  # git never puts a symlink there: a probe left it, it goes
+            here = here / part
+            if here.is_symlink():
+                here.unlink()
         source = submodule_source(git_common_dir(self.repo), self.repo if self.depth == 0 else None, path, name)
         if source is None:
             return f"empty: {name} is not cloned in your checkout (git submodule update --init)"

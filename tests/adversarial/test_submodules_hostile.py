@@ -45,3 +45,21 @@ def test_an_old_revisions_gitmodules_cannot_fetch_or_escape(repo: GitRepo, tmp_p
     states = [e["build"].get("data", {}).get("submodules") for e in journal_events(repo.path)
               if e.get("event") == "step" and e.get("commit") in shas[5:]]
     assert states and all(s == {"vendor/c": s["vendor/c"]} and "not cloned" in s["vendor/c"] for s in states), states
+
+
+def test_a_probe_that_swaps_a_submodule_folder_for_a_symlink_gets_nothing_written_through_it(tmp_path: Path) -> None:
+    from tests.func.test_submodules import app_with_lib
+
+    app, _, shas, _ = app_with_lib(tmp_path, 10, bump=7)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine\n")
+    probe = tmp_path / "check.sh"
+    probe.write_text(f"#!/bin/sh\nv=$(cat vendor/lib/api.txt)\nrm -rf vendor/lib; ln -s {outside} vendor/lib\n"
+                     "test \"$v\" = 'api v1'\n")
+    probe.chmod(0o755)
+    r = bisector(app.path, "run", "--good", shas[0], "--bad", shas[-1], "--probe", str(probe))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{shas[6]} is the first bad commit" in r.stdout
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+    assert (outside / "keep.txt").read_text() == "mine\n"
