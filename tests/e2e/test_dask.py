@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
-from tests.fixtures.cli import BISECTOR, journal_events, probe_script  # noqa: E402
+from tests.fixtures.cli import BISECTOR, hang_once_probe, journal_events, probe_script, retried_step, run_interrupted  # noqa: E402
 from tests.fixtures.cli import bisector_process as bisector  # noqa: E402  (a real process: Dask clients and workers)
 from tests.fixtures.cli import wait_for as _wait_for  # noqa: E402
 from tests.fixtures.repos import GitRepo, linear_history, snapshot  # noqa: E402
@@ -246,32 +246,21 @@ def test_dask_run_on_a_dvc_repository(cluster: Cluster, tmp_path_factory: pytest
 def test_dask_worker_killed_mid_step_is_retried(cluster: Cluster, repo: GitRepo, tmp_path: Path) -> None:
     shas = linear_history(repo, 16, culprit=7)
     marker = tmp_path / "probe-pid"
-    # The first probe of the bad head writes its pid and hangs; the retry (marker present) answers.
-    probe = probe_script(
-        tmp_path,
-        body=f'if [ "$(cat n.txt)" -eq 16 ] && [ ! -e {marker} ]; then echo $$ > {marker}.tmp; '
-        f'mv {marker}.tmp {marker}; sleep 600; fi',
-    )
+    probe = hang_once_probe(tmp_path, marker)  # the bad head's first probe hangs; its retry answers
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "--executor", cluster.url, "-j", "2"]
-    proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def kill_the_worker() -> None:
         _wait_for(marker)
-        probe_pid = int(marker.read_text())
         # The probe runs in its own session: kill the WORKER process that runs its step.
         workers = set(cluster.worker_pids())
-        worker = next(p for p in psutil.Process(probe_pid).parents() if p.pid in workers)
+        worker = next(p for p in psutil.Process(int(marker.read_text())).parents() if p.pid in workers)
         os.kill(worker.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err + out
+
+    code, out, err = run_interrupted(repo.path, args, kill_the_worker)
+    assert code == 0, err + out
     assert f"{shas[6]} is the first bad commit" in out
-    steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
-    head = [s for s in steps if s["commit"] == shas[-1]]
-    assert len(head) == 1 and head[0]["verdict"] == "bad"
-    assert any("infrastructure failure" in n and "retried once" in n for n in head[0]["notes"]), head[0]["notes"]
+    head = [retried_step(repo.path, shas[-1])]
+    assert any("infrastructure failure" in n for n in head[0]["notes"]), head[0]["notes"]
     assert "KilledWorker" in " ".join(head[0]["notes"])
     _no_worktrees_left(repo)
     # The hung probe's `sleep` (orphaned when its worker died) was killed by the session's close.

@@ -23,23 +23,17 @@ from bisector.journal.read import read_events
 from bisector.run.session import Handler, RunOptions, Session
 from bisector.run.step import execute_step
 from tests.fixtures.cli import bisector
-from tests.fixtures.envrepos import (
+from tests.fixtures.envrepos import (  # hermetic_uv: an autouse fixture
     env_history,
+    hermetic_uv,  # noqa: F401
+    needs_uv,
     pyproject,
     tinydep_wheels,
     unpacked,
 )
 from tests.fixtures.repos import GitRepo
 
-pytestmark = pytest.mark.skipif(uv_binary() is None, reason="uv is not installed (the `env` extra)")
-
-
-@pytest.fixture(autouse=True)
-def hermetic_uv(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.mktemp("uv-cache")))
-    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
-    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+pytestmark = needs_uv
 
 
 class Messages(Handler):

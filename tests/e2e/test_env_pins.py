@@ -8,24 +8,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 
-from bisector.io.env import EnvSettings, spec_at, uv_binary
+from bisector.io.env import EnvSettings, spec_at
 from bisector.io.envcache import EnvCache, installed_packages
 from bisector.review.pins.store import load_pins
 from tests.fixtures.cli import bisector
-from tests.fixtures.envrepos import env_history
+from tests.fixtures.envrepos import env_history, hermetic_uv, needs_uv  # noqa: F401 (hermetic_uv: autouse)
 from tests.fixtures.repos import GitRepo
 
-pytestmark = pytest.mark.skipif(uv_binary() is None, reason="uv is not installed (the `env` extra)")
-
-
-@pytest.fixture(autouse=True)
-def hermetic_uv(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.mktemp("uv-cache")))
-    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
-    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+pytestmark = needs_uv
 
 
 def _tinydep(venv: Path) -> str:

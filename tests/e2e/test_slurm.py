@@ -21,8 +21,11 @@ from tests.fixtures.cli import (
     journals,
     BISECTOR,
     bisector,
+    hang_once_probe,
     journal_events,
     probe_script,
+    retried_step,
+    run_interrupted,
     wait_for,
 )
 from tests.fixtures.repos import GitRepo, linear_history
@@ -133,30 +136,20 @@ def test_kill_9_then_the_next_start_cancels_the_jobs(slurm_cluster: Slurm, repo:
 def test_scancel_mid_step_is_retried_once(slurm_cluster: Slurm, repo: GitRepo, tmp_path: Path) -> None:
     shas = _history(repo, 16, culprit=7)
     marker = tmp_path / "job-id"
-    # The first probe of the bad head writes its Slurm job id and hangs; the retry (marker present) answers.
-    probe = probe_script(
-        tmp_path,
-        body=f'if [ "$(cat n.txt)" -eq 16 ] && [ ! -e {marker} ]; then echo $SLURM_JOB_ID > {marker}.tmp; '
-        f'mv {marker}.tmp {marker}; sleep 600; fi',
-    )
+    # The bad head's first probe writes its Slurm job id and hangs; its retry answers.
+    probe = hang_once_probe(tmp_path, marker, write="$SLURM_JOB_ID")
     args = ["run", "--good", shas[0], "--bad", "main", "--probe", str(probe), "-j", "2"]
-    proc = subprocess.Popen([*BISECTOR, *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def cancel_the_job() -> None:
         wait_for(marker)
-        job = marker.read_text().strip()
-        subprocess.run(["scancel", job], check=True)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err + out
+        subprocess.run(["scancel", marker.read_text().strip()], check=True)
+
+    code, out, err = run_interrupted(repo.path, args, cancel_the_job)
+    assert code == 0, err + out
     assert f"{shas[6]} is the first bad commit" in out
-    steps = [e for e in journal_events(repo.path) if e["event"] == "step"]
-    head = [s for s in steps if s["commit"] == shas[-1]]
-    assert len(head) == 1 and head[0]["verdict"] == "bad"
-    notes = " ".join(head[0]["notes"])
-    assert f"Slurm job {job} CANCELLED" in notes and "retried once" in notes, notes
+    job = marker.read_text().strip()
+    head = [retried_step(repo.path, shas[-1])]
+    assert f"Slurm job {job} CANCELLED" in " ".join(head[0]["notes"]), head[0]["notes"]
     assert not head[0]["worker"].startswith(f"slurm:{job}@")  # the retry ran in another job
     _no_jobs_left(slurm_cluster, repo)
 
