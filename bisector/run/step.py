@@ -175,6 +175,9 @@ def _cache_key(workspace: Any, config: BuildConfig, rev: str, cache: Any, env_ke
     extra: dict[str, Any] = {"outputs": list(config.outputs)}
     if env_key:
         extra["env"] = env_key  # built with another environment: another build
+    empty = sorted(p for p, state in (getattr(workspace, "submodules", None) or {}).items() if state.startswith("empty"))
+    if empty:
+        extra["empty_submodules"] = empty  # the tree names commits these folders do not hold: another build
     return step_key(workspace.repo, rev, data, config.command, extra)
 
 

@@ -106,3 +106,22 @@ def test_restore_of_a_pin_checks_out_its_submodules_from_the_users_clones(tmp_pa
     assert (tmp_path / "copy" / "vendor" / "lib" / "api.txt").read_text() == "api v1\n"
     assert subprocess.run(["git", "-C", str(tmp_path / "copy" / "vendor" / "lib"), "rev-parse", "HEAD"],
                           capture_output=True, text=True).stdout.strip() == libs[0]
+
+
+def test_a_build_made_while_a_submodule_was_empty_is_not_reused_once_it_is_cloned(tmp_path: Path) -> None:
+    app, lib, shas, _ = app_with_lib(tmp_path, 6, bump=4)
+    fresh = tmp_path / "fresh"  # cloned without its submodule
+    subprocess.run(["git", "clone", "-q", str(app.path), str(fresh)], check=True)
+    (fresh / "bisector.toml").write_text('[build]\noutputs = ["built.txt"]\n')  # what the build cache keeps
+    build = "cat vendor/lib/api.txt > built.txt 2>/dev/null || echo none > built.txt"
+    probe = "grep -qx 'api v1' built.txt"
+    args = ["run", "--good", shas[0], "--bad", shas[-1], "--build", build, "--probe", probe]
+    r = bisector(fresh, *args)
+    assert r.returncode == 1, r.stdout + r.stderr  # every build says "none": the good bound is bad
+    subprocess.run(["git", "-C", str(fresh), "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init"],
+                   check=True, capture_output=True)
+    r = bisector(fresh, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{shas[3]} is the first bad commit" in r.stdout
+    builds = [e["build"]["status"] for e in journal_events(fresh) if e.get("event") == "step"]
+    assert "cached" not in builds, builds
