@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from bisector.core.errors import BisectorError, GitError, LockedError, UsageError
+from bisector.io.editable import checkout_imports, step_pythonpath
 from bisector.io.git import MissingObjectsError, git, git_common_dir, lfs_endpoint, lfs_error
 from bisector.io.process import alive, kill_under
 
@@ -193,10 +194,16 @@ class Workspace:
         self._sealed: dict[str, bytes] = {}  # clone files as open() left them (repair_git restores them)
         self.lfs_url: str | None = None  # the LFS server of the user's checkout (git-lfs repositories)
         self.promisors: dict[str, str] = {}  # a partial clone's promisor remotes: name -> url
+        # Folders of the user's checkout that the user's Python imports (editable installs): the
+        # step imports its own copies of them instead (`env()`).
+        self.imports: list[str] = checkout_imports(repo, os.environ) if depth == 0 else []
 
     def env(self) -> dict[str, str]:
-        """Extra environment for the build and probes in this workspace."""
-        return {}
+        """Extra environment for the build and probes in this workspace: `PYTHONPATH` with the
+        step's copies of the folders your Python imports from your checkout (`io.editable`)."""
+        if not self.imports:
+            return {}
+        return {"PYTHONPATH": step_pythonpath(self.path, self.repo, self.imports, os.environ)}
 
     def inputs(self) -> dict[str, object]:
         """Data inputs materialized beside the code (none for a plain git workspace)."""

@@ -37,6 +37,7 @@ from bisector.io.env import describe_cache, env_changed
 from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.process import kill_marked, mark_processes
+from bisector.io.editable import checkout_imports
 from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
 from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of, trusted_bounds
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
@@ -185,6 +186,11 @@ class Session:
         mark_processes(plan.session, self.state)  # every process started from now on carries it
         for note in plan.notes:
             self.handler.on_message(note)
+        imports = checkout_imports(self.repo, os.environ)
+        if imports:
+            self.handler.on_message(
+                f"Your Python imports {', '.join(imports)} from this checkout (an editable install or PYTHONPATH): "
+                "each step imports its own copy instead (PYTHONPATH)")
         if plan.build.env is not None and plan.build.env.active:
             self.handler.on_message(describe_cache(self.repo, plan.build.env))
         suite = plan.make_suite(self.suite_factory)

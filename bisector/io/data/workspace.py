@@ -136,7 +136,7 @@ class DvcWorkspace(Workspace):
 
     def env(self) -> dict[str, str]:
         """Environment for dvc commands and for the build in this workspace (pass it to run_build)."""
-        return dvc_env(self.site_cache_dir)
+        return {**super().env(), **dvc_env(self.site_cache_dir)}
 
     # ---------------------------------------------------------------- step
     def checkout(self, rev: str, data_rev: str | None = None, *, defer_data: bool = False) -> None:
