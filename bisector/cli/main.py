@@ -131,6 +131,9 @@ def main(verbose: bool) -> None:
 @click.option("--no-cache", is_flag=True, help="Rebuild every step, even when an identical build is cached.")
 @click.option("--env", "env", type=click.Choice(["none", "uv", "command"]),
               help="Build and probe each revision in its own environment (uv: from its uv.lock; see docs/env.md).")
+@click.option("--with-untracked", "untracked", multiple=True, metavar="PATH",
+              help="A file or folder of your checkout that git does not track (a dataset, weights) and every "
+                   "step needs: copied into each step's workspace (repeatable; [workspace] untracked).")
 @click.option("--from", "reuse_from", metavar="SESSION",
               help="Reuse the observations of a past session that still hold (same code, data and probe).")
 @data_options
@@ -174,7 +177,8 @@ def run(pin_good: str | None, as_json: bool, quiet: bool, probe_shell: str | Non
             os.chdir(params["repo"])
         except OSError as exc:
             raise UsageError(f"cannot change to {params['repo']}: {exc.strerror}") from None
-    params.update(repo=Path("."), goods=list(params["goods"]), paths=list(params["paths"]))
+    params.update(repo=Path("."), goods=list(params["goods"]), paths=list(params["paths"]),
+                  untracked=list(params["untracked"]))
     _expand_pins(params)
     handler = JsonHandler() if as_json else CliHandler(quiet=quiet)
     session = Session(RunOptions(**params), handler)

@@ -104,6 +104,10 @@ class EnvTable(_Table):
     uv: str | None = None
 
 
+class WorkspaceTable(_Table):
+    untracked: list[str] = []  # files or folders of your checkout, not in git, that every step needs
+
+
 class FileConfig(_Table):
     build: BuildTable | None = None
     probe: ProbeTable | None = None
@@ -113,13 +117,14 @@ class FileConfig(_Table):
     workers: WorkersTable | None = None
     executor: ExecutorTable | None = None
     env: EnvTable | None = None
+    workspace: WorkspaceTable | None = None
     data: dict[str, Any] | None = None  # reserved: accepted, not read
     cache: dict[str, Any] | None = None  # reserved: accepted, not read
 
 
 SECTIONS = {
     "build": BuildTable, "probe": ProbeTable, "probes": ProbeTable, "search": SearchTable, "dvc": DvcTable,
-    "workers": WorkersTable, "executor": ExecutorTable, "env": EnvTable,
+    "workers": WorkersTable, "executor": ExecutorTable, "env": EnvTable, "workspace": WorkspaceTable,
 }
 
 

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from bisector.core.errors import BisectorError, GitError, LockedError, UsageError
+from bisector.io.clone import clone_file, clone_tree
+from bisector.io.confine import confined
 from bisector.io.editable import checkout_imports, step_pythonpath
 from bisector.io.git import MissingObjectsError, git, git_common_dir, lfs_endpoint, lfs_error
 from bisector.io.process import alive, kill_under
@@ -181,8 +183,11 @@ class Workspace:
     # Files a step keeps across `git clean` (tool-written config, e.g. DVC's config.local).
     keep: tuple[str, ...] = ()
 
-    def __init__(self, repo: Path, session_dir: Path, work_tree: Path | None = None, depth: int = 0):
+    def __init__(self, repo: Path, session_dir: Path, work_tree: Path | None = None, depth: int = 0,
+                 untracked: Sequence[str] = ()):
         self.repo = repo
+        self.untracked = list(untracked)  # files of the user's checkout, not in git, every step gets
+        self._copied: dict[str, object] = {}  # each one -> the stat of its copy as made (see _bring_untracked)
         self.session_dir = session_dir
         self.path = work_tree or session_dir / "wt"
         self.depth = depth  # 0 for the repository, 1 for its submodules, ...
@@ -317,11 +322,53 @@ class Workspace:
         """Make the work tree exactly `rev`: forced checkout, then remove everything untracked."""
         self.repair_git()
         self._checkout(rev)
-        keep = [*self.keep, *("/" + p.strip("/") for p in self.keep_paths(rev))]
+        keep = [*self.keep, *("/" + p.strip("/") for p in [*self.keep_paths(rev), *self.untracked])]
         excludes = [arg for k in keep for arg in ("-e", k)]
         self._git("clean", "-ffdxq", *excludes)
         self.current = rev
         self.submodules = self._update_submodules()
+        self._bring_untracked()
+
+    def untracked_key(self) -> str | None:
+        """A fingerprint of the `untracked` paths in the user's checkout (names, sizes, mtimes):
+        part of the build-cache key, so a build made with other data is not reused."""
+        if not self.untracked:
+            return None
+        stats = [(rel, _stat_tree(self.repo / rel)) for rel in self.untracked]
+        return hashlib.sha256(repr(stats).encode()).hexdigest()
+
+    def _bring_untracked(self) -> None:
+        """Put each `untracked` path of the user's checkout in the work tree, as `git bisect`
+        finds it in place: copied (reflinked where the filesystem can) once, then again only
+        when a build or probe changed the copy (its stat differs from the copy as made), so no
+        step sees what another wrote. A revision that tracks the path keeps its own version; a
+        path below a symlink of the revision is not written through."""
+        if not self.untracked:
+            return
+        tracked = set(self._git("ls-files", "-z", "--", *self.untracked).split("\0")) - {""}
+        for rel in self.untracked:
+            if any(t == rel or t.startswith(rel + "/") for t in tracked):
+                self._copied.pop(rel, None)  # this revision has its own
+                continue
+            try:
+                dest = confined(self.path, rel, last=False)
+            except UsageError:
+                self._copied.pop(rel, None)
+                continue
+            if rel in self._copied and self._copied[rel] == _stat_tree(dest):
+                continue
+            source = self.repo / rel
+            if not source.exists() and not source.is_symlink():
+                continue  # a worker whose checkout lacks it (another machine): the step goes without
+            _remove(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_symlink():
+                os.symlink(os.readlink(source), dest)
+            elif source.is_dir():
+                clone_tree(source, dest, keep_mode=True)
+            else:
+                clone_file(source, dest, keep_mode=True)
+            self._copied[rel] = _stat_tree(dest)
 
     def _update_submodules(self) -> dict[str, str]:
         """Check out every submodule of the current revision at the commit it records, from your
@@ -487,6 +534,45 @@ def lfs_settings(repo: Path, source: Path) -> dict[str, str]:
     if url:
         settings["url"] = url
     return settings
+
+
+def untracked_inputs(repo: Path, paths: Sequence[str]) -> list[str]:
+    """`--with-untracked` / `[workspace] untracked`, checked: each a path inside the checkout
+    (`a/b`, no `..`, not absolute, not under `.git`) that exists there; normalized, in order."""
+    out: list[str] = []
+    for given in paths:
+        rel = str(given).strip().strip("/")
+        parts = rel.split("/")
+        if not rel or str(given).startswith("/") or ".." in parts or parts[0] in (".git", ".bisector"):
+            raise UsageError(f"--with-untracked {given!r}: give a path inside your checkout (as `data/` or `weights.pt`)")
+        if not (repo / rel).exists() and not (repo / rel).is_symlink():
+            raise UsageError(f"--with-untracked {given!r}: no such file or folder in your checkout {repo}")
+        out.append(rel)
+    return list(dict.fromkeys(out))
+
+
+def _stat_tree(path: Path) -> object:
+    """What a copy looks like, cheaply: (path, size, mtime, mode) of everything under `path`."""
+    if path.is_symlink() or not path.is_dir():
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_mode)
+    out = []
+    for root, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            p = os.path.join(root, name)
+            st = os.lstat(p)
+            out.append((os.path.relpath(p, path), st.st_size, st.st_mtime_ns, st.st_mode))
+    return sorted(out)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _read(path: Path) -> bytes | None:

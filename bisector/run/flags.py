@@ -111,6 +111,8 @@ def changed_flags(repo: Path, opts: Any, start: Mapping[str, Any]) -> list[str]:
             differs(flag, resolve(repo, rev, flag[2:].replace("-", " ")), start.get(key))
     if opts.env is not None:
         differs("--env", opts.env, (build.get("env") or {}).get("mode", "none"))
+    if opts.untracked:
+        differs("--with-untracked", [str(p).strip("/") for p in opts.untracked], list(start.get("untracked") or []))
     return out
 
 
@@ -138,7 +140,7 @@ _FLAGS = (
     ("flaky", "--flaky", None), ("learn_noise", "--learn-noise", None), ("confidence", "--confidence", None),
     ("max_steps", "--max-steps", None), ("axis", "--axis", "code"), ("code_rev", "--code-rev", None),
     ("data_rev", "--data-rev", None), ("attribute", "--attribute", False), ("no_cache", "--no-cache", False),
-    ("env", "--env", None), ("reuse_from", "--from", None),
+    ("env", "--env", None), ("reuse_from", "--from", None), ("untracked", "--with-untracked", []),
 )
 
 

@@ -25,7 +25,7 @@ from bisector.io.data.choice import choose_materialize
 from bisector.io.env import EnvSettings
 from bisector.io.git import repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
-from bisector.io.workspace import state_dir
+from bisector.io.workspace import state_dir, untracked_inputs
 from bisector.journal.logs import session_logs
 from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.read import find_unfinished, journal_dir, read_events
@@ -81,6 +81,7 @@ class RunOptions:
     no_build: bool = False  # no build at all, not even the default `dvc repro`
     trust_bounds: bool = False  # probe neither bound, as `git bisect run`
     probe_from: str | None = None  # "frozen" (today's script, the default) or "commit" (each commit's own)
+    untracked: list[str] = field(default_factory=list)  # --with-untracked: files of the checkout every step gets
     pinned_goods: dict[str, dict[str, str]] = field(default_factory=dict)  # good sha -> its pin's record
 
 
@@ -265,6 +266,7 @@ class Plan:
             "bounds": "trust" if opts.trust_bounds else str(search_table.get("bounds", "lazy")),
             "overlap": True,  # -j >= 2: the bad bound's round carries the search's first choice
             "probe_from": opts.probe_from or "frozen",
+            "untracked": untracked_inputs(repo, list(opts.untracked) or list(table(config, "workspace").get("untracked", []))),
         }
         suite = make_suite(specs, Path(os.getcwd()), repo / JOURNAL_DIR / "frozen", stop_early)
         session = new_session_id()
@@ -313,6 +315,7 @@ class Plan:
             "goods": [],
             "data_rev": data_rev,
             "config": {"build": build.to_json(), "probe_specs": specs, "stop_early": stop_early, "file": config},
+            "untracked": untracked_inputs(repo, table(config, "workspace").get("untracked", [])),
         }
         return cls(repo, start, Candidates(bad=rev, goods=(), parents={rev: ()}, data_rev=data_rev), False)
 
@@ -338,6 +341,11 @@ class Plan:
         """[dvc] of bisector.toml, with the start event's data choice (absent: materialize, online)."""
         data = self.start.get("data") or {}
         return {**table(self.file_config, "dvc"), **{k: data[k] for k in ("materialize", "offline") if k in data}}
+
+    @property
+    def untracked(self) -> list[str]:
+        """Files and folders of the user's checkout, not in git, copied into every step."""
+        return list(self.start.get("untracked") or [])
 
     @property
     def build(self) -> BuildConfig:
@@ -390,6 +398,7 @@ class Plan:
             "frozen_dir": str(self.frozen_dir),
             "env": {},
             "dvc": self.dvc,
+            "untracked": self.untracked,
             # The step marker (io.process): a worker on this machine marks its step processes as
             # local steps are marked, so the end of the run (and the next start) kills what they left.
             "marker": {"session": self.session, "state": str(state_dir(self.repo))},

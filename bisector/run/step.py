@@ -175,6 +175,9 @@ def _cache_key(workspace: Any, config: BuildConfig, rev: str, cache: Any, env_ke
     extra: dict[str, Any] = {"outputs": list(config.outputs)}
     if env_key:
         extra["env"] = env_key  # built with another environment: another build
+    untracked = workspace.untracked_key() if hasattr(workspace, "untracked_key") else None
+    if untracked:
+        extra["untracked"] = untracked  # built with other untracked inputs: another build
     empty = sorted(p for p, state in (getattr(workspace, "submodules", None) or {}).items() if state.startswith("empty"))
     if empty:
         extra["empty_submodules"] = empty  # the tree names commits these folders do not hold: another build
@@ -262,7 +265,7 @@ def open_workspace(spec: dict[str, Any]) -> Any:
     if ws is None or not ws.path.exists():
         for key in [k for k, w in _workspaces.items() if not w.path.exists()]:
             del _workspaces[key]  # sessions that ended
-        ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {})
+        ws = make_workspace(Path(spec["repo"]), root, spec.get("dvc") or {}, spec.get("untracked") or ())
         root.parent.mkdir(parents=True, exist_ok=True)
         with flock(root.parent / ".lock"):
             ws.open(spec["rev"])
@@ -302,7 +305,7 @@ def verify_with_digest(repo: Path, rev: str, data_rev: str | None = None, *,
     verify_dir = plan.session_dir.parent.parent / "pin-verify"
     prune_dead_owners(verify_dir)  # what a SIGKILLed `pin --verify` left
     work_dir = verify_dir / f"{os.getpid()}-{plan.session[-6:]}"
-    ws = (workspace_factory or (lambda r, d: make_workspace(r, d, plan.dvc)))(plan.repo, work_dir)
+    ws = (workspace_factory or (lambda r, d: make_workspace(r, d, plan.dvc, plan.untracked)))(plan.repo, work_dir)
     if data_rev is not None and len(inspect.signature(ws.checkout).parameters) < 2:
         raise UsageError("this repository's workspace cannot take data from another revision: pin without --verify")
     try:

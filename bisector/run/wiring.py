@@ -19,9 +19,11 @@ def make_suite(specs: Sequence[Mapping[str, Any]], user_cwd: Path, frozen_dir: P
     return registry.make_suite([dict(s) for s in specs], user_cwd=user_cwd, frozen_dir=frozen_dir, stop_early=stop_early)
 
 
-def make_workspace(repo: Path, session_dir: Path, dvc: Mapping[str, Any] | None = None) -> Workspace:
+def make_workspace(repo: Path, session_dir: Path, dvc: Mapping[str, Any] | None = None,
+                   untracked: Sequence[str] = ()) -> Workspace:
     """A plain git worktree, or one that also materializes DVC data when the repo uses DVC
-    (unless `materialize` is false: --no-data, or the automatic choice)."""
+    (unless `materialize` is false: --no-data, or the automatic choice). `untracked`: files of
+    the user's checkout, not in git, that every step gets (`--with-untracked`)."""
     dvc = dvc or {}
     if (repo / ".dvc").is_dir() and dvc.get("materialize", True) is not False:
         return DvcWorkspace(
@@ -32,5 +34,6 @@ def make_workspace(repo: Path, session_dir: Path, dvc: Mapping[str, Any] | None 
             data_paths=dvc.get("data_paths", ()),
             verify=bool(dvc.get("verify", False)),
             offline=bool(dvc.get("offline", False)),
+            untracked=untracked,
         )
-    return Workspace(repo, session_dir)
+    return Workspace(repo, session_dir, untracked=untracked)

@@ -92,8 +92,9 @@ class DvcWorkspace(Workspace):
         data_paths: Sequence[str] = (),
         verify: bool = False,
         offline: bool = False,
+        untracked: Sequence[str] = (),
     ):
-        super().__init__(repo, session_dir)
+        super().__init__(repo, session_dir, untracked=untracked)
         # None: the remote may be asked; else why it is not asked again in this session
         # ("--offline", "unreachable: ..." from the check before the first fetch or a failed fetch).
         self.offline: str | None = "--offline" if offline else None

@@ -40,8 +40,8 @@ def make_executor(
         return DaskExecutor(address, plan.worker_spec(), jobs=jobs)
     gpus = [str(g) for g in table(plan.file_config, "workers").get("gpus", [])]
     slot_env = [{"CUDA_VISIBLE_DEVICES": g} for g in gpus]
-    dvc = plan.dvc
-    factory = workspace_factory or (lambda repo, d: make_workspace(repo, d, dvc))
+    dvc, untracked = plan.dvc, plan.untracked
+    factory = workspace_factory or (lambda repo, d: make_workspace(repo, d, dvc, untracked))
     if jobs == 1:
         make = lambda i: factory(plan.repo, plan.session_dir)  # noqa: E731
     else:
