@@ -551,6 +551,20 @@ def untracked_inputs(repo: Path, paths: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def describe_untracked(path: Path) -> str:
+    """`a symlink to X`, or the size of a file or folder (`12 files, 3.4 MB`), for the start line."""
+    if path.is_symlink():
+        return f"a symlink to {os.readlink(path)} (copied as a symlink)"
+    if not path.is_dir():
+        return f"{path.stat().st_size / 1e6:.1f} MB"
+    files = size = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(root, name)).st_size
+    return f"{files} files, {size / 1e6:.1f} MB"
+
+
 def _stat_tree(path: Path) -> object:
     """What a copy looks like, cheaply: (path, size, mtime, mode) of everything under `path`."""
     if path.is_symlink() or not path.is_dir():

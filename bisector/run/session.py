@@ -38,7 +38,7 @@ from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.process import kill_marked, mark_processes
 from bisector.io.editable import checkout_imports
-from bisector.io.workspace import RepoLock, Workspace, prune_stale, state_dir
+from bisector.io.workspace import RepoLock, Workspace, describe_untracked, prune_stale, state_dir
 from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of, trusted_bounds
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
 from bisector.journal.reuse import Reusable, reusable_observations
@@ -186,6 +186,9 @@ class Session:
         mark_processes(plan.session, self.state)  # every process started from now on carries it
         for note in plan.notes:
             self.handler.on_message(note)
+        for rel in plan.untracked:
+            self.handler.on_message(f"Untracked input {rel}: {describe_untracked(self.repo / rel)}, copied into "
+                                    "each step's workspace (once, and again when a step changed it)")
         imports = checkout_imports(self.repo, os.environ)
         if imports:
             self.handler.on_message(

@@ -36,6 +36,7 @@ def test_untracked_data_is_copied_into_every_step_and_never_written_back(tmp_pat
     assert f"{shas[7]} is the first bad commit" in r.stdout  # every step read "2": each scribble was undone
     assert snapshot(repo.path) == before
     assert (repo.path / "data" / "value.txt").read_text() == "2\n" and not (repo.path / "data" / "new.txt").exists()
+    assert "Untracked input data: 1 files, 0.0 MB" in r.stdout + r.stderr
     start = next(e for e in journal_events(repo.path) if e["event"] == "start")
     assert start["untracked"] == ["data"]
 
