@@ -203,7 +203,11 @@ class Bisection:
         estimate = self.estimate()
         requests = []
         for point, role in todo:
-            runs = 1 + sum(1 for s in self.steps if s.role is not Role.CROSSING and s.key == point.key)
+            # A repeat is the same point asked again for the same purpose: a crossing (another
+            # data revision under the same key) is a first run, whose build the cache may hold.
+            crossing = role is Role.CROSSING
+            runs = 1 + sum(1 for s in self.steps if (s.role is Role.CROSSING) == crossing
+                           and (s.request.point == point if crossing else s.key == point.key))
             # A repeat (noisy search) of a suite that answers the same on the same build must
             # rebuild: the new build (a new training run) is the new sample.
             req = StepRequest(self.next_step, point, role, run=runs, fresh_build=runs > 1 and not self.repeatable)

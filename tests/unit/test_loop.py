@@ -12,6 +12,7 @@ from bisector.core.model import (
     Axis,
     Candidates,
     Observation,
+    Point,
     Role,
     Status,
     Step,
@@ -182,6 +183,23 @@ def test_noisy_search_reports_posteriors_and_repeats_points() -> None:
     assert post.top[0][0] == "c9" and after == b.steps[-1].number
     repeats = [r for r, _ in events.started if r.run > 1]
     assert repeats and all(r.fresh_build for r in repeats)
+
+
+def test_a_crossing_at_a_searched_commit_is_a_first_run_whose_build_may_come_from_the_cache() -> None:
+    """With a suite whose sample is the build (repeatable=False), only a true repeat rebuilds: a
+    crossing (the culprit's code with its parent's data) is a new point, not a repeat."""
+    c = linear(16)
+    verdicts = culprit_at(c, 9)
+    events = Recorder()
+    b = bisection(c, events=events, repeatable=False)
+    assert b.run(ScriptedRunner(verdicts)).culprit == "c9"
+    runner = ScriptedRunner(verdicts)
+    crossing = Point("c9", "c9", "c8")
+    b.round(runner, [(crossing, Role.CROSSING)])
+    b.round(runner, [(crossing, Role.CROSSING)])
+    first, again = runner.rounds[0][0], runner.rounds[1][0]
+    assert (first.run, first.fresh_build) == (1, False)
+    assert (again.run, again.fresh_build) == (2, True)
 
 
 def test_data_axis_points_build_the_fixed_code() -> None:
