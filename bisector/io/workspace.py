@@ -188,6 +188,7 @@ class Workspace:
         self.repo = repo
         self.untracked = list(untracked)  # files of the user's checkout, not in git, every step gets
         self._copied: dict[str, object] = {}  # each one -> the stat of its copy as made (see _bring_untracked)
+        self.untracked_missing: list[str] = []  # after a checkout: those not found in the checkout
         self.session_dir = session_dir
         self.path = work_tree or session_dir / "wt"
         self.depth = depth  # 0 for the repository, 1 for its submodules, ...
@@ -343,6 +344,7 @@ class Workspace:
         when a build or probe changed the copy (its stat differs from the copy as made), so no
         step sees what another wrote. A revision that tracks the path keeps its own version; a
         path below a symlink of the revision is not written through."""
+        self.untracked_missing: list[str] = []
         if not self.untracked:
             return
         tracked = set(self._git("ls-files", "-z", "--", *self.untracked).split("\0")) - {""}
@@ -359,7 +361,8 @@ class Workspace:
                 continue
             source = self.repo / rel
             if not source.exists() and not source.is_symlink():
-                continue  # a worker whose checkout lacks it (another machine): the step goes without
+                self.untracked_missing.append(rel)  # a worker on another machine: the step's notes say so
+                continue
             _remove(dest)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if source.is_symlink():

@@ -81,6 +81,8 @@ def execute_step(
     if no_data is not None:
         return no_data
     spans["checkout"] = time.monotonic() - t_span
+    notes += [f"untracked input {rel} is not in the checkout at {getattr(workspace, 'repo', '?')}: the step ran without it"
+              for rel in getattr(workspace, "untracked_missing", ())]
     try:
         env_vars, env_info = prepare_env(workspace.path, build_config.env, log_dir,
                                          repo=getattr(workspace, "repo", None), env_rev=env_rev, aside=aside)

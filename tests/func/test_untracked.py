@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bisector.build.run import BuildConfig
+from bisector.core.model import Verdict
+from bisector.run.step import execute_step
+from bisector.run.wiring import make_suite, make_workspace
 from tests.fixtures.cli import bisector, journal_events
 from tests.fixtures.repos import GitRepo, snapshot
 
@@ -71,3 +75,19 @@ def test_untracked_paths_that_leave_the_checkout_or_do_not_exist_are_one_error_l
                      "--with-untracked", bad)
         assert r.returncode == 2, r.stdout + r.stderr
         assert r.stderr.count("Error:") == 1 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_untracked_input_gone_from_the_checkout_is_a_note_on_each_step(tmp_path: Path) -> None:
+    """As on a worker whose machine has no copy: the step runs without it and says so."""
+    repo, shas = project(tmp_path, 3, culprit=99)
+    ws = make_workspace(repo.path, tmp_path / "session", untracked=["data"])
+    (repo.path / "data" / "value.txt").unlink()
+    (repo.path / "data").rmdir()
+    suite = make_suite([{"type": "command", "run": "test ! -e data"}], repo.path, tmp_path / "frozen")
+    try:
+        ws.open(shas[0])
+        result = execute_step(ws, suite, BuildConfig(), shas[1], 1, tmp_path / "logs")
+    finally:
+        ws.close()
+    assert result.verdict is Verdict.GOOD
+    assert any("untracked input data is not in the checkout" in n for n in result.notes), result.notes
