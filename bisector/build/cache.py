@@ -35,7 +35,7 @@ from bisector.io.clone import clone_file, clone_tree
 from bisector.io.lru import to_prune
 from bisector.io.data.files import load_yaml, lock_outputs
 from bisector.io.git import git
-from bisector.io.workspace import state_dir
+from bisector.io.state import state_dir
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 
 from bisector.io.lru import to_prune
 from bisector.core.errors import BisectorError
-from bisector.io.workspace import state_dir
+from bisector.io.state import state_dir
 
 
 class EnvError(BisectorError):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bisector.io.workspace import state_dir
+from bisector.io.state import state_dir
 
 PRUNED = "removed by `bisector cache --prune`"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bisector.core.errors import UsageError
-from bisector.io.workspace import state_dir
+from bisector.io.state import state_dir
 
 SECRET_FILE = "owner-secret"
 

@@ -24,7 +24,7 @@ from bisector.core.model import Candidates, Outcome, Role, Status, Step, StepReq
 from bisector.core.search import Search
 from bisector.io.config import load_file_config
 from bisector.io.git import git, repo_root, resolve
-from bisector.io.workspace import RepoLock, state_dir
+from bisector.io.state import RepoLock, state_dir
 from bisector.journal.codec import decode_step, encode_mark, encode_outcome, encode_step
 from bisector.journal.read import apply_undo, find_unfinished, read_events
 from bisector.journal.writer import JournalWriter

@@ -25,7 +25,8 @@ from bisector.io.data.choice import choose_materialize
 from bisector.io.env import EnvSettings
 from bisector.io.git import repo_root, resolve
 from bisector.io.history import load_candidates, load_start_candidates
-from bisector.io.workspace import state_dir, untracked_inputs
+from bisector.io.untracked import untracked_inputs
+from bisector.io.state import state_dir
 from bisector.journal.logs import session_logs
 from bisector.journal.owner import check_owner, owner_marker
 from bisector.journal.read import find_unfinished, journal_dir, read_events

@@ -38,7 +38,9 @@ from bisector.io.git import repo_root
 from bisector.io.git import parents as git_parents
 from bisector.io.process import kill_marked, mark_processes
 from bisector.io.editable import checkout_imports
-from bisector.io.workspace import RepoLock, Workspace, describe_untracked, prune_stale, state_dir
+from bisector.io.untracked import describe_untracked
+from bisector.io.state import RepoLock, prune_stale, state_dir
+from bisector.io.workspace import Workspace
 from bisector.journal.codec import decode_step, encode_outcome, encode_step, mark_of, trusted_bounds
 from bisector.journal.read import apply_undo, find_session, find_unfinished, read_events, set_aside_unreadable
 from bisector.journal.reuse import Reusable, reusable_observations

@@ -26,7 +26,7 @@ from bisector.journal.codec import decode_build, encode_result
 from bisector.io.env import ENV_DIR, prepare_env
 from bisector.io.envcache import EnvError, set_aside
 from bisector.io.process import mark_processes
-from bisector.io.workspace import flock, prune_dead_owners
+from bisector.io.state import flock, prune_dead_owners
 from bisector.probes.base import ProbeContext
 from bisector.run.plan import Plan, judge_digest
 from bisector.run.wiring import make_suite, make_workspace

@@ -18,7 +18,8 @@ from bisector.core.model import Attribution, Verdict
 from bisector.build.run import BuildConfig
 from bisector.io.env import EnvSettings, prepare_env, uv_binary
 from bisector.io.envcache import EnvCache
-from bisector.io.workspace import Workspace, state_dir
+from bisector.io.state import state_dir
+from bisector.io.workspace import Workspace
 from bisector.journal.read import read_events
 from bisector.run.session import Handler, RunOptions, Session
 from bisector.run.step import execute_step

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from bisector.io.process import kill_under
-from bisector.io.workspace import flock
+from bisector.io.state import flock
 
 # A step-like tree: a leader in its own session whose child leaves the folder (cwd elsewhere).
 TREE = "import os, subprocess, sys, time\n" \

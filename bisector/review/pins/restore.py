@@ -22,7 +22,8 @@ from bisector.io.data.files import inputs_at
 from bisector.io.env import ENV_DIR, EnvSettings, prepare_env
 from bisector.io.envcache import EnvCache, EnvError
 from bisector.io.git import Blobs, git, git_common_dir, lfs_endpoint, lfs_error, repo_root
-from bisector.io.workspace import local_filters, recorded_submodules, submodule_source
+from bisector.io.clonecfg import local_filters
+from bisector.io.submodules import recorded_submodules, submodule_source
 from bisector.review.pins.store import Pin, check_commit, get_pin
 
 

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 from bisector.core.errors import BisectorError, UsageError
 from bisector.core.model import StepRequest, StepResult
 from bisector.io.process import kill_under
-from bisector.io.workspace import remove_checkout
+from bisector.io.state import remove_checkout
 from bisector.journal.codec import decode_result
 from bisector.run.executors.dask_worker import (
     clean_worker,

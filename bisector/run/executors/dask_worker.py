@@ -18,7 +18,7 @@ from typing import Any
 
 from bisector.core.errors import UsageError
 from bisector.io.process import capture, kill_under
-from bisector.io.workspace import flock, remove_checkout
+from bisector.io.state import flock, remove_checkout
 from bisector.run.step import open_workspace, run_step
 
 

@@ -1,0 +1,73 @@
+"""What a private clone takes from the *user's* configuration, so that its checkouts give the
+files the user's own checkout gives: the repository config's filter drivers, a partial clone's
+promisor remotes, git-lfs's store and server. Never anything from the repository's content.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bisector.io.git import git, lfs_endpoint
+
+# Where a clone's promisor remote pushes: nowhere (a path that is no repository).
+NO_PUSH = "/nonexistent/bisector-clones-do-not-push"
+
+
+def promisor_remotes(repo: Path, source: Path) -> dict[str, dict[str, str]]:
+    """For a partial clone (`git clone --filter=blob:none`, whose pack folder holds `.promisor`
+    files): its promisor remotes (name -> url, promisor, partialclonefilter, a `pushurl` that
+    goes nowhere), so the clone fetches the blobs and trees an old revision needs from the same
+    server as `git checkout` in the user's checkout would. They land in the clone's own object
+    folder, never in the user's. None for a full clone."""
+    if not any((source / "objects" / "pack").glob("*.promisor")):
+        return {}
+    pattern = r"^(remote\..*\.(url|promisor|partialclonefilter)|extensions\.partialclone)$"
+    found: dict[str, dict[str, str]] = {}
+    default = None
+    for line in git(repo, "config", "--get-regexp", pattern, check=False).splitlines():
+        key, _, value = line.partition(" ")
+        if key == "extensions.partialclone":
+            default = value
+            continue
+        name, var = key[len("remote."):].rsplit(".", 1)
+        found.setdefault(name, {})[var] = value
+    return {name: {"url": r["url"], "promisor": "true", "pushurl": NO_PUSH,
+                   **({"partialclonefilter": r["partialclonefilter"]} if "partialclonefilter" in r else {})}
+            for name, r in found.items() if "url" in r and (r.get("promisor") == "true" or name == default)}
+
+
+def local_filters(source: Path) -> dict[str, dict[str, str]]:
+    """The filter drivers of the user's repository config (`filter.NAME.*`, which `git lfs
+    install --local` writes there): without them the clone would check out what the filter
+    stores (git-lfs pointers) instead of the files. The user's own settings, not the repository's."""
+    try:
+        if b"[filter" not in (source / "config").read_bytes().lower():
+            return {}
+    except OSError:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    out = git(source, f"--git-dir={source}", "config", "--local", "--get-regexp", r"^filter\.", check=False)
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        name, _, var = key[len("filter."):].rpartition(".")
+        if name and var:
+            found.setdefault(name, {})[var] = value
+    return found
+
+
+def quoted(value: str) -> str:
+    """A value or subsection name for a git config file, to go between double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def lfs_settings(repo: Path, source: Path) -> dict[str, str]:
+    """The clone's `[lfs]` settings for a repository that uses git-lfs (it has `.git/lfs` and
+    git-lfs is installed), else none: bisector's own store, and the user's LFS server."""
+    if not (source / "lfs").is_dir() or shutil.which("git-lfs") is None:
+        return {}
+    settings = {"storage": str(source / "bisector" / "lfs")}
+    url = lfs_endpoint(repo)
+    if url:
+        settings["url"] = url
+    return settings
