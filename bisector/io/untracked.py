@@ -4,20 +4,24 @@ and that every step needs, checked at the start and copied into each step's work
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 from pathlib import Path
 from typing import Sequence
 
 from bisector.core.errors import UsageError
 
+
 def untracked_inputs(repo: Path, paths: Sequence[str]) -> list[str]:
     """`--with-untracked` / `[workspace] untracked`, checked: each a path inside the checkout
-    (`a/b`, no `..`, not absolute, not under `.git`) that exists there; normalized, in order."""
+    (`a/b`, no `..`, not absolute, not under `.git`) that exists there; normalized (`./data/`
+    is `data`), in order, each once."""
     out: list[str] = []
     for given in paths:
-        rel = str(given).strip().strip("/")
+        text = str(given).strip()
+        rel = posixpath.normpath(text).strip("/") if text else ""
         parts = rel.split("/")
-        if not rel or str(given).startswith("/") or ".." in parts or parts[0] in (".git", ".bisector"):
+        if rel in ("", ".") or text.startswith("/") or ".." in parts or parts[0] in (".git", ".bisector"):
             raise UsageError(f"--with-untracked {given!r}: give a path inside your checkout (as `data/` or `weights.pt`)")
         if not (repo / rel).exists() and not (repo / rel).is_symlink():
             raise UsageError(f"--with-untracked {given!r}: no such file or folder in your checkout {repo}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bisector.build.run import BuildConfig
 from bisector.core.model import Verdict
+from bisector.io.untracked import untracked_inputs
 from bisector.run.step import execute_step
 from bisector.run.wiring import make_suite, make_workspace
 from tests.fixtures.cli import bisector, journal_events
@@ -43,6 +44,7 @@ def test_untracked_data_is_copied_into_every_step_and_never_written_back(tmp_pat
     assert "Untracked input data: 1 files, 0.0 MB" in r.stdout + r.stderr
     start = next(e for e in journal_events(repo.path) if e["event"] == "start")
     assert start["untracked"] == ["data"]
+    assert untracked_inputs(repo.path, ["./data/", "data", "data//"]) == ["data"]
 
 
 def test_untracked_from_the_config_file_and_a_revision_that_tracks_the_path_keeps_its_own(tmp_path: Path) -> None:
@@ -70,7 +72,8 @@ def test_untracked_from_the_config_file_and_a_revision_that_tracks_the_path_keep
 def test_untracked_paths_that_leave_the_checkout_or_do_not_exist_are_one_error_line(tmp_path: Path) -> None:
     repo, shas = project(tmp_path, 3, culprit=2)
     for bad, why in (("../outside", "inside your checkout"), ("/etc", "inside your checkout"),
-                     (".git", "inside your checkout"), ("nope/", "no such file or folder")):
+                     (".git", "inside your checkout"), ("nope/", "no such file or folder"),
+                     ("data/../../x", "inside your checkout"), ("./", "inside your checkout")):
         r = bisector(repo.path, "run", "--good", shas[0], "--bad", shas[-1], "--probe", "./check.sh",
                      "--with-untracked", bad)
         assert r.returncode == 2, r.stdout + r.stderr
