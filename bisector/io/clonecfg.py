@@ -6,9 +6,11 @@ promisor remotes, git-lfs's store and server. Never anything from the repository
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
-from bisector.io.git import git, lfs_endpoint
+from bisector.core.errors import GitError
+from bisector.io.git import MissingObjectsError, git, lfs_endpoint
 
 # Where a clone's promisor remote pushes: nowhere (a path that is no repository).
 NO_PUSH = "/nonexistent/bisector-clones-do-not-push"
@@ -35,6 +37,17 @@ def promisor_remotes(repo: Path, source: Path) -> dict[str, dict[str, str]]:
     return {name: {"url": r["url"], "promisor": "true", "pushurl": NO_PUSH,
                    **({"partialclonefilter": r["partialclonefilter"]} if "partialclonefilter" in r else {})}
             for name, r in found.items() if "url" in r and (r.get("promisor") == "true" or name == default)}
+
+
+def promisor_error(exc: GitError, rev: str, remotes: Mapping[str, str]) -> MissingObjectsError | None:
+    """The error for a checkout of `rev` whose files a partial clone's promisor remotes (name ->
+    url) did not give (offline, gone), or None for another failure."""
+    if not remotes or "from promisor remote" not in exc.stderr:
+        return None
+    named = ", ".join(f"{name} ({url})" for name, url in remotes.items())
+    return MissingObjectsError(f"cannot check out {rev[:10]}: your repository is a partial clone and git could not "
+                               f"fetch that revision's files from its promisor remote {named}; make the remote "
+                               "reachable and run again", stderr=exc.stderr)
 
 
 def local_filters(source: Path) -> dict[str, dict[str, str]]:

@@ -38,7 +38,7 @@ from typing import Sequence
 from bisector.core.errors import BisectorError, GitError, UsageError
 from bisector.io.clone import clone_file, clone_tree
 from bisector.io.confine import confined
-from bisector.io.clonecfg import quoted, lfs_settings, local_filters, promisor_remotes
+from bisector.io.clonecfg import lfs_settings, local_filters, promisor_error, promisor_remotes, quoted
 from bisector.io.editable import checkout_imports, step_pythonpath
 from bisector.io.git import MissingObjectsError, git, git_common_dir, lfs_error
 from bisector.io.submodules import MAX_SUBMODULE_DEPTH, recorded_submodules, submodule_source
@@ -289,12 +289,7 @@ class Workspace:
         try:
             self._git("checkout", "--quiet", "--force", "--detach", rev)
         except GitError as exc:
-            if "from promisor remote" in exc.stderr and self.promisors:
-                remotes = ", ".join(f"{name} ({url})" for name, url in self.promisors.items())
-                raise MissingObjectsError(f"cannot check out {rev[:10]}: your repository is a partial clone and git could not "
-                               f"fetch that revision's files from its promisor remote {remotes}; make the remote "
-                               "reachable and run again", stderr=exc.stderr) from None
-            raise lfs_error(exc, rev, self.lfs_url) or exc from None
+            raise promisor_error(exc, rev, self.promisors) or lfs_error(exc, rev, self.lfs_url) or exc from None
 
     def keep_paths(self, rev: str) -> list[str]:
         """Ignored paths `git clean` must leave for the next step to update in place (none here)."""

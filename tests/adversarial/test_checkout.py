@@ -274,3 +274,22 @@ def test_a_partial_clone_whose_remote_is_gone_is_one_error_line_and_resumes_once
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"{shas[CULPRIT - 1]} is the first bad commit" in res.stdout
     assert snapshot(user) == before
+
+
+def test_restore_of_a_pin_in_a_partial_clone_fetches_its_files_or_says_it_cannot(repo: GitRepo, tmp_path: Path) -> None:
+    shas = linear_history(repo, N, CULPRIT)
+    ctx = Ctx(repo, tmp_path, shas, tmp_path / "canary", good=shas[0])
+    _partial(ctx)
+    user, server = ctx.repo.path, repo.path
+    assert bisector(user, "pin", "add", "old", "--rev", shas[1]).returncode == 0
+    r = bisector(user, "restore", "old", str(tmp_path / "copy"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "copy" / "state.txt").read_text() == "ok\n" and (tmp_path / "copy" / "n.txt").read_text() == "2\n"
+    away = server.with_name("away")
+    server.rename(away)
+    try:
+        r = bisector(user, "restore", "old", str(tmp_path / "copy2"))
+    finally:
+        away.rename(server)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stderr.count("Error:") == 1 and "partial clone" in r.stderr and f"file://{server}" in r.stderr, r.stderr

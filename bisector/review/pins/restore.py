@@ -22,7 +22,7 @@ from bisector.io.data.files import inputs_at
 from bisector.io.env import ENV_DIR, EnvSettings, prepare_env
 from bisector.io.envcache import EnvCache, EnvError
 from bisector.io.git import Blobs, git, git_common_dir, lfs_endpoint, lfs_error, repo_root
-from bisector.io.clonecfg import local_filters
+from bisector.io.clonecfg import local_filters, promisor_error, promisor_remotes
 from bisector.io.submodules import recorded_submodules, submodule_source
 from bisector.review.pins.store import Pin, check_commit, get_pin
 
@@ -93,16 +93,33 @@ def restore(repo_path: Path, name: str, dest: Path | str) -> Restored:
     # reaches any more is restorable too; the user's repository is only read.
     git(repo, "clone", "--quiet", "--no-checkout", str(repo), str(dest))
     common = git_common_dir(repo)
-    for name, settings in local_filters(common).items():  # as your checkout smudges (`git lfs install --local`)
+    for driver, settings in local_filters(common).items():  # as your checkout smudges (`git lfs install --local`)
         for var, value in settings.items():
-            git(dest, "config", f"filter.{name}.{var}", value)
+            git(dest, "config", f"filter.{driver}.{var}", value)
     lfs_url = lfs_endpoint(repo) if (common / "lfs").is_dir() and shutil.which("git-lfs") else None
     if lfs_url:  # weights not in your LFS store come from your LFS server, not from the clone's origin (you)
         git(dest, "config", "lfs.url", lfs_url)
+    promisors = promisor_remotes(repo, common)
+    for remote, settings in promisors.items():  # a partial clone: its missing files come from its server
+        for var, value in settings.items():
+            if var != "pushurl":  # (the copy is yours: it pushes where your remote does)
+                git(dest, "config", f"remote.{remote}.{var}", value)
+    if promisors:
+        git(dest, "config", "core.repositoryformatversion", "1")
     try:
         git(dest, "checkout", "--quiet", "--detach", pin.commit)
     except GitError as exc:
-        raise lfs_error(exc, pin.commit, lfs_url) or exc from None
+        remotes = {remote: settings["url"] for remote, settings in promisors.items()}
+        raise promisor_error(exc, pin.commit, remotes) or lfs_error(exc, pin.commit, lfs_url) or exc from None
+    # A checkout that left tracked files out (objects a partial clone lacks) must not pass for one.
+    # (Deleted ones only: a file git shows as modified right after a checkout is line-ending
+    # normalization, not a missing object.)
+    missing = [line for line in git(dest, "status", "--porcelain", "--untracked-files=no",
+                                    "--ignore-submodules=all").splitlines() if "D" in line[:2]]
+    if missing:
+        raise GitError(f"restore of pin {name!r} into {dest} is incomplete: {len(missing)} tracked file(s) could not be "
+                       f"checked out (first: {missing[0][3:]}); is the repository a partial or shallow clone whose "
+                       "server cannot be reached?")
     notes = restore_submodules(repo, common, dest)
     if pin.data_rev:
         # Code from `commit`, data from `data_rev`: overlay only the data-source .dvc files.
