@@ -254,10 +254,12 @@ def reset(repo: str) -> None:
 @_handle_errors
 def cache(repo: str, prune: bool, older_than: float | None, max_size: float | None) -> None:
     """Show (or prune) the build cache and the environment cache (builds and environments of
-    earlier steps, restored instead of rebuilt)."""
+    earlier steps, restored instead of rebuilt), bisector's git-lfs store and the step logs."""
     from bisector.build.cache import BuildCache
+    from bisector.io.clonecfg import lfs_objects, prune_lfs
     from bisector.io.envcache import EnvCache
     from bisector.io.git import repo_root
+    from bisector.io.state import state_dir
     from bisector.journal.logs import list_logs, prune_logs
     from bisector.journal.read import find_unfinished
     from bisector.review.tables import render_cache, render_envs
@@ -274,6 +276,10 @@ def cache(repo: str, prune: bool, older_than: float | None, max_size: float | No
         envs = ec.prune(**limits)  # the limits apply to each cache on its own
         if envs:
             click.echo(f"Removed {len(envs)} environments ({sum(e.size for e in envs) / 1e6:.1f} MB).")
+        lfs = prune_lfs(state_dir(repo_root(Path(repo))), **limits)
+        if lfs:
+            click.echo(f"Removed {len(lfs)} git-lfs objects of bisector's store "
+                       f"({sum(o.size for o in lfs) / 1e6:.1f} MB of their own; the rest were links to yours).")
         unfinished = find_unfinished(repo_root(Path(repo)))
         logs = prune_logs(repo_root(Path(repo)), **limits, keep=(unfinished.stem,) if unfinished else ())
         if logs:
@@ -284,6 +290,10 @@ def cache(repo: str, prune: bool, older_than: float | None, max_size: float | No
     if envs:
         click.echo(envs)
     click.echo(render_cache(bc))
+    lfs = lfs_objects(state_dir(repo_root(Path(repo))))
+    if lfs:
+        click.echo(f"git-lfs store: {len(lfs)} objects, {sum(o.size for o in lfs) / 1e6:.1f} MB of their own "
+                   "(downloaded for old revisions; the others are hard links to your .git/lfs)")
     kept = list_logs(repo_root(Path(repo)))
     if kept:
         click.echo(f"Step logs: {len(kept)} sessions, {sum(e.size for e in kept) / 1e6:.1f} MB "

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from bisector.core.errors import GitError
 from bisector.io.git import MissingObjectsError, git, lfs_endpoint
+from bisector.io.lru import to_prune
 
 # Where a clone's promisor remote pushes: nowhere (a path that is no repository).
 NO_PUSH = "/nonexistent/bisector-clones-do-not-push"
@@ -84,3 +86,32 @@ def lfs_settings(repo: Path, source: Path) -> dict[str, str]:
     if url:
         settings["url"] = url
     return settings
+
+
+@dataclass(frozen=True)
+class LfsObject:
+    path: Path
+    size: int  # bytes of its own: 0 for a hard link to your `.git/lfs` (it costs nothing)
+    last_used: float
+
+
+def lfs_objects(state: Path) -> list[LfsObject]:
+    """The objects of bisector's LFS store (`<state>/lfs/objects`), least recently used first:
+    hard links to your own objects, and the ones downloaded for old revisions."""
+    root = state / "lfs" / "objects"
+    out = []
+    for p in root.rglob("*") if root.is_dir() else ():
+        if p.is_file() and not p.is_symlink():
+            st = p.stat()
+            out.append(LfsObject(p, st.st_size if st.st_nlink == 1 else 0, max(st.st_atime, st.st_mtime)))
+    return sorted(out, key=lambda o: o.last_used)
+
+
+def prune_lfs(state: Path, older_than: float | None = None, max_bytes: int | None = None) -> list[LfsObject]:
+    """Remove the store's objects unused for `older_than` seconds, then the least recently used
+    until the rest holds at most `max_bytes` of its own. A later step links or downloads again."""
+    dropped = to_prune(lfs_objects(state), older_than, max_bytes)
+    for o in dropped:
+        o.path.unlink(missing_ok=True)
+    return dropped
+

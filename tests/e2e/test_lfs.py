@@ -61,6 +61,13 @@ def test_weights_never_fetched_are_downloaded_from_the_users_lfs_server(tmp_path
     assert snapshot(repo.path) == before
     assert store_files(repo.path / ".git") == store  # downloaded into bisector's store, not the user's
     assert any(k.endswith(oid(V1)) for k in store_files(repo.path / ".git" / "bisector"))
+    # `bisector cache` shows the store (the download is its own bytes; the rest links), `--prune` empties it.
+    shown = bisector(repo.path, "cache")
+    assert shown.returncode == 0 and "git-lfs store: 2 objects, 0.0 MB of their own" in shown.stdout, shown.stdout
+    pruned = bisector(repo.path, "cache", "--prune")
+    assert pruned.returncode == 0 and "Removed 2 git-lfs objects" in pruned.stdout, pruned.stdout
+    assert not [k for k in store_files(repo.path / ".git" / "bisector") if k.startswith("objects/")]
+    assert store_files(repo.path / ".git") == store
 
 
 def test_weights_neither_local_nor_on_the_server_are_one_error_line_naming_the_file_and_the_fix(tmp_path: Path) -> None:
