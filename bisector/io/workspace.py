@@ -64,6 +64,7 @@ class Workspace:
         self.untracked = list(untracked)  # files of the user's checkout, not in git, every step gets
         self._copied: dict[str, object] = {}  # each one -> the stat of its copy as made (see _bring_untracked)
         self.untracked_missing: list[str] = []  # after a checkout: those not found in the checkout
+        self._untracked_key: str | None = None
         self.session_dir = session_dir
         self.path = work_tree or session_dir / "wt"
         self.depth = depth  # 0 for the repository, 1 for its submodules, ...
@@ -207,11 +208,14 @@ class Workspace:
 
     def untracked_key(self) -> str | None:
         """A fingerprint of the `untracked` paths in the user's checkout (names, sizes, mtimes):
-        part of the build-cache key, so a build made with other data is not reused."""
+        part of the build-cache key, so a build made with other data is not reused. Taken at the
+        first step, as the copies are."""
         if not self.untracked:
             return None
-        stats = [(rel, stat_tree(self.repo / rel)) for rel in self.untracked]
-        return hashlib.sha256(repr(stats).encode()).hexdigest()
+        if self._untracked_key is None:  # once a session: a walk of the user's data per step is not free
+            stats = [(rel, stat_tree(self.repo / rel)) for rel in self.untracked]
+            self._untracked_key = hashlib.sha256(repr(stats).encode()).hexdigest()
+        return self._untracked_key
 
     def _bring_untracked(self) -> None:
         """Put each `untracked` path of the user's checkout in the work tree, as `git bisect`
@@ -219,7 +223,7 @@ class Workspace:
         when a build or probe changed the copy (its stat differs from the copy as made), so no
         step sees what another wrote. A revision that tracks the path keeps its own version; a
         path below a symlink of the revision is not written through."""
-        self.untracked_missing: list[str] = []
+        self.untracked_missing = []
         if not self.untracked:
             return
         tracked = set(self._git("ls-files", "-z", "--", *self.untracked).split("\0")) - {""}
@@ -279,7 +283,7 @@ class Workspace:
         except BisectorError as exc:
             self._subs.pop(path, None)
             for child in (self.path / path).iterdir() if (self.path / path).is_dir() else ():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+                remove(child)
             return f"empty: {sha[:10]} could not be checked out from {source} ({exc})"
         return sha
 

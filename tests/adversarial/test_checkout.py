@@ -11,7 +11,8 @@ is byte-identical before and after (working tree files, `.git/index`, HEAD, ever
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,18 +254,30 @@ def test_a_shallow_users_clone_borrows_objects_too(repo: GitRepo, tmp_path: Path
     assert snapshot(shallow) == before
 
 
-def test_a_partial_clone_whose_remote_is_gone_is_one_error_line_and_resumes_once_it_is_back(repo: GitRepo, tmp_path: Path) -> None:
+def _partial_user(repo: GitRepo, tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """A history in `repo` (the server) and the user's partial clone of it: (shas, user, server)."""
     shas = linear_history(repo, N, CULPRIT)
     ctx = Ctx(repo, tmp_path, shas, tmp_path / "canary", good=shas[0])
     _partial(ctx)
-    user, server = ctx.repo.path, repo.path
-    before = snapshot(user)
+    return shas, ctx.repo.path, repo.path
+
+
+@contextmanager
+def _gone(server: Path) -> Iterator[None]:
+    """The partial clone's server is unreachable (moved away) meanwhile."""
     away = server.with_name("away")
     server.rename(away)
     try:
-        res = bisector(user, "run", "--good", shas[0], "--bad", "main", "--probe", "grep -qx ok state.txt")
+        yield
     finally:
         away.rename(server)
+
+
+def test_a_partial_clone_whose_remote_is_gone_is_one_error_line_and_resumes_once_it_is_back(repo: GitRepo, tmp_path: Path) -> None:
+    shas, user, server = _partial_user(repo, tmp_path)
+    before = snapshot(user)
+    with _gone(server):
+        res = bisector(user, "run", "--good", shas[0], "--bad", "main", "--probe", "grep -qx ok state.txt")
     assert res.returncode == 2, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     err = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
@@ -277,19 +290,12 @@ def test_a_partial_clone_whose_remote_is_gone_is_one_error_line_and_resumes_once
 
 
 def test_restore_of_a_pin_in_a_partial_clone_fetches_its_files_or_says_it_cannot(repo: GitRepo, tmp_path: Path) -> None:
-    shas = linear_history(repo, N, CULPRIT)
-    ctx = Ctx(repo, tmp_path, shas, tmp_path / "canary", good=shas[0])
-    _partial(ctx)
-    user, server = ctx.repo.path, repo.path
+    shas, user, server = _partial_user(repo, tmp_path)
     assert bisector(user, "pin", "add", "old", "--rev", shas[1]).returncode == 0
     r = bisector(user, "restore", "old", str(tmp_path / "copy"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "copy" / "state.txt").read_text() == "ok\n" and (tmp_path / "copy" / "n.txt").read_text() == "2\n"
-    away = server.with_name("away")
-    server.rename(away)
-    try:
+    with _gone(server):
         r = bisector(user, "restore", "old", str(tmp_path / "copy2"))
-    finally:
-        away.rename(server)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert r.stderr.count("Error:") == 1 and "partial clone" in r.stderr and f"file://{server}" in r.stderr, r.stderr
